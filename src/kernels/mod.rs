@@ -1,0 +1,3 @@
+//! Compute kernels: SIMD CPU kernels ([`cpu`]) and, with the `cuda` feature, CUDA kernels.
+
+pub mod cpu;

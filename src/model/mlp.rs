@@ -1,0 +1,480 @@
+//! The multi-layer perceptron: layout of θ (DESIGN §2), forward, JVP, VJP and the fast
+//! explicit Jacobian.
+
+use super::signals::Signals;
+use super::{Activation, Init, Jacobian, Model};
+use crate::{Error, Real, Result};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+/// How the stored parameters enter the pre-activations.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Parameterization {
+    /// `z = W a + b`.
+    Standard,
+    /// `z = σ_w/√fan_in · W a + σ_b b` (Jacot et al.; stored `W, b ~ N(0, 1)`).
+    Ntk {
+        /// Weight multiplier `σ_w`.
+        sigma_w: f64,
+        /// Bias multiplier `σ_b`.
+        sigma_b: f64,
+    },
+}
+
+/// Where one layer's parameters sit in θ and how they are scaled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Layer {
+    /// Input width of the layer.
+    pub fan_in: usize,
+    /// Output width of the layer.
+    pub fan_out: usize,
+    /// Offset of `W` (row-major `fan_out × fan_in`) in θ.
+    pub w_offset: usize,
+    /// Offset of `b` (length `fan_out`) in θ.
+    pub b_offset: usize,
+    /// Multiplier of `W a` in the pre-activation (`1` or `σ_w/√fan_in`).
+    pub w_scale: f64,
+    /// Multiplier of `b` in the pre-activation (`1` or `σ_b`).
+    pub b_scale: f64,
+}
+
+/// A fully connected network `widths = [d, h₁, …, C]` with one activation on every hidden
+/// layer and a linear read-out. θ is the concatenation over layers of `W_l` (row-major,
+/// `fan_out × fan_in`) then `b_l`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    widths: Vec<usize>,
+    activation: Activation,
+    parameterization: Parameterization,
+    layers: Vec<Layer>,
+}
+
+pub(crate) fn par() -> Par {
+    faer::get_global_parallelism()
+}
+
+impl Mlp {
+    /// An MLP with the standard parameterisation.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if there are fewer than two widths or a width is zero.
+    pub fn new(widths: &[usize], activation: Activation) -> Result<Self> {
+        Self::with_parameterization(widths, activation, Parameterization::Standard)
+    }
+
+    /// An MLP with the given parameterisation.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if there are fewer than two widths, a width is zero, or a σ is not
+    /// finite and positive.
+    pub fn with_parameterization(
+        widths: &[usize],
+        activation: Activation,
+        parameterization: Parameterization,
+    ) -> Result<Self> {
+        if widths.len() < 2 {
+            return Err(Error::config(format!(
+                "an MLP needs at least an input and an output width, got {widths:?}"
+            )));
+        }
+        if let Some(i) = widths.iter().position(|&w| w == 0) {
+            return Err(Error::config(format!("width {i} of {widths:?} is zero")));
+        }
+        if let Parameterization::Ntk { sigma_w, sigma_b } = parameterization {
+            if !(sigma_w.is_finite() && sigma_w > 0.0 && sigma_b.is_finite() && sigma_b >= 0.0) {
+                return Err(Error::config(format!(
+                    "NTK parameterisation needs σ_w > 0 and σ_b ≥ 0, got σ_w={sigma_w}, σ_b={sigma_b}"
+                )));
+            }
+        }
+        let mut layers = Vec::with_capacity(widths.len() - 1);
+        let mut off = 0;
+        for w in widths.windows(2) {
+            let (fan_in, fan_out) = (w[0], w[1]);
+            let (w_scale, b_scale) = match parameterization {
+                Parameterization::Standard => (1.0, 1.0),
+                Parameterization::Ntk { sigma_w, sigma_b } => {
+                    (sigma_w / (fan_in as f64).sqrt(), sigma_b)
+                }
+            };
+            layers.push(Layer {
+                fan_in,
+                fan_out,
+                w_offset: off,
+                b_offset: off + fan_in * fan_out,
+                w_scale,
+                b_scale,
+            });
+            off += fan_in * fan_out + fan_out;
+        }
+        Ok(Self {
+            widths: widths.to_vec(),
+            activation,
+            parameterization,
+            layers,
+        })
+    }
+
+    /// The widths `[d, h₁, …, C]`.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+    /// The hidden activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+    /// The parameterisation.
+    pub fn parameterization(&self) -> Parameterization {
+        self.parameterization
+    }
+    /// The layers, input to output.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Draws θ with the given scheme from a ChaCha8 stream seeded by `seed`. Values are drawn
+    /// in `f64` and rounded, so `init::<f32>` is `init::<f64>` rounded.
+    pub fn init<T: Real>(&self, init: Init, seed: u64) -> Vec<T> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut theta = vec![T::zero_impl(); self.n_params_total()];
+        for layer in &self.layers {
+            // Effective standard deviations of W and b.
+            let (sd_w, sd_b) = match init {
+                Init::Standard => {
+                    let gain = if self.activation == Activation::Relu {
+                        2f64.sqrt()
+                    } else {
+                        1.0
+                    };
+                    (gain / (layer.fan_in as f64).sqrt(), 0.0)
+                }
+                Init::Ntk { sigma_w, sigma_b } => (sigma_w / (layer.fan_in as f64).sqrt(), sigma_b),
+            };
+            let (sd_w, sd_b) = (
+                sd_w / layer.w_scale,
+                if layer.b_scale > 0.0 {
+                    sd_b / layer.b_scale
+                } else {
+                    0.0
+                },
+            );
+            for t in &mut theta[layer.w_offset..layer.b_offset] {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                *t = T::from_f64(sd_w * z);
+            }
+            for t in &mut theta[layer.b_offset..layer.b_offset + layer.fan_out] {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                *t = T::from_f64(sd_b * z);
+            }
+        }
+        theta
+    }
+
+    fn n_params_total(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.b_offset + l.fan_out)
+    }
+
+    #[track_caller]
+    fn check_theta_x<T: Real>(&self, what: &str, theta: &[T], x: MatRef<'_, T>) {
+        assert_eq!(
+            theta.len(),
+            self.n_params_total(),
+            "Mlp::{what}: θ has length {}, the MLP {:?} has {} parameters",
+            theta.len(),
+            self.widths,
+            self.n_params_total()
+        );
+        assert_eq!(
+            x.ncols(),
+            self.widths[0],
+            "Mlp::{what}: X is {}×{}, the MLP {:?} takes {} inputs",
+            x.nrows(),
+            x.ncols(),
+            self.widths,
+            self.widths[0]
+        );
+    }
+
+    /// Forward pass keeping what backprop needs: `acts[l]` is the (row-major `N × w_l`)
+    /// input of layer `l` (so `acts[0]` is X), `derivs[l]` is `φ'(z)` at that input (for
+    /// `l ≥ 1`), and `output` is `f(X; θ)` row-major `N × C`.
+    pub(crate) fn trace<T: Real>(
+        &self,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        keep_derivs: bool,
+    ) -> Trace<T> {
+        let n = x.nrows();
+        let mut acts = Vec::with_capacity(self.layers.len());
+        let mut derivs = Vec::with_capacity(self.layers.len());
+        let mut x0 = vec![T::zero_impl(); n * self.widths[0]];
+        MatMut::from_row_major_slice_mut(&mut x0, n, self.widths[0]).copy_from(x);
+        acts.push(x0);
+        derivs.push(Vec::new());
+        let last = self.layers.len() - 1;
+        let mut output = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut z = vec![T::zero_impl(); n * layer.fan_out];
+            affine(theta, layer, &acts[l], n, &mut z);
+            if l == last {
+                output = z;
+            } else {
+                let mut a = vec![T::zero_impl(); z.len()];
+                if keep_derivs {
+                    let mut d = vec![T::zero_impl(); z.len()];
+                    self.activation.apply_slice(&z, &mut a, Some(&mut d));
+                    derivs.push(d);
+                } else {
+                    self.activation.apply_slice(&z, &mut a, None);
+                    derivs.push(Vec::new());
+                }
+                acts.push(a);
+            }
+        }
+        Trace {
+            n,
+            acts,
+            derivs,
+            output,
+        }
+    }
+
+    /// The backprop signals `G_l = ∂f/∂z_l` for all `N·C` outputs and the layer inputs
+    /// `A_{l−1}`: everything the explicit Jacobian and the structured NTK are built from.
+    ///
+    /// # Panics
+    /// If `θ.len() != P` or `X` does not have `d` columns.
+    #[track_caller]
+    pub fn signals<T: Real>(&self, theta: &[T], x: MatRef<'_, T>) -> Signals<T> {
+        self.check_theta_x("signals", theta, x);
+        let tr = self.trace(theta, x, true);
+        let (n, c) = (tr.n, self.n_outputs_total());
+        let m = n * c;
+        let nl = self.layers.len();
+        let mut grads: Vec<Vec<T>> = vec![Vec::new(); nl];
+        // G_L: row n·C + k is e_k.
+        let mut g_last = vec![T::zero_impl(); m * c];
+        for r in 0..m {
+            g_last[r * c + r % c] = T::one_impl();
+        }
+        grads[nl - 1] = g_last;
+        for l in (1..nl).rev() {
+            let layer = &self.layers[l];
+            let mut g_prev = vec![T::zero_impl(); m * layer.fan_in];
+            {
+                let w = MatRef::from_row_major_slice(
+                    &theta[layer.w_offset..layer.b_offset],
+                    layer.fan_out,
+                    layer.fan_in,
+                );
+                let g = MatRef::from_row_major_slice(&grads[l], m, layer.fan_out);
+                let dst = MatMut::from_row_major_slice_mut(&mut g_prev, m, layer.fan_in);
+                matmul(dst, Accum::Replace, g, w, T::from_f64(layer.w_scale), par());
+            }
+            let d = &tr.derivs[l];
+            let h = layer.fan_in;
+            g_prev.par_chunks_mut(h).enumerate().for_each(|(r, row)| {
+                let dn = &d[(r / c) * h..(r / c + 1) * h];
+                for (gi, &di) in row.iter_mut().zip(dn) {
+                    *gi *= di;
+                }
+            });
+            grads[l - 1] = g_prev;
+        }
+        Signals {
+            n,
+            c,
+            layers: self.layers.clone(),
+            acts: tr.acts,
+            grads,
+            output: tr.output,
+        }
+    }
+
+    fn n_outputs_total(&self) -> usize {
+        *self.widths.last().expect("at least two widths")
+    }
+}
+
+/// What a forward pass keeps for backprop (see [`Mlp::trace`]).
+pub(crate) struct Trace<T> {
+    pub n: usize,
+    pub acts: Vec<Vec<T>>,
+    pub derivs: Vec<Vec<T>>,
+    pub output: Vec<T>,
+}
+
+/// `z ← s_w · a Wᵀ + s_b · b` (all row-major).
+fn affine<T: Real>(theta: &[T], layer: &Layer, a: &[T], n: usize, z: &mut [T]) {
+    let b = &theta[layer.b_offset..layer.b_offset + layer.fan_out];
+    let sb = T::from_f64(layer.b_scale);
+    for row in z.chunks_exact_mut(layer.fan_out) {
+        for (zi, &bi) in row.iter_mut().zip(b) {
+            *zi = sb * bi;
+        }
+    }
+    let w = MatRef::from_row_major_slice(
+        &theta[layer.w_offset..layer.b_offset],
+        layer.fan_out,
+        layer.fan_in,
+    );
+    let a = MatRef::from_row_major_slice(a, n, layer.fan_in);
+    let dst = MatMut::from_row_major_slice_mut(z, n, layer.fan_out);
+    matmul(
+        dst,
+        Accum::Add,
+        a,
+        w.transpose(),
+        T::from_f64(layer.w_scale),
+        par(),
+    );
+}
+
+fn row_major_to_mat<T: Real>(data: &[T], n: usize, c: usize) -> Mat<T> {
+    MatRef::from_row_major_slice(data, n, c).to_owned()
+}
+
+impl<T: Real> Model<T> for Mlp {
+    fn n_params(&self) -> usize {
+        self.n_params_total()
+    }
+    fn n_inputs(&self) -> usize {
+        self.widths[0]
+    }
+    fn n_outputs(&self) -> usize {
+        self.n_outputs_total()
+    }
+
+    #[track_caller]
+    fn forward(&self, theta: &[T], x: MatRef<'_, T>) -> Mat<T> {
+        self.check_theta_x("forward", theta, x);
+        let tr = self.trace(theta, x, false);
+        row_major_to_mat(&tr.output, tr.n, self.n_outputs_total())
+    }
+
+    #[track_caller]
+    fn jvp(&self, theta: &[T], x: MatRef<'_, T>, v: &[T]) -> (Mat<T>, Mat<T>) {
+        self.check_theta_x("jvp", theta, x);
+        assert_eq!(
+            v.len(),
+            theta.len(),
+            "Mlp::jvp: tangent has length {}, θ has length {}",
+            v.len(),
+            theta.len()
+        );
+        let tr = self.trace(theta, x, true);
+        let n = tr.n;
+        let last = self.layers.len() - 1;
+        // ȧ_0 = 0; ż_l = s_w (ȧ_{l−1} Wᵀ + a_{l−1} dWᵀ) + s_b db; ȧ_l = φ'(z_l) ⊙ ż_l.
+        let mut a_dot: Option<Vec<T>> = None;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut z_dot = vec![T::zero_impl(); n * layer.fan_out];
+            affine(v, layer, &tr.acts[l], n, &mut z_dot);
+            if let Some(ad) = &a_dot {
+                let w = MatRef::from_row_major_slice(
+                    &theta[layer.w_offset..layer.b_offset],
+                    layer.fan_out,
+                    layer.fan_in,
+                );
+                let ad = MatRef::from_row_major_slice(ad, n, layer.fan_in);
+                let dst = MatMut::from_row_major_slice_mut(&mut z_dot, n, layer.fan_out);
+                matmul(
+                    dst,
+                    Accum::Add,
+                    ad,
+                    w.transpose(),
+                    T::from_f64(layer.w_scale),
+                    par(),
+                );
+            }
+            if l < last {
+                let d = &tr.derivs[l + 1];
+                z_dot
+                    .par_iter_mut()
+                    .zip(d.par_iter())
+                    .for_each(|(zi, &di)| *zi *= di);
+            }
+            a_dot = Some(z_dot);
+        }
+        let c = self.n_outputs_total();
+        (
+            row_major_to_mat(&tr.output, n, c),
+            row_major_to_mat(&a_dot.expect("at least one layer"), n, c),
+        )
+    }
+
+    #[track_caller]
+    fn vjp(&self, theta: &[T], x: MatRef<'_, T>, u: MatRef<'_, T>) -> Vec<T> {
+        self.check_theta_x("vjp", theta, x);
+        let c = self.n_outputs_total();
+        assert!(
+            u.nrows() == x.nrows() && u.ncols() == c,
+            "Mlp::vjp: cotangent is {}×{}, expected N×C = {}×{c}",
+            u.nrows(),
+            u.ncols(),
+            x.nrows()
+        );
+        let tr = self.trace(theta, x, true);
+        let n = tr.n;
+        let mut grad = vec![T::zero_impl(); theta.len()];
+        let mut delta = vec![T::zero_impl(); n * c];
+        MatMut::from_row_major_slice_mut(&mut delta, n, c).copy_from(u);
+        for (l, layer) in self.layers.iter().enumerate().rev() {
+            let (w_part, b_part) = grad[layer.w_offset..layer.b_offset + layer.fan_out]
+                .split_at_mut(layer.fan_in * layer.fan_out);
+            let dmat = MatRef::from_row_major_slice(&delta, n, layer.fan_out);
+            // dW = s_w δᵀ A_{l−1}
+            let a = MatRef::from_row_major_slice(&tr.acts[l], n, layer.fan_in);
+            let dw = MatMut::from_row_major_slice_mut(w_part, layer.fan_out, layer.fan_in);
+            matmul(
+                dw,
+                Accum::Replace,
+                dmat.transpose(),
+                a,
+                T::from_f64(layer.w_scale),
+                par(),
+            );
+            // db = s_b Σ_n δ_n
+            let sb = T::from_f64(layer.b_scale);
+            b_part.fill(T::zero_impl());
+            for row in delta.chunks_exact(layer.fan_out) {
+                T::axpy(sb, row, b_part);
+            }
+            if l > 0 {
+                let mut prev = vec![T::zero_impl(); n * layer.fan_in];
+                let w = MatRef::from_row_major_slice(
+                    &theta[layer.w_offset..layer.b_offset],
+                    layer.fan_out,
+                    layer.fan_in,
+                );
+                let dst = MatMut::from_row_major_slice_mut(&mut prev, n, layer.fan_in);
+                matmul(
+                    dst,
+                    Accum::Replace,
+                    dmat,
+                    w,
+                    T::from_f64(layer.w_scale),
+                    par(),
+                );
+                let d = &tr.derivs[l];
+                prev.par_iter_mut()
+                    .zip(d.par_iter())
+                    .for_each(|(pi, &di)| *pi *= di);
+                delta = prev;
+            }
+        }
+        grad
+    }
+
+    #[track_caller]
+    fn jacobian(&self, theta: &[T], x: MatRef<'_, T>) -> Jacobian<T> {
+        let s = self.signals(theta, x);
+        let mut j = Jacobian::zeros(s.n * s.c, theta.len());
+        s.write_jacobian(j.as_mut_slice());
+        j
+    }
+}
