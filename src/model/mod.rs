@@ -10,7 +10,7 @@ mod signals;
 pub use activation::Activation;
 pub use init::Init;
 pub use jacobian::Jacobian;
-pub use mlp::{Mlp, Parameterization};
+pub use mlp::{Layer, Mlp, Parameterization};
 pub use signals::Signals;
 
 use crate::Real;
