@@ -65,10 +65,11 @@ fn gauss_solve(mut a: Vec<Vec<f64>>) -> Vec<f64> {
             .max_by(|&i, &j| a[i][k].abs().total_cmp(&a[j][k].abs()))
             .unwrap();
         a.swap(k, piv);
-        for i in k + 1..p {
-            let f = a[i][k] / a[k][k];
-            for jj in k..=p {
-                a[i][jj] -= f * a[k][jj];
+        let pivot_row = a[k].clone();
+        for row in a.iter_mut().skip(k + 1) {
+            let f = row[k] / pivot_row[k];
+            for (v, &pv) in row[k..].iter_mut().zip(&pivot_row[k..]) {
+                *v -= f * pv;
             }
         }
     }
