@@ -4,6 +4,7 @@
 pub mod error;
 pub mod kernels;
 pub mod linalg;
+pub mod linearise;
 pub mod loss;
 pub mod memory;
 pub mod model;

@@ -158,3 +158,46 @@ fn f32_structured_agrees_with_f64() {
     );
     let _ = Model::<f32>::n_params(&mlp);
 }
+
+#[test]
+fn linearisation_explicit_and_matrix_free_agree() {
+    use itlin::linearise::Linearisation;
+    let mlp = Mlp::new(&[4, 7, 3], Activation::Gelu).unwrap();
+    let t0: Vec<f64> = mlp.init(
+        Init::Ntk {
+            sigma_w: 1.2,
+            sigma_b: 0.3,
+        },
+        21,
+    );
+    let mut r = rng(22);
+    let x: Mat<f64> = rand_mat(&mut r, 5, 4);
+    let theta: Vec<f64> = t0.iter().map(|t| t + 1e-3).collect();
+    let u: Mat<f64> = rand_mat(&mut r, 5, 3);
+    let v: Vec<f64> = rand_vec(&mut r, t0.len());
+    let exp = Linearisation::with_budget(&mlp, &t0, x.as_ref(), u64::MAX);
+    let mf = Linearisation::with_budget(&mlp, &t0, x.as_ref(), 0);
+    assert!(exp.is_explicit() && !mf.is_explicit());
+    assert!(exp.memory_bytes() > mf.memory_bytes());
+    assert_close(
+        "predict",
+        &mat_to_vec(exp.predict(&theta).as_ref()),
+        &mat_to_vec(mf.predict(&theta).as_ref()),
+        1e-13,
+    );
+    assert_close("vjp", &exp.vjp(u.as_ref()), &mf.vjp(u.as_ref()), 1e-13);
+    assert_close("gn", &exp.gn_mul_vec(&v), &mf.gn_mul_vec(&v), 1e-13);
+    // At θ̃ the linear model is the model; nearby it is first-order accurate.
+    assert_close(
+        "f_lin(θ̃)",
+        &mat_to_vec(exp.predict(&t0).as_ref()),
+        &mat_to_vec(mlp.forward(&t0, x.as_ref()).as_ref()),
+        1e-15,
+    );
+    let f = mlp.forward(&theta, x.as_ref());
+    let err = rel_err(
+        &mat_to_vec(exp.predict(&theta).as_ref()),
+        &mat_to_vec(f.as_ref()),
+    );
+    assert!(err < 1e-4, "linearisation error {err}");
+}
