@@ -242,3 +242,52 @@ fn zero_damping_on_a_singular_primal_system_raises_damping() {
     assert!(d.iter().all(|v| v.is_finite()));
     let _ = Model::<f64>::n_params(&mlp);
 }
+
+#[test]
+fn network_lm_fits_a_teacher_and_reuses_linearisations() {
+    use itlin::solve::{NetworkLm, NetworkTermination};
+    // Student = teacher architecture, different init: a zero-residual problem.
+    for loss in [Loss::Mse, Loss::CrossEntropy] {
+        let mlp = Mlp::new(&[3, 8, 2], Activation::Tanh).unwrap();
+        let teacher: Vec<f64> = mlp.init(
+            Init::Ntk {
+                sigma_w: 1.5,
+                sigma_b: 0.5,
+            },
+            100,
+        );
+        let x: Mat<f64> = rand_mat(&mut rng(101), 20, 3);
+        let ft = mlp.forward(&teacher, x.as_ref());
+        let y = match loss {
+            Loss::Mse => ft,
+            Loss::CrossEntropy => Mat::from_fn(20, 2, |i, k| {
+                f64::from(u8::from((ft[(i, 0)] > ft[(i, 1)]) == (k == 0)))
+            }),
+        };
+        for spectral_limit in [0, 10_000] {
+            let mut theta: Vec<f64> = mlp.init(Init::Standard, 7);
+            let rep = NetworkLm::new(loss)
+                .with_initial_lambda(1e-6)
+                .with_max_iterations(30)
+                .with_spectral_limit(spectral_limit)
+                .minimize(&mlp, &mut theta, x.as_ref(), y.as_ref());
+            assert_ne!(rep.termination, NetworkTermination::NonFinite);
+            assert!(
+                rep.loss_history.windows(2).all(|w| w[1] < w[0]),
+                "accepted steps decrease the loss: {:?}",
+                rep.loss_history
+            );
+            assert!(
+                rep.loss < 0.05 * rep.loss_history[0],
+                "{loss:?} limit {spectral_limit}: {} -> {}",
+                rep.loss_history[0],
+                rep.loss
+            );
+            assert!(
+                rep.linearisations <= rep.iterations + 1,
+                "one linearisation per accepted step"
+            );
+            assert_eq!(rep.lambda_history.len(), rep.iterations + rep.rejected);
+        }
+    }
+}

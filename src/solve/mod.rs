@@ -10,9 +10,11 @@
 mod cg;
 mod dense;
 mod gn_step;
+mod network_lm;
 mod spectral;
 
 pub use crate::loss::{Loss, accuracy, loss_gradient, loss_value};
 pub use cg::CgOutcome;
 pub use gn_step::{Form, GaussNewtonStep, StepReport, StepStatus, gauss_newton_step};
+pub use network_lm::{NetworkLm, NetworkLmReport, NetworkTermination};
 pub use spectral::{Filter, SpectralCache, gradient_descent_closed_form};
