@@ -4,8 +4,14 @@
 pub mod device;
 pub mod error;
 pub mod kernels;
+pub mod linalg;
+pub mod linearise;
+pub mod loss;
+pub mod memory;
 pub mod model;
+pub mod ntk;
 pub mod real;
+pub mod solve;
 
 pub use device::Device;
 pub use error::{Error, Result};
