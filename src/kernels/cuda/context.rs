@@ -6,12 +6,13 @@ use crate::{Error, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::cusolver::DnHandle;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
+    DeviceRepr, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Maps any CUDA library error to [`Error::Device`], saying what was being done.
@@ -30,6 +31,7 @@ pub struct CudaBackend {
     arch: String,
     modules: Mutex<HashMap<Family, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    poison: AtomicBool,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -119,6 +121,7 @@ impl CudaBackend {
                 arch: format!("sm_{major}{minor}"),
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
+                poison: AtomicBool::new(false),
             })
         });
         opened.unwrap_or_else(|panic| {
@@ -276,13 +279,31 @@ impl CudaBackend {
                 .map_err(dev_err("allocating an empty buffer"));
         }
         // SAFETY: the buffer is only handed to kernels / library calls that write it before
-        // anything reads it (documented at each call site).
-        unsafe { self.stream.alloc::<T>(len) }.map_err(|e| {
+        // anything reads it (documented at each call site), or poisoned just below.
+        let mut buf = unsafe { self.stream.alloc::<T>(len) }.map_err(|e| {
             Error::Device(format!(
                 "allocating {len} elements ({:.3} GiB) on the device: {e:?}",
                 (len * std::mem::size_of::<T>()) as f64 / (1u64 << 30) as f64
             ))
-        })
+        })?;
+        if self.poison.load(Ordering::Relaxed) {
+            let bytes = len * std::mem::size_of::<T>();
+            let (ptr, _sync) = buf.device_ptr_mut(&self.stream);
+            // SAFETY: `ptr` addresses exactly `bytes` bytes of the new allocation, and the
+            // memset is ordered on the stream before any later use of the buffer.
+            unsafe {
+                cudarc::driver::result::memset_d8_async(ptr, 0xFF, bytes, self.stream.cu_stream())
+            }
+            .map_err(dev_err("poisoning a new buffer"))?;
+        }
+        Ok(buf)
+    }
+
+    /// When on, every buffer the backend allocates for a result is first filled with NaN
+    /// (all bits set), so a test can prove that every element of an output was written.
+    /// Off by default (it costs one memset per allocation).
+    pub fn set_poison(&self, on: bool) {
+        self.poison.store(on, Ordering::Relaxed);
     }
 
     /// Waits for all work queued on the stream; reports asynchronous kernel errors.

@@ -19,7 +19,7 @@ pub use blas::CudaReal;
 pub use context::CudaBackend;
 pub use mlp::{DeviceSignals, DeviceTrace};
 pub use ntk::DualStep;
-pub use nvrtc::{Family, Output, compile, nvrtc_available, nvrtc_version};
+pub use nvrtc::{Family, Output, compile, compile_source, nvrtc_available, nvrtc_version};
 
 /// Re-export of the cudarc crate, so users can name device buffers (`CudaSlice`) without
 /// depending on a matching cudarc version themselves.

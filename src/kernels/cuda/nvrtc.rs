@@ -108,13 +108,23 @@ pub fn nvrtc_version() -> Result<(i32, i32)> {
 /// [`Error::Device`] naming the family and the architecture, with NVRTC's full log when the
 /// source does not compile, or when NVRTC cannot be loaded.
 pub fn compile(family: Family, arch: &str, output: Output) -> Result<Vec<u8>> {
+    compile_source(family.name(), &family.full_source(), arch, output)
+}
+
+/// Compiles one CUDA translation unit `source`, called `name` in messages, for `arch`.
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_source(name: &str, source: &str, arch: &str, output: Output) -> Result<Vec<u8>> {
     nvrtc_available()?;
-    let src = CString::new(family.full_source()).expect("kernel sources contain no NUL byte");
-    let name = CString::new(format!("{}.cu", family.name())).expect("no NUL in a family name");
-    let prog = result::create_program(&src, Some(&name)).map_err(|e| {
+    let src = CString::new(source)
+        .map_err(|_| Error::Device(format!("kernel source `{name}` contains a NUL byte")))?;
+    let fname = CString::new(format!("{name}.cu"))
+        .map_err(|_| Error::Device(format!("kernel name `{name}` contains a NUL byte")))?;
+    let prog = result::create_program(&src, Some(&fname)).map_err(|e| {
         Error::Device(format!(
             "NVRTC could not create a program for kernel family `{}`: {e:?}",
-            family.name()
+            name
         ))
     })?;
     let guard = ProgramGuard(prog);
@@ -138,15 +148,14 @@ pub fn compile(family: Family, arch: &str, output: Output) -> Result<Vec<u8>> {
             .unwrap_or_else(|e| format!("(no log: {e:?})"));
         return Err(Error::Device(format!(
             "NVRTC failed to compile kernel family `{}` for {arch} ({e:?}); log:\n{log}",
-            family.name()
+            name
         )));
     }
     match output {
         Output::Ptx => {
             // SAFETY: the program compiled successfully, so its PTX is available.
-            let ptx = unsafe { result::get_ptx(guard.0) }.map_err(|e| {
-                Error::Device(format!("NVRTC gave no PTX for `{}`: {e:?}", family.name()))
-            })?;
+            let ptx = unsafe { result::get_ptx(guard.0) }
+                .map_err(|e| Error::Device(format!("NVRTC gave no PTX for `{}`: {e:?}", name)))?;
             let mut bytes: Vec<u8> = ptx.iter().map(|&c| c as u8).collect();
             while bytes.last() == Some(&0) {
                 bytes.pop();
@@ -161,7 +170,7 @@ pub fn compile(family: Family, arch: &str, output: Output) -> Result<Vec<u8>> {
                 .map_err(|e| {
                     Error::Device(format!(
                         "NVRTC gave no CUBIN for `{}` ({arch}): {e:?}",
-                        family.name()
+                        name
                     ))
                 })?;
             let mut cubin = vec![0u8; size];
@@ -171,7 +180,7 @@ pub fn compile(family: Family, arch: &str, output: Output) -> Result<Vec<u8>> {
                 .map_err(|e| {
                     Error::Device(format!(
                         "NVRTC gave no CUBIN for `{}` ({arch}): {e:?}",
-                        family.name()
+                        name
                     ))
                 })?;
             Ok(cubin)
