@@ -43,6 +43,11 @@ impl std::fmt::Debug for CudaBackend {
     }
 }
 
+/// The driver cannot allocate zero bytes; an empty batch or model is a usage error here.
+fn empty_buffer() -> Error {
+    Error::Device("zero-length device buffers are not supported (empty batch or model?)".into())
+}
+
 /// Checks that a CUDA library can be opened, without calling into it (cudarc panics on the
 /// first call into a library it cannot load).
 fn require_lib(present: bool, lib: &str, hint: &str) -> Result<()> {
@@ -230,7 +235,7 @@ impl CudaBackend {
     /// Copies a host slice to a new device buffer.
     ///
     /// # Errors
-    /// [`Error::Device`] if allocation or the copy fails.
+    /// [`Error::Device`] if allocation or the copy fails, or `host` is empty.
     pub fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
         if host.is_empty() {
             return self
@@ -259,8 +264,11 @@ impl CudaBackend {
     /// A new device buffer of `len` zeros.
     ///
     /// # Errors
-    /// [`Error::Device`] if allocation fails (out of device memory).
+    /// [`Error::Device`] if allocation fails (out of device memory) or `len` is 0.
     pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
+        if len == 0 {
+            return Err(empty_buffer());
+        }
         self.stream.alloc_zeros(len).map_err(|e| {
             Error::Device(format!(
                 "allocating {len} elements ({:.3} GiB) on the device: {e:?}",

@@ -14,15 +14,16 @@ use cudarc::driver::{CudaSlice, CudaView, DevicePtr, DevicePtrMut};
 
 /// What a device forward pass keeps for backprop: `acts[l]` is the input of layer `l`
 /// (`acts[0]` is a copy of `X`), `derivs[l]` is `φ'(z_{l})` at that input for `l ≥ 1`
-/// (`derivs[0]` is empty), `output` is `f(X; θ)` (`N × C`).
+/// (`derivs[0]` is `None`), `output` is `f(X; θ)` (`N × C`).
 #[derive(Debug)]
 pub struct DeviceTrace<T> {
     /// Number of samples `N`.
     pub n: usize,
     /// Layer inputs `A_{l−1}` (row-major `N × fan_in`).
     pub acts: Vec<CudaSlice<T>>,
-    /// `φ'` at the layer inputs (row-major `N × fan_in`), empty for layer 0.
-    pub derivs: Vec<CudaSlice<T>>,
+    /// `φ'` at the layer inputs (row-major `N × fan_in`); `None` for layer 0 and when the
+    /// trace was taken without derivatives.
+    pub derivs: Vec<Option<CudaSlice<T>>>,
     /// `f(X; θ)`, row-major `N × C`.
     pub output: CudaSlice<T>,
 }
@@ -35,6 +36,14 @@ pub struct DeviceSignals<T> {
     pub trace: DeviceTrace<T>,
     /// `G_l` for each layer `l`, input to output.
     pub grads: Vec<CudaSlice<T>>,
+}
+
+/// `φ'` at the input of layer `l ≥ 1` from a trace taken with derivatives.
+#[track_caller]
+fn deriv<T>(tr: &DeviceTrace<T>, l: usize) -> &CudaSlice<T> {
+    tr.derivs[l]
+        .as_ref()
+        .expect("cuda::mlp: this trace was taken without derivatives")
 }
 
 fn w_view<'a, T>(theta: &'a CudaSlice<T>, l: &Layer) -> CudaView<'a, T> {
@@ -88,7 +97,7 @@ pub fn trace<T: CudaReal>(
             .clone_dtod(x)
             .map_err(super::context::dev_err("copying X"))?,
     );
-    derivs.push(be.alloc_uninit::<T>(0)?);
+    derivs.push(None);
     let mut output = None;
     for (l, layer) in layers.iter().enumerate() {
         // z = s_w A Wᵀ (every element written by the GEMM with β = 0).
@@ -121,9 +130,15 @@ pub fn trace<T: CudaReal>(
             )?;
             output = Some(z);
         } else {
-            let mut d = be.alloc_uninit::<T>(if keep_derivs { z.len() } else { 0 })?;
-            let dref: Option<&mut dyn ops::DevicePtrMutDyn<T>> =
-                if keep_derivs { Some(&mut d) } else { None };
+            let mut d = if keep_derivs {
+                Some(be.alloc_uninit::<T>(z.len())?)
+            } else {
+                None
+            };
+            let dref: Option<&mut dyn ops::DevicePtrMutDyn<T>> = match d.as_mut() {
+                Some(d) => Some(d),
+                None => None,
+            };
             ops::bias_act_in_place(
                 be,
                 mlp.activation(),
@@ -227,7 +242,7 @@ pub fn jvp<T: CudaReal>(
         }
         let db = b_view(v, layer);
         let d: Option<&dyn DevicePtrDyn<T>> = if l < last {
-            Some(&tr.derivs[l + 1])
+            Some(deriv(&tr, l + 1))
         } else {
             None
         };
@@ -331,7 +346,7 @@ pub fn vjp_with_trace<T: CudaReal>(
                 T::zero_impl(),
                 n,
                 layer.fan_in,
-                Some(&tr.derivs[l]),
+                Some(deriv(tr, l)),
             )?;
             delta = prev;
         }
@@ -402,7 +417,7 @@ pub fn signals<T: CudaReal>(
             T::zero_impl(),
             &mut g_prev,
         )?;
-        ops::mul_bcast_rows(be, &mut g_prev, &tr.derivs[l], m, layer.fan_in, c)?;
+        ops::mul_bcast_rows(be, &mut g_prev, deriv(&tr, l), m, layer.fan_in, c)?;
         grads[l - 1] = Some(g_prev);
     }
     Ok(DeviceSignals {

@@ -40,8 +40,11 @@ pub fn ntk_from_signals<T: CudaReal>(
     // Every element of Θ is written by the first layer's assembly (accumulate = false).
     let mut theta = be.alloc_uninit::<T>(m * m)?;
     let mut aa = be.alloc_uninit::<T>(n * n)?;
-    let needs_gg = layers.len() > 1;
-    let mut gg = be.alloc_uninit::<T>(if needs_gg { m * m } else { 0 })?;
+    let mut gg = if layers.len() > 1 {
+        Some(be.alloc_uninit::<T>(m * m)?)
+    } else {
+        None
+    };
     let last = layers.len() - 1;
     for (l, layer) in layers.iter().enumerate() {
         // AA = A Aᵀ, fully written (β = 0).
@@ -65,6 +68,9 @@ pub fn ntk_from_signals<T: CudaReal>(
             ops::ntk_layer(be, &mut theta, None, &aa, m, c, sw2, sb2, l > 0)?;
         } else {
             let g = &s.grads[l];
+            let gg = gg
+                .as_mut()
+                .expect("allocated when there is more than one layer");
             ops::gemm_rm(
                 be,
                 false,
@@ -76,9 +82,9 @@ pub fn ntk_from_signals<T: CudaReal>(
                 g,
                 g,
                 T::zero_impl(),
-                &mut gg,
+                gg,
             )?;
-            ops::ntk_layer(be, &mut theta, Some(&gg), &aa, m, c, sw2, sb2, l > 0)?;
+            ops::ntk_layer(be, &mut theta, Some(&*gg), &aa, m, c, sw2, sb2, l > 0)?;
         }
     }
     Ok(theta)

@@ -220,6 +220,12 @@ pub fn jt_j_v<T: CudaReal>(
     check_len("jt_j_v: J", j.len(), m * p, &shape);
     check_len("jt_j_v: v", v.len(), p, &shape);
     check_len("jt_j_v: out", out.len(), p, &shape);
+    if m == 0 {
+        return be
+            .stream()
+            .memset_zeros(out)
+            .map_err(dev_err("zeroing Jᵀ(Jv) of an empty J"));
+    }
     let mut s = be.alloc_uninit::<T>(m)?;
     j_v(be, j, m, p, v, &mut s)?;
     jt_u(be, j, m, p, &s, out)
