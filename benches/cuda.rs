@@ -324,7 +324,7 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     // Structured NTK and the dual GN step (no J).
     let (free, _) = b.be.mem_info()?;
     let theta_bytes = (m * m) as f64 * es;
-    if 3.2 * theta_bytes > free as f64 {
+    if 2.1 * theta_bytes + 2e9 > free as f64 {
         println!(
             "skipping NTK / GN at N={n} {dt}: Θ is {:.1} GB, {:.1} GB free",
             theta_bytes / 1e9,
@@ -420,7 +420,7 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     drop(aa);
 
     // Cholesky solve alone on Θ + NλI (copied fresh before each timed call).
-    let lambda = T::from_f64(1e-3);
+    let lambda = T::from_f64(1e-2);
     let mut k = dntk::ntk_structured(&b.be, &mlp, &td, &xd, n)?;
     ops::add_diag(&b.be, &mut k, m, T::from_usize(n) * lambda)?;
     let work = RefCell::new(b.be.zeros::<T>(m * m)?);
@@ -590,9 +590,13 @@ fn main() -> Res<()> {
         gemm_gflops: [0.0; 2],
     };
     for &n in &sizes {
-        run::<f32>(&mut b, n)?;
+        if let Err(e) = run::<f32>(&mut b, n) {
+            println!("N={n} f32 stopped: {e}");
+        }
         if n <= 4096 {
-            run::<f64>(&mut b, n)?;
+            if let Err(e) = run::<f64>(&mut b, n) {
+                println!("N={n} f64 stopped: {e}");
+            }
         } else {
             println!(
                 "skipping f64 at N={n}: J would need {:.0} GB",

@@ -2,7 +2,8 @@
 //! (the dual GN step, a linear solve, to 1e-10 / 1e-3: its error grows with the condition
 //! number of Θ + NλI). Outputs are poisoned with NaN before every launch (caller buffers
 //! filled with NaN, backend allocations through `set_poison`) and checked fully written.
-//! Odd sizes throughout. Every test skips with the reason when no GPU is usable.
+//! Odd sizes throughout. Every test skips with the reason when no GPU is usable, unless
+//! `ITLIN_REQUIRE_GPU=1` (the GPU check script sets it), in which case it fails.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -26,6 +27,9 @@ fn backend() -> Option<MutexGuard<'static, CudaBackend>> {
             );
             be.set_poison(true);
             Some(Mutex::new(be))
+        }
+        Err(e) if std::env::var("ITLIN_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("ITLIN_REQUIRE_GPU=1 but {e}")
         }
         Err(e) => {
             println!("skipping: {e}");
