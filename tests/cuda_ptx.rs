@@ -3,7 +3,8 @@
 //!
 //! Skips (with the reason) when NVRTC cannot be loaded, unless `ITLIN_REQUIRE_NVRTC=1`;
 //! `ptxas` is taken from `ITLIN_PTXAS`, else from `PATH`, else that half is skipped (unless
-//! NVRTC is required, in which case a missing ptxas fails too).
+//! NVRTC is required, in which case a missing ptxas fails too). With `ITLIN_PTX_DIR=dir` the
+//! PTX of every family is also written there.
 #![cfg(feature = "cuda")]
 
 use itlin::kernels::cuda::{
@@ -95,6 +96,12 @@ fn every_family_compiles_to_ptx_and_assembles_for_sm_90() {
                 "family {} has no {suffix} entry point",
                 family.name()
             );
+        }
+        if let Some(dir) = std::env::var_os("ITLIN_PTX_DIR") {
+            // Keep the PTX for reading (16-byte loads are `ld.global.*.v4.f32` / `.v2.f64`).
+            std::fs::create_dir_all(&dir).expect("create ITLIN_PTX_DIR");
+            std::fs::write(PathBuf::from(dir).join(format!("{}.ptx", family.name())), &text)
+                .expect("write PTX");
         }
         let Some(ptxas) = &ptxas else { continue };
         let file = dir.path().join(format!("{}.ptx", family.name()));
