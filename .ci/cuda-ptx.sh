@@ -4,7 +4,8 @@
 #   1. compiles every kernel family to PTX for compute_90 with NVRTC and assembles it with
 #      `ptxas -arch=sm_90 -v` (tests/cuda_ptx.rs; prints registers and spills, fails on any
 #      error or spill),
-#   2. runs the GPU tests, which must skip cleanly here (no driver),
+#   2. runs the grid-stride kernels under a sequential host emulation (.ci/cuda-emulate.cpp)
+#      when a C++ compiler is present, and the GPU tests, which must skip cleanly here,
 #   3. lints everything with the `cuda` feature on.
 # Called from .ci/run; runs on its own too:  bash .ci/cuda-ptx.sh
 set -euo pipefail
@@ -42,6 +43,17 @@ echo "ptxas: $("$ITLIN_PTXAS" --version | tail -n 1)"
 
 echo "== NVRTC -> PTX (compute_90) -> ptxas -arch=sm_90"
 cargo test --release --features cuda --test cuda_ptx -- --nocapture
+
+CXX_BIN=$(command -v c++ || command -v g++ || command -v clang++ || true)
+if [ -n "$CXX_BIN" ]; then
+    echo "== host emulation of the grid-stride kernels ($CXX_BIN)"
+    EMU=$(mktemp -d)
+    "$CXX_BIN" -std=c++17 -O1 -w -I kernels .ci/cuda-emulate.cpp -o "$EMU/emu"
+    "$EMU/emu"
+    rm -rf "$EMU"
+else
+    echo "== no C++ compiler: skipping the host emulation of the kernels"
+fi
 
 echo "== GPU tests (skip without a GPU)"
 cargo test --release --features cuda --test cuda_ops
