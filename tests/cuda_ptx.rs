@@ -100,8 +100,11 @@ fn every_family_compiles_to_ptx_and_assembles_for_sm_90() {
         if let Some(dir) = std::env::var_os("ITLIN_PTX_DIR") {
             // Keep the PTX for reading (16-byte loads are `ld.global.*.v4.f32` / `.v2.f64`).
             std::fs::create_dir_all(&dir).expect("create ITLIN_PTX_DIR");
-            std::fs::write(PathBuf::from(dir).join(format!("{}.ptx", family.name())), &text)
-                .expect("write PTX");
+            std::fs::write(
+                PathBuf::from(dir).join(format!("{}.ptx", family.name())),
+                &text,
+            )
+            .expect("write PTX");
         }
         let Some(ptxas) = &ptxas else { continue };
         let file = dir.path().join(format!("{}.ptx", family.name()));

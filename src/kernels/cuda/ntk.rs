@@ -165,6 +165,9 @@ pub fn cholesky_solve<T: CudaReal>(
             "{nrhs} right-hand sides exceed cuSOLVER's 32-bit sizes"
         ))
     })?;
+    be.context()
+        .bind_to_thread()
+        .map_err(dev_err("binding the CUDA context"))?;
     let h = be.solver().cu();
     let ap = wr(be, a);
     let mut lwork: c_int = 0;

@@ -781,6 +781,9 @@ pub fn gemm_rm<T: CudaReal>(
         to_int("lda", lda.max(1))?,
         to_int("ldc", n)?,
     );
+    be.context()
+        .bind_to_thread()
+        .map_err(dev_err("binding the CUDA context"))?;
     let (ap, bp, cp) = (rd(be, a), rd(be, b), wr(be, c));
     if k == 0 {
         // No product: C ← β C. cuBLAS requires k ≥ 1, so scale through a 1-deep product
@@ -863,6 +866,9 @@ pub fn gemv_rm<T: CudaReal>(
         Op::CUBLAS_OP_T
     };
     let (pi, mi) = (to_int("p", p)?, to_int("m", m)?);
+    be.context()
+        .bind_to_thread()
+        .map_err(dev_err("binding the CUDA context"))?;
     let (jp, xp, yp) = (rd(be, j), rd(be, x), wr(be, out));
     // SAFETY: column-major view of row-major J is Jᵀ (p × m, ld = p); lengths checked above;
     // the handle is bound to the backend's stream.
