@@ -133,6 +133,7 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     let m = n * c;
     let es = std::mem::size_of::<T>() as f64;
     let dt = T::NAME;
+    b.be.synchronize()?;
     let (free, _) = b.be.mem_info()?;
     let j_bytes = (m * p) as f64 * es;
     if j_bytes * 1.1 > free as f64 {
@@ -321,7 +322,9 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     );
     drop(j);
 
-    // Structured NTK and the dual GN step (no J).
+    // Structured NTK and the dual GN step (no J). Synchronise first so that the stream-ordered
+    // pool has given J's memory back before we read how much is free.
+    b.be.synchronize()?;
     let (free, _) = b.be.mem_info()?;
     let theta_bytes = (m * m) as f64 * es;
     if 2.1 * theta_bytes + 2e9 > free as f64 {
