@@ -443,3 +443,63 @@ fn shape_mismatch_panics_at_the_boundary() {
     let mut out = be.upload(&[0.0f64; 2]).unwrap();
     ops::j_v(&be, &j, 2, 3, &v, &mut out).unwrap();
 }
+
+fn host_case<T: CudaReal>(be: &CudaBackend) {
+    use itlin::kernels::cuda::host;
+    let mlp = Mlp::new(&[5, 7, 3], Activation::Softplus).unwrap();
+    let c = case::<T>(&mlp, 3, 11);
+    let mut r = rng(12);
+    let v: Vec<T> = rand_vec(&mut r, c.theta.len());
+    let u = common::rand_mat::<T>(&mut r, 3, 3);
+    let y = common::rand_mat::<T>(&mut r, 3, 3);
+    let x = c.x.as_ref();
+    let f = host::forward(be, &mlp, &c.theta, x).unwrap();
+    check(
+        "host forward",
+        &row_major(f.as_ref()),
+        &mat_to_row_major(mlp.forward(&c.theta, x).as_ref()),
+        tol::<T>(),
+    );
+    let (_, jv) = host::jvp(be, &mlp, &c.theta, x, &v).unwrap();
+    check(
+        "host jvp",
+        &row_major(jv.as_ref()),
+        &mat_to_row_major(mlp.jvp(&c.theta, x, &v).1.as_ref()),
+        tol::<T>(),
+    );
+    let g = host::vjp(be, &mlp, &c.theta, x, u.as_ref()).unwrap();
+    check(
+        "host vjp",
+        &g,
+        &to_f64(&mlp.vjp(&c.theta, x, u.as_ref())),
+        tol::<T>(),
+    );
+    let j = host::jacobian(be, &mlp, &c.theta, x).unwrap();
+    check(
+        "host jacobian",
+        j.as_slice(),
+        &to_f64(mlp.jacobian(&c.theta, x).as_slice()),
+        tol::<T>(),
+    );
+    let k = host::ntk(be, &mlp, &c.theta, x).unwrap();
+    let want = itlin::ntk::empirical(&mlp, &c.theta, x, itlin::ntk::Method::Explicit);
+    check(
+        "host ntk",
+        &row_major(k.as_ref()),
+        &mat_to_row_major(want.as_ref()),
+        tol::<T>(),
+    );
+    let d = host::gn_dual_step(be, &mlp, &c.theta, x, y.as_ref(), 0.1)
+        .unwrap()
+        .expect("positive definite");
+    let want = gauss_newton_step(&mlp, &c.theta, x, y.as_ref(), Loss::Mse, 0.1, Form::Dual);
+    let gn_tol = if T::NAME == "f64" { 1e-10 } else { 1e-3 };
+    check("host gn_dual_step", &d, &to_f64(&want), gn_tol);
+}
+
+#[test]
+fn host_wrappers_match_cpu() {
+    let Some(be) = backend() else { return };
+    host_case::<f64>(&be);
+    host_case::<f32>(&be);
+}

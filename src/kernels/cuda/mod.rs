@@ -2,7 +2,8 @@
 //! cuSOLVER handles, NVRTC module cache), the kernel families of `kernels/*.cu` compiled at
 //! run time by NVRTC ([`nvrtc`]), one safe wrapper per kernel ([`ops`]), and the device-side
 //! MLP: forward, JVP, VJP, backprop signals, explicit Jacobian ([`mlp`]), structured NTK and
-//! the dual damped Gauss-Newton step ([`ntk`]).
+//! the dual damped Gauss-Newton step ([`ntk`]), and host-in/host-out versions of the `Model`
+//! API ([`host`]).
 //!
 //! Every library is loaded dynamically: the crate builds and its tests pass on a machine
 //! without CUDA; [`CudaBackend::new`] then returns [`crate::Error::Device`] saying what is
@@ -10,6 +11,7 @@
 
 mod blas;
 mod context;
+pub mod host;
 pub mod mlp;
 pub mod ntk;
 pub mod nvrtc;
