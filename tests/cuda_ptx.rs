@@ -161,3 +161,18 @@ fn a_broken_kernel_reports_its_name_and_the_nvrtc_log() {
         "message carries the NVRTC log: {msg}"
     );
 }
+
+#[test]
+fn every_family_compiles_to_an_sm_90_cubin() {
+    // The path CudaBackend takes at run time: NVRTC straight to a CUBIN for the device.
+    let Some(()) = nvrtc_or_skip() else { return };
+    for family in Family::ALL {
+        let cubin = compile(family, "sm_90", Output::Cubin).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            cubin.len() > 64 && cubin.starts_with(b"\x7fELF"),
+            "family {}: NVRTC's CUBIN is not an ELF image ({} bytes)",
+            family.name(),
+            cubin.len()
+        );
+    }
+}
