@@ -121,10 +121,11 @@ int main() {
         test_jac<float>(2, 2, 1, 3, 0, 0, off, 1, 1);
         test_jac<float>(2, 10, 16, 4, 4, 1, off, 3, 5);
     }
-    test_jtu<float>(37, 13, 5, 0, 1);
-    test_jtu<float>(37, 16, 5, 1, 1);
-    test_jtu<double>(40, 18, 7, 1, 2);
-    test_jtu<double>(40, 17, 40, 0, 1);
+    test_jtu<float>(37, 13, 5, 1, 1);   // one column per thread
+    test_jtu<float>(37, 16, 5, 4, 1);   // 16-byte accesses
+    test_jtu<float>(37, 18, 6, 2, 2);   // 8-byte accesses (p % 4 == 2)
+    test_jtu<double>(40, 18, 7, 2, 2);  // 16-byte accesses
+    test_jtu<double>(40, 17, 40, 1, 1);
     test_ntk<float>(3, 2);
     test_ntk<double>(4, 3);
     test_elem<float>();

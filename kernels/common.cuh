@@ -12,6 +12,13 @@ struct __align__(16) Pack {
     T x[16 / sizeof(T)];
 };
 
+// V consecutive elements of T loaded or stored as one access of V*sizeof(T) bytes
+// (8 or 16), for rows whose alignment allows no wider access.
+template <typename T, int V>
+struct __align__(V * sizeof(T)) PackN {
+    T x[V];
+};
+
 // Elements of T in one 16-byte packet.
 template <typename T>
 struct PackWidth {

@@ -41,8 +41,64 @@ __device__ void j_v_impl(const T* __restrict__ J, const T* __restrict__ v, T* __
     }
 }
 
-// Columns [c0, c0 + W) per thread when `vec` (requires p % W == 0 and J 16-byte aligned),
-// one column per thread otherwise; rows [chunk * rows_per, ...) of chunk blockIdx.y.
+// Partial sums of J^T u over the rows [r0, r1), V consecutive columns per thread, loaded as one
+// V*sizeof(T)-byte access (every row start must be aligned to that: p % V == 0 and J aligned).
+template <typename T, int V>
+__device__ void jt_u_cols(const T* __restrict__ J, const T* __restrict__ u, T* __restrict__ dst,
+                          i64 r0, i64 r1, i64 p) {
+    const i64 nvec = p / V;
+    for (i64 q = blockIdx.x * (i64)blockDim.x + threadIdx.x; q < nvec;
+         q += (i64)gridDim.x * blockDim.x) {
+        T acc0[V], acc1[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc0[j] = acc1[j] = T(0);
+        i64 r = r0;
+        // Two rows (two independent loads) in flight per iteration.
+        for (; r + 1 < r1; r += 2) {
+            const PackN<T, V> a = reinterpret_cast<const PackN<T, V>*>(J + r * p)[q];
+            const PackN<T, V> b = reinterpret_cast<const PackN<T, V>*>(J + (r + 1) * p)[q];
+            const T ua = u[r], ub = u[r + 1];
+#pragma unroll
+            for (int j = 0; j < V; ++j) {
+                acc0[j] += ua * a.x[j];
+                acc1[j] += ub * b.x[j];
+            }
+        }
+        if (r < r1) {
+            const PackN<T, V> a = reinterpret_cast<const PackN<T, V>*>(J + r * p)[q];
+            const T ua = u[r];
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc0[j] += ua * a.x[j];
+        }
+        PackN<T, V> o;
+#pragma unroll
+        for (int j = 0; j < V; ++j) o.x[j] = acc0[j] + acc1[j];
+        reinterpret_cast<PackN<T, V>*>(dst)[q] = o;
+    }
+}
+
+// One column per thread, four rows in flight: for any p and alignment.
+template <typename T>
+__device__ void jt_u_cols_scalar(const T* __restrict__ J, const T* __restrict__ u,
+                                 T* __restrict__ dst, i64 r0, i64 r1, i64 p) {
+    for (i64 k = blockIdx.x * (i64)blockDim.x + threadIdx.x; k < p;
+         k += (i64)gridDim.x * blockDim.x) {
+        T a0 = T(0), a1 = T(0), a2 = T(0), a3 = T(0);
+        i64 r = r0;
+        for (; r + 3 < r1; r += 4) {
+            a0 += u[r] * J[r * p + k];
+            a1 += u[r + 1] * J[(r + 1) * p + k];
+            a2 += u[r + 2] * J[(r + 2) * p + k];
+            a3 += u[r + 3] * J[(r + 3) * p + k];
+        }
+        for (; r < r1; ++r) a0 += u[r] * J[r * p + k];
+        dst[k] = (a0 + a1) + (a2 + a3);
+    }
+}
+
+// Rows [chunk * rows_per, ...) of chunk blockIdx.y (grid-stride over chunks) into
+// ws[chunk, :]. `vec` is the number of columns per access: 16 / sizeof(T), 2 (f32 only) or 1;
+// the host picks the widest one the row alignment allows.
 template <typename T>
 __device__ void jt_u_part_impl(const T* __restrict__ J, const T* __restrict__ u,
                                T* __restrict__ ws, i64 m, i64 p, i64 rows_per, int vec) {
@@ -51,46 +107,12 @@ __device__ void jt_u_part_impl(const T* __restrict__ J, const T* __restrict__ u,
         const i64 r0 = chunk * rows_per;
         const i64 r1 = r0 + rows_per < m ? r0 + rows_per : m;
         T* dst = ws + chunk * p;
-        if (vec) {
-            const i64 nvec = p / W;
-            for (i64 q = blockIdx.x * (i64)blockDim.x + threadIdx.x; q < nvec;
-                 q += (i64)gridDim.x * blockDim.x) {
-                T acc[W];
-#pragma unroll
-                for (int j = 0; j < W; ++j) acc[j] = T(0);
-                i64 r = r0;
-                for (; r + 1 < r1; r += 2) {
-                    const Pack<T> a = reinterpret_cast<const Pack<T>*>(J + r * p)[q];
-                    const Pack<T> b = reinterpret_cast<const Pack<T>*>(J + (r + 1) * p)[q];
-                    const T ua = u[r], ub = u[r + 1];
-#pragma unroll
-                    for (int j = 0; j < W; ++j) acc[j] += ua * a.x[j] + ub * b.x[j];
-                }
-                if (r < r1) {
-                    const Pack<T> a = reinterpret_cast<const Pack<T>*>(J + r * p)[q];
-                    const T ua = u[r];
-#pragma unroll
-                    for (int j = 0; j < W; ++j) acc[j] += ua * a.x[j];
-                }
-                Pack<T> o;
-#pragma unroll
-                for (int j = 0; j < W; ++j) o.x[j] = acc[j];
-                reinterpret_cast<Pack<T>*>(dst)[q] = o;
-            }
+        if (vec == W) {
+            jt_u_cols<T, W>(J, u, dst, r0, r1, p);
+        } else if (W == 4 && vec == 2) {
+            jt_u_cols<T, (W == 4 ? 2 : 1)>(J, u, dst, r0, r1, p);
         } else {
-            for (i64 k = blockIdx.x * (i64)blockDim.x + threadIdx.x; k < p;
-                 k += (i64)gridDim.x * blockDim.x) {
-                T a0 = T(0), a1 = T(0), a2 = T(0), a3 = T(0);
-                i64 r = r0;
-                for (; r + 3 < r1; r += 4) {
-                    a0 += u[r] * J[r * p + k];
-                    a1 += u[r + 1] * J[(r + 1) * p + k];
-                    a2 += u[r + 2] * J[(r + 2) * p + k];
-                    a3 += u[r + 3] * J[(r + 3) * p + k];
-                }
-                for (; r < r1; ++r) a0 += u[r] * J[r * p + k];
-                dst[k] = (a0 + a1) + (a2 + a3);
-            }
+            jt_u_cols_scalar<T>(J, u, dst, r0, r1, p);
         }
     }
 }

@@ -109,7 +109,7 @@ pub fn j_v<T: CudaReal>(
 }
 
 /// `out ← Jᵀ u` for a row-major `J` (`m × p`): threads over columns (16-byte loads when
-/// `p` is a multiple of the packet width), rows split in chunks whose partial sums are added
+/// `p` is a multiple of the packet width, else 8-byte ones for even `p` in f32), rows split in chunks whose partial sums are added
 /// in a fixed order by a second kernel, so the result is deterministic.
 ///
 /// # Panics
@@ -136,9 +136,14 @@ pub fn jt_u<T: CudaReal>(
     let jp = rd(be, j);
     let up = rd(be, u);
     let op = wr(be, out);
-    let width = 16 / std::mem::size_of::<T>();
-    let vec = p.is_multiple_of(width) && jp.is_multiple_of(16);
-    let col_threads = if vec { p / width } else { p };
+    // The widest access (16 bytes, then 8 bytes for f32, then one element) that every row
+    // start allows: rows start at J + r·p, so p must be a multiple of it and J aligned.
+    let es = std::mem::size_of::<T>();
+    let vec = [16 / es, 8 / es, 1]
+        .into_iter()
+        .find(|&v| v >= 1 && p.is_multiple_of(v) && jp.is_multiple_of((v * es) as u64))
+        .unwrap_or(1);
+    let col_threads = p / vec;
     // Enough (column, chunk) threads to keep ~2048 per SM busy.
     let target = be.sm_count() * 2048;
     let chunks = target.div_ceil(col_threads).clamp(1, m.max(1)).min(65_535);
