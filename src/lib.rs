@@ -4,8 +4,14 @@
 pub mod data;
 pub mod error;
 pub mod kernels;
+pub mod linalg;
+pub mod linearise;
+pub mod loss;
+pub mod memory;
 pub mod model;
+pub mod ntk;
 pub mod real;
+pub mod solve;
 
 pub use error::{Error, Result};
 pub use model::{Activation, Init, Jacobian, Mlp, Model, Parameterization};
