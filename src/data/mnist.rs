@@ -13,9 +13,9 @@ use faer::Mat;
 use std::path::Path;
 
 /// The gzip-compressed IDX file of the 10,000 embedded images (`10000 × 28 × 28` bytes).
-pub const MNIST10K_IMAGES_GZ: &[u8] = include_bytes!("../../data/mnist10k-images-idx3-ubyte.gz");
+pub static MNIST10K_IMAGES_GZ: &[u8] = include_bytes!("../../data/mnist10k-images-idx3-ubyte.gz");
 /// The gzip-compressed IDX file of the 10,000 embedded labels (`0..=9`).
-pub const MNIST10K_LABELS_GZ: &[u8] = include_bytes!("../../data/mnist10k-labels-idx1-ubyte.gz");
+pub static MNIST10K_LABELS_GZ: &[u8] = include_bytes!("../../data/mnist10k-labels-idx1-ubyte.gz");
 /// sha256 of [`MNIST10K_IMAGES_GZ`] (as in `data/README.md`).
 pub const MNIST10K_IMAGES_SHA256: &str =
     "f27a8947fb586bacc4e6e2040b100d61d87a56190ffece347ee73e6d36fb24f1";
