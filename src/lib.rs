@@ -5,6 +5,7 @@ pub mod error;
 pub mod kernels;
 pub mod model;
 pub mod real;
+pub mod solve;
 
 pub use error::{Error, Result};
 pub use model::{Activation, Init, Jacobian, Mlp, Model, Parameterization};
