@@ -3,7 +3,12 @@
 
 pub mod error;
 pub mod kernels;
+pub mod linalg;
+pub mod linearise;
+pub mod loss;
+pub mod memory;
 pub mod model;
+pub mod ntk;
 pub mod real;
 pub mod solve;
 
