@@ -23,7 +23,8 @@
 //! `ρ > 10⁻⁴`. Damping follows Nielsen (1999), as in Madsen, Nielsen & Tingleff,
 //! *Methods for non-linear least squares problems* (2004), §3.2:
 //! accepted: `λ ← λ · max(1/3, 1 − (2ρ − 1)³)`, `ν ← 2`; rejected: `λ ← λ ν`, `ν ← 2ν`.
-//! The first `λ` is `τ · max_k (JᵀJ)_kk / D_k²` (`τ` = [`with_initial_lambda`]).
+//! The first `λ` is `τ · max_k (JᵀJ)_kk / D_k²` (`τ` = [`with_initial_lambda`], default
+//! `1e-6`, so the first step is nearly a Gauss–Newton step).
 //!
 //! Scaling `D` (Moré 1978, MINPACK `mode = 1`): `D_k` is the largest norm seen so far of
 //! column `k` of `J` (1 for a column that has always been zero). This makes the method
@@ -36,6 +37,19 @@
 //!
 //! Stopping tests are MINPACK's `lmder` tests (see [`Termination::Converged`]) plus an
 //! absolute cost tolerance; the evaluation budget bounds the work, so a solve always ends.
+//! Two guards against false convergence (a short step because λ is large, not because `θ`
+//! has converged, which a run of ν-doubling rejections produces quickly): the step test
+//! (`xtol`) only counts for accepted steps, and neither `ftol` nor `xtol` counts for a step
+//! whose predicted reduction is dominated by the damping, `λ‖Dδ‖² > 100 ‖Jδ‖²`. Without
+//! them, Chebyquad from 10× its standard start "converged" at a cost of 1e22 after one
+//! Jacobian; with them it runs on (and here, honestly, runs out of evaluations).
+//!
+//! Why QR and not Cholesky of `JᵀJ + λDᵀD`: forming `JᵀJ` squares the condition number
+//! (`κ(JᵀJ) = κ(J)²`), so with small `λ` on an ill-conditioned Jacobian (Watson, Osborne 2,
+//! Powell's singular function near its solution) the normal equations lose twice the digits
+//! that the QR route loses; the cost of the QR route is one `m × (n+1)` factorisation per Jacobian plus one `2n × n`
+//! factorisation per λ, which is small next to the evaluations for the problems this driver
+//! is for (`n` up to a few hundred). For network-sized problems use `NetworkLm`.
 //!
 //! [`with_initial_lambda`]: LevenbergMarquardt::with_initial_lambda
 //! [`with_scaling(false)`]: LevenbergMarquardt::with_scaling
