@@ -1,16 +1,4 @@
-//! Plain Gauss–Newton with a backtracking line search, for [`LeastSquares`] problems.
-//!
-//! Each iteration solves the linear least-squares problem `min_δ ‖J δ + r‖` for its
-//! **minimum-norm** solution `δ = −J⁺ r`, through a thin SVD of `J` (in f64) with singular
-//! values below `rcond · σ_max` treated as zero, so rank-deficient and underdetermined
-//! Jacobians are handled. The step is then shortened by backtracking, `α ∈ {1, ½, ¼, …}`,
-//! until the Armijo condition `F(θ + αδ) ≤ F(θ) + 10⁻⁴ α gᵀδ` holds (`g = Jᵀr`); non-finite
-//! trial residuals also halve `α`. With the line search off, every full step is taken.
-//!
-//! Gauss–Newton converges quadratically on zero-residual problems with a full-rank Jacobian
-//! and is the baseline against which [`LevenbergMarquardt`](super::LevenbergMarquardt)'s
-//! damping is judged; on large-residual or badly scaled problems LM is the robust choice.
-//! For networks, the damped step of DESIGN §1 is `GaussNewtonStep` / `gauss_newton_step`.
+//! Plain Gauss–Newton with a backtracking line search (see [`GaussNewton`]).
 
 use super::least_squares::LeastSquares;
 use super::lsq_common::{
@@ -28,7 +16,19 @@ const ARMIJO_C1: f64 = 1e-4;
 /// Halvings of the step before the line search gives up.
 const MAX_HALVINGS: usize = 40;
 
-/// Gauss–Newton solver for [`LeastSquares`] problems (see the [module docs](self)).
+/// Gauss–Newton solver for [`LeastSquares`] problems.
+///
+/// Each iteration solves the linear least-squares problem `min_δ ‖J δ + r‖` for its
+/// **minimum-norm** solution `δ = −J⁺ r`, through a thin SVD of `J` (in f64) with singular
+/// values below `rcond · σ_max` treated as zero, so rank-deficient and underdetermined
+/// Jacobians are handled. The step is then shortened by backtracking, `α ∈ {1, ½, ¼, …}`,
+/// until the Armijo condition `F(θ + αδ) ≤ F(θ) + 10⁻⁴ α gᵀδ` holds (`g = Jᵀr`); non-finite
+/// trial residuals also halve `α`. With the line search off, every full step is taken.
+///
+/// Gauss–Newton converges quadratically on zero-residual problems with a full-rank Jacobian
+/// and is the baseline against which [`LevenbergMarquardt`](super::LevenbergMarquardt)'s
+/// damping is judged; on large-residual or badly scaled problems LM is the robust choice.
+/// For networks, the damped step of DESIGN §1 is `GaussNewtonStep` / `gauss_newton_step`.
 ///
 /// Defaults: `ftol = xtol = √ε` of `T`, `gtol = 0`, cost tolerance 0,
 /// `max_evaluations = 100 (n + 1)`, line search on, `rcond = ε_f64 · max(m, n)`.

@@ -1,58 +1,4 @@
-//! Levenberg–Marquardt for generic nonlinear least squares ([`LeastSquares`] problems).
-//!
-//! # Algorithm
-//!
-//! At the current point `θ` with residuals `r` and Jacobian `J` (converted to f64), each trial
-//! step solves the damped, scaled linear least-squares problem
-//!
-//! ```text
-//! δ(λ) = argmin_δ ½‖J δ + r‖² + ½ λ ‖D δ‖²,   i.e.   (JᵀJ + λ DᵀD) δ = −Jᵀr,
-//! ```
-//!
-//! **never by forming `JᵀJ`**: once per Jacobian, a Householder QR of the augmented matrix
-//! `[J | r] = Q [R | Qᵀr]` gives the triangular `R` (`min(m,n) × n`) and `Qᵀr`; then every
-//! `λ` costs one small QR of the `(min(m,n) + n) × n` stacked matrix `[R; √λ D]` and a
-//! triangular solve (faer's QR least squares). Conditioning is that of `J`, not of `JᵀJ`; the
-//! stacked matrix has full column rank for any `λ > 0`, so rank-deficient or
-//! underdetermined (`m < n`) Jacobians need no special case. Everything is done in f64 even
-//! for `f32` problems.
-//!
-//! The gain ratio `ρ = (F(θ) − F(θ + δ)) / (L(0) − L(δ))` compares the actual reduction of
-//! `F = ½‖r‖²` with the reduction predicted by the linear model, `½‖Jδ‖² + λ‖Dδ‖²`
-//! (computed as `½‖Rδ‖² + λ‖Dδ‖²`, exact and non-negative). A step is accepted when
-//! `ρ > 10⁻⁴`. Damping follows Nielsen (1999), as in Madsen, Nielsen & Tingleff,
-//! *Methods for non-linear least squares problems* (2004), §3.2:
-//! accepted: `λ ← λ · max(1/3, 1 − (2ρ − 1)³)`, `ν ← 2`; rejected: `λ ← λ ν`, `ν ← 2ν`.
-//! The first `λ` is `τ · max_k (JᵀJ)_kk / D_k²` (`τ` = [`with_initial_lambda`], default
-//! `1e-6`, so the first step is nearly a Gauss–Newton step).
-//!
-//! Scaling `D` (Moré 1978, MINPACK `mode = 1`): `D_k` is the largest norm seen so far of
-//! column `k` of `J` (1 for a column that has always been zero). This makes the method
-//! invariant to a diagonal rescaling of the parameters; [`with_scaling(false)`] uses `D = I`
-//! (Levenberg's original damping).
-//!
-//! Non-finite trial residuals are a rejected step (λ goes up), not an error; a non-finite
-//! Jacobian at a newly accepted point undoes the step and raises λ. Non-finite residuals or
-//! Jacobian at the start end the solve with [`Termination::NonFinite`].
-//!
-//! Stopping tests are MINPACK's `lmder` tests (see [`Termination::Converged`]) plus an
-//! absolute cost tolerance; the evaluation budget bounds the work, so a solve always ends.
-//! Two guards against false convergence (a short step because λ is large, not because `θ`
-//! has converged, which a run of ν-doubling rejections produces quickly): the step test
-//! (`xtol`) only counts for accepted steps, and neither `ftol` nor `xtol` counts for a step
-//! whose predicted reduction is dominated by the damping, `λ‖Dδ‖² > 100 ‖Jδ‖²`. Without
-//! them, Chebyquad from 10× its standard start "converged" at a cost of 1e22 after one
-//! Jacobian; with them it runs on (and here, honestly, runs out of evaluations).
-//!
-//! Why QR and not Cholesky of `JᵀJ + λDᵀD`: forming `JᵀJ` squares the condition number
-//! (`κ(JᵀJ) = κ(J)²`), so with small `λ` on an ill-conditioned Jacobian (Watson, Osborne 2,
-//! Powell's singular function near its solution) the normal equations lose twice the digits
-//! that the QR route loses; the cost of the QR route is one `m × (n+1)` factorisation per Jacobian plus one `2n × n`
-//! factorisation per λ, which is small next to the evaluations for the problems this driver
-//! is for (`n` up to a few hundred). For network-sized problems use `NetworkLm`.
-//!
-//! [`with_initial_lambda`]: LevenbergMarquardt::with_initial_lambda
-//! [`with_scaling(false)`]: LevenbergMarquardt::with_scaling
+//! Levenberg–Marquardt for generic nonlinear least squares (see [`LevenbergMarquardt`]).
 
 use super::least_squares::LeastSquares;
 use super::lsq_common::{
@@ -71,8 +17,63 @@ const ACCEPT_RHO: f64 = 1e-4;
 /// Damping beyond which the solve is declared stalled.
 const LAMBDA_MAX: f64 = 1e300;
 
-/// Levenberg–Marquardt solver for [`LeastSquares`] problems (see the [module docs](self) for
-/// the algorithm).
+/// Levenberg–Marquardt solver for [`LeastSquares`] problems.
+///
+/// # Algorithm
+///
+/// At the current point `θ` with residuals `r` and Jacobian `J` (converted to f64), each trial
+/// step solves the damped, scaled linear least-squares problem
+///
+/// ```text
+/// δ(λ) = argmin_δ ½‖J δ + r‖² + ½ λ ‖D δ‖²,   i.e.   (JᵀJ + λ DᵀD) δ = −Jᵀr,
+/// ```
+///
+/// **never by forming `JᵀJ`**: once per Jacobian, a Householder QR of the augmented matrix
+/// `[J | r] = Q [R | Qᵀr]` gives the triangular `R` (`min(m,n) × n`) and `Qᵀr`; then every
+/// `λ` costs one small QR of the `(min(m,n) + n) × n` stacked matrix `[R; √λ D]` and a
+/// triangular solve (faer's QR least squares). Conditioning is that of `J`, not of `JᵀJ`; the
+/// stacked matrix has full column rank for any `λ > 0`, so rank-deficient or
+/// underdetermined (`m < n`) Jacobians need no special case. Everything is done in f64 even
+/// for `f32` problems.
+///
+/// The gain ratio `ρ = (F(θ) − F(θ + δ)) / (L(0) − L(δ))` compares the actual reduction of
+/// `F = ½‖r‖²` with the reduction predicted by the linear model, `½‖Jδ‖² + λ‖Dδ‖²`
+/// (computed as `½‖Rδ‖² + λ‖Dδ‖²`, exact and non-negative). A step is accepted when
+/// `ρ > 10⁻⁴`. Damping follows Nielsen (1999), as in Madsen, Nielsen & Tingleff,
+/// *Methods for non-linear least squares problems* (2004), §3.2:
+/// accepted: `λ ← λ · max(1/3, 1 − (2ρ − 1)³)`, `ν ← 2`; rejected: `λ ← λ ν`, `ν ← 2ν`.
+/// The first `λ` is `τ · max_k (JᵀJ)_kk / D_k²` (`τ` = [`with_initial_lambda`], default
+/// `1e-6`, so the first step is nearly a Gauss–Newton step).
+///
+/// Scaling `D` (Moré 1978, MINPACK `mode = 1`): `D_k` is the largest norm seen so far of
+/// column `k` of `J` (1 for a column that has always been zero). This makes the method
+/// invariant to a diagonal rescaling of the parameters; [`with_scaling(false)`] uses `D = I`
+/// (Levenberg's original damping).
+///
+/// Non-finite trial residuals are a rejected step (λ goes up), not an error; a non-finite
+/// Jacobian at a newly accepted point undoes the step and raises λ. Non-finite residuals or
+/// Jacobian at the start end the solve with [`Termination::NonFinite`].
+///
+/// Stopping tests are MINPACK's `lmder` tests (see [`Termination::Converged`]) plus an
+/// absolute cost tolerance; the evaluation budget bounds the work, so a solve always ends.
+/// Two guards against false convergence (a short step because λ is large, not because `θ`
+/// has converged, which a run of ν-doubling rejections produces quickly): the step test
+/// (`xtol`) only counts for accepted steps, and neither `ftol` nor `xtol` counts for a step
+/// whose predicted reduction is dominated by the damping, `λ‖Dδ‖² > 100 ‖Jδ‖²`. Without
+/// them, Chebyquad from 10× its standard start "converged" at a cost of 1e22 after one
+/// Jacobian; with them it runs on (and here, honestly, runs out of evaluations).
+///
+/// Why QR and not Cholesky of `JᵀJ + λDᵀD`: forming `JᵀJ` squares the condition number
+/// (`κ(JᵀJ) = κ(J)²`), so with small `λ` on an ill-conditioned Jacobian (Watson, Osborne 2,
+/// Powell's singular function near its solution) the normal equations lose twice the digits
+/// that the QR route loses; the cost of the QR route is one `m × (n+1)` factorisation per Jacobian plus one `2n × n`
+/// factorisation per λ, which is small next to the evaluations for the problems this driver
+/// is for (`n` up to a few hundred). For network-sized problems use `NetworkLm`.
+///
+/// [`with_initial_lambda`]: LevenbergMarquardt::with_initial_lambda
+/// [`with_scaling(false)`]: LevenbergMarquardt::with_scaling
+///
+/// # Settings
 ///
 /// Defaults (MINPACK `lmder1`'s where it has one):
 ///
