@@ -183,7 +183,8 @@ fn f32_smoke() {
     for name in ["rosenbrock", "helical_valley", "bard", "box3d"] {
         let p = test_problems::by_name(name).unwrap();
         let mut theta: Vec<f32> = p.start_as::<f32>();
-        let report = LevenbergMarquardt::<f32>::new().minimize(&p, &mut theta);
+        // The scalar type is inferred from θ.
+        let report = LevenbergMarquardt::new().minimize(&p, &mut theta);
         let want = p.known_cost();
         assert!(
             report.termination.is_converged() || report.termination == Termination::Stalled,
