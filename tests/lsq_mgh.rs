@@ -314,3 +314,21 @@ fn print_mgh_table() {
         }
     }
 }
+
+/// Powell's singular function has a singular Jacobian at its zero-residual solution, so LM
+/// converges only linearly and the relative tests never fire (MINPACK's lmder1 runs out of
+/// its 500 evaluations there); an absolute cost tolerance ends the solve as converged.
+#[test]
+fn cost_tolerance_ends_linear_convergence() {
+    let p = test_problems::by_name("powell_singular").unwrap();
+    let mut theta = p.start();
+    let r = LevenbergMarquardt::new()
+        .with_cost_tolerance(1e-30)
+        .minimize(&p, &mut theta);
+    assert!(
+        matches!(r.termination, Termination::Converged { cost: true, .. }),
+        "{r}"
+    );
+    assert!(r.cost <= 1e-30 && r.evaluations < 100, "{r}");
+    assert!(theta.iter().all(|v| v.abs() < 1e-6), "{theta:?}");
+}
