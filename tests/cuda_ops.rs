@@ -121,6 +121,24 @@ fn jvec_case<T: CudaReal>(be: &CudaBackend, m: usize, p: usize, offset: usize, s
         tol::<T>(),
     );
 
+    // Output at an odd offset: the wide-access path must not be taken for it.
+    let mut big = nan_buf::<T>(be, p + 1);
+    {
+        let mut out = big.slice_mut(1..);
+        ops::jt_u(be, &jd, m, p, &ud, &mut out).unwrap();
+    }
+    let got = be.download(&big).unwrap();
+    assert!(
+        got[0].to_f64().is_nan(),
+        "jt_u wrote before its output view"
+    );
+    check(
+        &format!("jt_u (offset out) {what}"),
+        &got[1..],
+        &to_f64(&want_jtu),
+        tol::<T>(),
+    );
+
     let mut out = nan_buf::<T>(be, p);
     ops::jt_j_v(be, &jd, m, p, &vd, &mut out).unwrap();
     check(

@@ -137,11 +137,15 @@ pub fn jt_u<T: CudaReal>(
     let up = rd(be, u);
     let op = wr(be, out);
     // The widest access (16 bytes, then 8 bytes for f32, then one element) that every row
-    // start allows: rows start at J + r·p, so p must be a multiple of it and J aligned.
+    // start allows: rows start at J + r·p, so p must be a multiple of it, and J and `out`
+    // (written with the same width when there is one chunk) aligned to it.
     let es = std::mem::size_of::<T>();
     let vec = [16 / es, 8 / es, 1]
         .into_iter()
-        .find(|&v| v >= 1 && p.is_multiple_of(v) && jp.is_multiple_of((v * es) as u64))
+        .find(|&v| {
+            let bytes = (v * es) as u64;
+            v >= 1 && p.is_multiple_of(v) && jp.is_multiple_of(bytes) && op.is_multiple_of(bytes)
+        })
         .unwrap_or(1);
     let col_threads = p / vec;
     // Enough (column, chunk) threads to keep ~2048 per SM busy.
