@@ -212,3 +212,71 @@ fn dot_length_mismatch_panics() {
 fn outer_length_mismatch_panics() {
     f32::outer_into_stream(1.0, &[1.0; 2], &[1.0; 3], &mut [0.0; 5]);
 }
+
+/// The vectorised tanh kernel against the standard library's `tanh` (its scalar twin), over
+/// both branches of the kernel (|z| < 0.3 and above), the clamp region and special values.
+fn tanh_twin<T: Real>(ulps: f64) {
+    let mut z: Vec<T> = (0..4000)
+        .map(|i| T::from_f64((i as f64 - 2000.0) * 0.0125))
+        .collect();
+    z.extend(view::<T>(77, 1000, 0));
+    z.extend(
+        [
+            0.0, -0.0, 1e-30, -1e-30, 0.3, -0.3, 0.29999, 25.0, -25.0, 1e6,
+        ]
+        .map(T::from_f64),
+    );
+    for &n in &SIZES {
+        for &off in &OFFSETS {
+            let zz = &z[off..off + n];
+            let mut a1 = vec![T::zero_impl(); n];
+            let mut d1 = vec![T::zero_impl(); n];
+            let mut a2 = a1.clone();
+            let mut d2 = d1.clone();
+            T::tanh_slice(zz, &mut a1, Some(&mut d1));
+            scalar::tanh_slice(zz, &mut a2, Some(&mut d2));
+            let mut a3 = vec![T::zero_impl(); n];
+            T::tanh_slice(zz, &mut a3, None);
+            assert_eq!(a1, a3, "tanh_slice with and without derivative");
+            let e = eps::<T>();
+            close_each(
+                &format!("tanh {} n={n} off={off}", T::NAME),
+                &f64s(&a1),
+                &f64s(&a2),
+                |i| ulps * e * a2[i].to_f64().abs() + f64::MIN_POSITIVE,
+            );
+            close_each(
+                &format!("tanh' {} n={n} off={off}", T::NAME),
+                &f64s(&d1),
+                &f64s(&d2),
+                |i| {
+                    ulps * e * (d2[i].to_f64().abs() + 2.0 * a2[i].to_f64().abs())
+                        + f64::MIN_POSITIVE
+                },
+            );
+        }
+    }
+    // The whole range at once (all sizes above cover only its start).
+    let mut a1 = vec![T::zero_impl(); z.len()];
+    let mut a2 = a1.clone();
+    T::tanh_slice(&z, &mut a1, None);
+    scalar::tanh_slice(&z, &mut a2, None);
+    close_each(
+        &format!("tanh {} full range", T::NAME),
+        &f64s(&a1),
+        &f64s(&a2),
+        |i| ulps * eps::<T>() * a2[i].to_f64().abs() + f64::MIN_POSITIVE,
+    );
+    assert_eq!(a1[z.len() - 10].to_f64(), 0.0);
+    assert!(a1[z.len() - 9].to_f64().is_sign_negative(), "tanh(-0) = -0");
+}
+
+#[test]
+fn tanh_f32() {
+    tanh_twin::<f32>(4.0);
+}
+
+#[test]
+fn tanh_f64() {
+    tanh_twin::<f64>(4.0);
+}

@@ -7,11 +7,14 @@
 //! them to an explicit Jacobian stored row-major.
 
 pub mod jvec;
+pub mod memory;
 pub mod scalar;
 pub mod simd;
 mod stream;
+pub mod tanh;
 
 pub use jvec::{j_v, jt_j_v, jt_u};
+pub use memory::{advise_huge_pages, zeroed_vec};
 
 use faer::traits::RealField;
 use pulp::Arch;
@@ -96,6 +99,10 @@ pub trait CpuKernels: RealField + Copy + Send + Sync + 'static {
     fn outer_into_stream(alpha: Self, g: &[Self], a: &[Self], out: &mut [Self]) {
         Self::outer_into(alpha, g, a, out)
     }
+    /// `a ← tanh z` and, when given, `d ← tanh'(z) = 1 − a²`, vectorised (a few ulp from
+    /// the standard library's `tanh`; see [`tanh`](mod@tanh)). Scalar twin:
+    /// [`scalar::tanh_slice`].
+    fn tanh_slice(z: &[Self], a: &mut [Self], d: Option<&mut [Self]>);
 }
 
 macro_rules! impl_cpu_kernels {
@@ -154,6 +161,15 @@ macro_rules! impl_cpu_kernels {
                 if !$stream(alpha, g, a, out) {
                     Arch::new().dispatch(simd::Outer { alpha, g, a, out })
                 }
+            }
+            #[inline]
+            #[track_caller]
+            fn tanh_slice(z: &[$t], a: &mut [$t], d: Option<&mut [$t]>) {
+                same_len("tanh_slice", z.len(), a.len());
+                if let Some(d) = &d {
+                    same_len("tanh_slice", z.len(), d.len());
+                }
+                Arch::new().dispatch(tanh::Tanh { z, a, d })
             }
         }
     };

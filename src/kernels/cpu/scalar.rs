@@ -132,3 +132,33 @@ pub fn outer_into<T: RealField + Copy>(alpha: T, g: &[T], a: &[T], out: &mut [T]
         }
     }
 }
+
+/// `a ← tanh z` (the standard library's `tanh`) and, when given, `d ← 1 − a²`.
+///
+/// # Panics
+/// If the lengths differ.
+#[track_caller]
+pub fn tanh_slice<T: crate::Real>(z: &[T], a: &mut [T], d: Option<&mut [T]>) {
+    assert_eq!(
+        z.len(),
+        a.len(),
+        "tanh_slice: lengths {} and {}",
+        z.len(),
+        a.len()
+    );
+    for (ai, &zi) in a.iter_mut().zip(z) {
+        *ai = zi.tanh();
+    }
+    if let Some(d) = d {
+        assert_eq!(
+            z.len(),
+            d.len(),
+            "tanh_slice: lengths {} and {}",
+            z.len(),
+            d.len()
+        );
+        for (di, &ai) in d.iter_mut().zip(a.iter()) {
+            *di = T::one_impl() - ai * ai;
+        }
+    }
+}
