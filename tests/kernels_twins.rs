@@ -280,3 +280,53 @@ fn tanh_f32() {
 fn tanh_f64() {
     tanh_twin::<f64>(4.0);
 }
+
+/// Long dot products take the four-stream path (`simd::DOT_SPLIT`); check it and the
+/// lengths around its threshold (the quarters plus the leftover).
+fn long_dots<T: Real>() {
+    use itlin::kernels::cpu::simd::DOT_SPLIT;
+    let e = eps::<T>();
+    for n in [DOT_SPLIT - 1, DOT_SPLIT, DOT_SPLIT + 17, 4 * DOT_SPLIT + 3] {
+        for off in OFFSETS {
+            let ab = view::<T>(3 + n as u64, n, off);
+            let bb = view::<T>(4 + n as u64, n, off);
+            let (a, b) = (&ab[off..], &bb[off..]);
+            let abs: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x.to_f64() * y.to_f64()).abs())
+                .sum();
+            let bound = 2.0 * (n as f64 + 4.0) * e * abs;
+            let (got, want) = (T::dot(a, b).to_f64(), scalar::dot(a, b).to_f64());
+            assert!(
+                (got - want).abs() <= bound,
+                "dot {} n={n}: {got} vs {want}",
+                T::NAME
+            );
+            // Exact reference in f64 for a sharper check than the twin bound.
+            let exact: f64 = a.iter().zip(b).map(|(x, y)| x.to_f64() * y.to_f64()).sum();
+            assert!(
+                (got - exact).abs() <= bound,
+                "dot {} n={n}: {got} vs exact {exact}",
+                T::NAME
+            );
+            let sq: f64 = a.iter().map(|x| x.to_f64().powi(2)).sum();
+            let got = T::sum_sq(a).to_f64();
+            assert!(
+                (got - sq).abs() <= 2.0 * (n as f64 + 4.0) * e * sq,
+                "sum_sq {} n={n}",
+                T::NAME
+            );
+        }
+    }
+}
+
+#[test]
+fn long_dots_f32() {
+    long_dots::<f32>();
+}
+
+#[test]
+fn long_dots_f64() {
+    long_dots::<f64>();
+}

@@ -18,6 +18,8 @@ pub trait Lane: Copy + Send + Sync + 'static + bytemuck::Pod {
     type V<S: Simd>: Copy;
     /// Zero.
     const ZERO: Self;
+    /// `a + b` on scalars.
+    fn scalar_add(a: Self, b: Self) -> Self;
     /// `(a * b) + c`, one rounding where the hardware has FMA.
     fn mul_add<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S>;
     /// `a * b`.
@@ -44,6 +46,10 @@ macro_rules! impl_lane {
         impl Lane for $t {
             type V<S: Simd> = S::$v;
             const ZERO: Self = 0.0;
+            #[inline(always)]
+            fn scalar_add(a: Self, b: Self) -> Self {
+                a + b
+            }
             #[inline(always)]
             fn mul_add<S: Simd>(s: S, a: S::$v, b: S::$v, c: S::$v) -> S::$v {
                 s.$fma(a, b, c)
@@ -123,8 +129,31 @@ impl<T: Lane> WithSimd for Dot<'_, T> {
     type Output = T;
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) -> T {
-        let (a, a_tail) = T::as_simd::<S>(self.a);
-        let (b, b_tail) = T::as_simd::<S>(self.b);
+        let n = self.a.len();
+        if n >= DOT_SPLIT {
+            // Long vectors (not in cache): four concurrent streams, one per quarter, keep
+            // more cache-line requests in flight than one sequential stream.
+            let q = n / 4;
+            let (a, b) = (self.a, self.b);
+            let parts = DotPairs4 {
+                a: [&a[..q], &a[q..2 * q], &a[2 * q..3 * q], &a[3 * q..4 * q]],
+                b: [&b[..q], &b[q..2 * q], &b[2 * q..3 * q], &b[3 * q..4 * q]],
+            }
+            .with_simd(s);
+            return T::scalar_add(parts, dot_short(s, &a[4 * q..], &b[4 * q..]));
+        }
+        dot_short(s, self.a, self.b)
+    }
+}
+
+/// The single-stream dot product (four accumulators) behind [`Dot`]. A separate function
+/// so that `Dot` is not recursive: a recursive `with_simd` cannot be inlined into pulp's
+/// target-feature context and would silently compile for the baseline CPU.
+#[inline(always)]
+fn dot_short<S: Simd, T: Lane>(s: S, a: &[T], b: &[T]) -> T {
+    {
+        let (a, a_tail) = T::as_simd::<S>(a);
+        let (b, b_tail) = T::as_simd::<S>(b);
         let (a4, a1) = as_arrays::<4, _>(a);
         let (b4, b1) = as_arrays::<4, _>(b);
         let z = T::splat(s, T::ZERO);
@@ -141,6 +170,47 @@ impl<T: Lane> WithSimd for Dot<'_, T> {
         let xt = T::partial_load(s, a_tail);
         let yt = T::partial_load(s, b_tail);
         s1 = T::mul_add(s, xt, yt, s1);
+        let sum = T::add(s, T::add(s, s0, s1), T::add(s, s2, s3));
+        T::reduce_sum(s, sum)
+    }
+}
+
+/// Length from which [`Dot`] reads its operands as four concurrent streams.
+pub const DOT_SPLIT: usize = 1 << 14;
+
+/// `Σₖ aₖ·bₖ` over four pairs of equally long slices, one register stream per pair.
+struct DotPairs4<'a, T> {
+    a: [&'a [T]; 4],
+    b: [&'a [T]; 4],
+}
+
+impl<T: Lane> WithSimd for DotPairs4<'_, T> {
+    type Output = T;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> T {
+        let (a0, ta0) = T::as_simd::<S>(self.a[0]);
+        let (a1, ta1) = T::as_simd::<S>(self.a[1]);
+        let (a2, ta2) = T::as_simd::<S>(self.a[2]);
+        let (a3, ta3) = T::as_simd::<S>(self.a[3]);
+        let (b0, tb0) = T::as_simd::<S>(self.b[0]);
+        let (b1, tb1) = T::as_simd::<S>(self.b[1]);
+        let (b2, tb2) = T::as_simd::<S>(self.b[2]);
+        let (b3, tb3) = T::as_simd::<S>(self.b[3]);
+        let z = T::splat(s, T::ZERO);
+        let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
+        let n = a0.len();
+        let (a1, a2, a3) = (&a1[..n], &a2[..n], &a3[..n]);
+        let (b0, b1, b2, b3) = (&b0[..n], &b1[..n], &b2[..n], &b3[..n]);
+        for i in 0..n {
+            s0 = T::mul_add(s, a0[i], b0[i], s0);
+            s1 = T::mul_add(s, a1[i], b1[i], s1);
+            s2 = T::mul_add(s, a2[i], b2[i], s2);
+            s3 = T::mul_add(s, a3[i], b3[i], s3);
+        }
+        s0 = T::mul_add(s, T::partial_load(s, ta0), T::partial_load(s, tb0), s0);
+        s1 = T::mul_add(s, T::partial_load(s, ta1), T::partial_load(s, tb1), s1);
+        s2 = T::mul_add(s, T::partial_load(s, ta2), T::partial_load(s, tb2), s2);
+        s3 = T::mul_add(s, T::partial_load(s, ta3), T::partial_load(s, tb3), s3);
         let sum = T::add(s, T::add(s, s0, s1), T::add(s, s2, s3));
         T::reduce_sum(s, sum)
     }
