@@ -57,14 +57,18 @@ fn exp_reduced_f64(y: f64) -> f64 {
     const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52: rounds to an integer
-    let nf = (y * LOG2E + SHIFT) - SHIFT;
+    // Adding SHIFT rounds y·log₂e to an integer n held in the low mantissa bits of `t`
+    // (read back with integer arithmetic: a float-to-int cast would not vectorise well).
+    let t = y * LOG2E + SHIFT;
+    let nf = t - SHIFT;
+    let n = t.to_bits().wrapping_sub(SHIFT.to_bits());
     let r = (y - nf * LN2_HI) - nf * LN2_LO;
     // Taylor series of e^r through r^13 (|r| ≤ 0.347: error below 1e-17).
     let mut p: f64 = 1.0 / 6_227_020_800.0;
     for k in (0..13).rev() {
         p = p.mul_add(r, INV_FACT[k]);
     }
-    let scale = f64::from_bits(((nf as i64 + 1023) as u64) << 52);
+    let scale = f64::from_bits(n.wrapping_add(1023) << 52);
     p * scale
 }
 
@@ -109,7 +113,9 @@ impl FastTanh for f32 {
         const LN2_HI: f32 = 0.693_145_75;
         const LN2_LO: f32 = 1.428_606_8e-6;
         const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23
-        let nf = (y * LOG2E + SHIFT) - SHIFT;
+        let t = y * LOG2E + SHIFT;
+        let nf = t - SHIFT;
+        let n = t.to_bits().wrapping_sub(SHIFT.to_bits());
         let r = (y - nf * LN2_HI) - nf * LN2_LO;
         let mut e: f32 = 1.0 / 40320.0;
         for c in [
@@ -124,7 +130,7 @@ impl FastTanh for f32 {
         ] {
             e = e.mul_add(r, c);
         }
-        let e = e * f32::from_bits(((nf as i32 + 127) as u32) << 23);
+        let e = e * f32::from_bits(n.wrapping_add(127) << 23);
         let big = (1.0 - 2.0 / (e + 1.0)).copysign(x);
         if ax < 0.3 { small } else { big }
     }
