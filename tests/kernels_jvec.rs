@@ -100,6 +100,14 @@ fn all_shapes<T: Real>() {
     }
 }
 
+/// Rows long enough for the four-stream kernels (`simd::DOT_SPLIT`).
+#[test]
+fn drivers_long_rows() {
+    let p = itlin::kernels::cpu::simd::DOT_SPLIT + 333;
+    one_shape::<f64>(9, p, 5);
+    one_shape::<f32>(6, p, 6);
+}
+
 #[test]
 fn drivers_f64() {
     all_shapes::<f64>();

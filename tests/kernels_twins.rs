@@ -330,3 +330,53 @@ fn long_dots_f32() {
 fn long_dots_f64() {
     long_dots::<f64>();
 }
+
+/// The fused `dot_axpy` step against its twin (dot, then axpy), short and long (the
+/// four-stream path), aligned and not.
+fn dot_axpy_twin<T: Real>() {
+    use itlin::kernels::cpu::simd::DOT_SPLIT;
+    let e = eps::<T>();
+    for n in SIZES
+        .into_iter()
+        .chain([DOT_SPLIT - 1, DOT_SPLIT, DOT_SPLIT + 77])
+    {
+        for off in OFFSETS {
+            let xb = view::<T>(11 + n as u64, n, off);
+            let vb = view::<T>(12 + n as u64, n, off);
+            let pb = view::<T>(13 + n as u64, n, off);
+            let ab = view::<T>(14 + n as u64, n, off);
+            let (x, v, pr) = (&xb[off..], &vb[off..], &pb[off..]);
+            let alpha = T::from_f64(0.625);
+            let mut a1 = ab.clone();
+            let mut a2 = ab.clone();
+            let got = T::dot_axpy(x, v, alpha, pr, &mut a1[off..]).to_f64();
+            let want = scalar::dot_axpy(x, v, alpha, pr, &mut a2[off..]).to_f64();
+            let abs: f64 = x
+                .iter()
+                .zip(v)
+                .map(|(a, b)| (a.to_f64() * b.to_f64()).abs())
+                .sum();
+            let bound = 2.0 * (n as f64 + 4.0) * e * abs + f64::MIN_POSITIVE;
+            let what = format!("dot_axpy {} n={n} off={off}", T::NAME);
+            assert!((got - want).abs() <= bound, "{what}: {got} vs {want}");
+            close_each(&what, &f64s(&a1), &f64s(&a2), |i| {
+                let t = if i < off {
+                    0.0
+                } else {
+                    (0.625 * pr[i - off].to_f64()).abs()
+                };
+                2.0 * e * (ab[i].to_f64().abs() + t)
+            });
+        }
+    }
+}
+
+#[test]
+fn dot_axpy_f32() {
+    dot_axpy_twin::<f32>();
+}
+
+#[test]
+fn dot_axpy_f64() {
+    dot_axpy_twin::<f64>();
+}

@@ -2,6 +2,8 @@
 //! `J v`, `Jᵀ u` and the fused Gauss-Newton product `Jᵀ(J v)`, parallel with rayon.
 
 use crate::Real;
+#[allow(unused_imports)] // for the doc links
+use crate::kernels::cpu::CpuKernels;
 use rayon::prelude::*;
 
 #[track_caller]
@@ -138,7 +140,8 @@ pub fn jt_u<T: Real>(j: &[T], m: usize, p: usize, u: &[T], out: &mut [T]) {
 }
 
 /// `out ← Jᵀ (J v)` for row-major `J`, reading each row of `J` once from memory:
-/// per row `s = J[i,:]·v` then `out += s J[i,:]` while the row is still in cache.
+/// `sᵢ = J[i,:]·v` and `out += sᵢ J[i,:]`, where the update with row `i − 1` (still in
+/// cache) runs in the same pass as the dot product of row `i` ([`CpuKernels::dot_axpy`]).
 /// Rows are split between threads, each with its own partial `out`, summed at the end.
 ///
 /// # Panics
@@ -163,16 +166,18 @@ pub fn jt_j_v<T: Real>(j: &[T], m: usize, p: usize, v: &[T], out: &mut [T]) {
         return;
     }
     rows_reduce(m, p, out, |r0, r1, acc| {
+        // Row i is dotted with v while row i − 1 (read just before, still in cache) is
+        // added to the accumulator, in one pass: the stream from memory never pauses.
+        let mut prev: Option<(&[T], T)> = None;
         for row in j[r0 * p..r1 * p].chunks_exact(p) {
-            let s = T::dot(row, v);
-            // Walk the row backwards in blocks: the end of the row, read last by the dot,
-            // is still in cache when the axpy starts.
-            for (x, y) in row.rchunks(ZIGZAG_BLOCK).zip(acc.rchunks_mut(ZIGZAG_BLOCK)) {
-                T::axpy(s, x, y);
-            }
+            let s = match prev {
+                None => T::dot(row, v),
+                Some((pr, ps)) => T::dot_axpy(row, v, ps, pr, acc),
+            };
+            prev = Some((row, s));
+        }
+        if let Some((pr, ps)) = prev {
+            T::axpy(ps, pr, acc);
         }
     });
 }
-
-/// Block length of the backward pass of [`jt_j_v`].
-const ZIGZAG_BLOCK: usize = 2048;

@@ -65,6 +65,13 @@ pub trait CpuKernels: RealField + Copy + Send + Sync + 'static {
     fn dot4(rows: [&[Self]; 4], v: &[Self]) -> [Self; 4] {
         scalar::dot4(rows, v)
     }
+    /// Returns `x·v` and sets `acc ← acc + α prev` in the same pass over memory: the step of
+    /// the fused Gauss-Newton product `Jᵀ(J v)` that dots row `i` of `J` while adding row
+    /// `i − 1` (still in cache) to the accumulator, so that reading `J` never pauses.
+    #[track_caller]
+    fn dot_axpy(x: &[Self], v: &[Self], alpha: Self, prev: &[Self], acc: &mut [Self]) -> Self {
+        scalar::dot_axpy(x, v, alpha, prev, acc)
+    }
     /// `y ← y + α x`.
     #[track_caller]
     fn axpy(alpha: Self, x: &[Self], y: &mut [Self]) {
@@ -123,6 +130,20 @@ macro_rules! impl_cpu_kernels {
             fn dot4(rows: [&[$t]; 4], v: &[$t]) -> [$t; 4] {
                 rows_len("dot4", &rows, v.len());
                 Arch::new().dispatch(simd::Dot4 { rows, v })
+            }
+            #[inline]
+            #[track_caller]
+            fn dot_axpy(x: &[$t], v: &[$t], alpha: $t, prev: &[$t], acc: &mut [$t]) -> $t {
+                same_len("dot_axpy", x.len(), v.len());
+                same_len("dot_axpy", x.len(), prev.len());
+                same_len("dot_axpy", x.len(), acc.len());
+                Arch::new().dispatch(simd::DotAxpy {
+                    x,
+                    v,
+                    alpha,
+                    prev,
+                    acc,
+                })
             }
             #[inline]
             #[track_caller]

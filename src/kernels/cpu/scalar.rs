@@ -162,3 +162,13 @@ pub fn tanh_slice<T: crate::Real>(z: &[T], a: &mut [T], d: Option<&mut [T]>) {
         }
     }
 }
+
+/// `x·v`, and `acc ← acc + α prev` (the fused step of `Jᵀ(J v)`).
+///
+/// # Panics
+/// If the four slices do not all have the same length.
+#[track_caller]
+pub fn dot_axpy<T: RealField + Copy>(x: &[T], v: &[T], alpha: T, prev: &[T], acc: &mut [T]) -> T {
+    axpy(alpha, prev, acc);
+    dot(x, v)
+}

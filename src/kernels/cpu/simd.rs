@@ -422,3 +422,93 @@ impl<T: Lane> WithSimd for Outer<'_, T> {
         }
     }
 }
+
+/// `x·v`, and in the same pass `acc ← acc + α prev`: the step of the fused Gauss-Newton
+/// product `Jᵀ(J v)` in which row `i` of `J` streams from memory (the dot) while row `i − 1`,
+/// still in cache, is added to the accumulator. Long operands are processed as four
+/// concurrent quarter streams, like [`Dot`].
+pub struct DotAxpy<'a, T> {
+    /// The row being dotted (`J[i, :]`).
+    pub x: &'a [T],
+    /// The vector it is dotted with.
+    pub v: &'a [T],
+    /// Scale of the previous row.
+    pub alpha: T,
+    /// The previous row (`J[i − 1, :]`).
+    pub prev: &'a [T],
+    /// The accumulator.
+    pub acc: &'a mut [T],
+}
+
+/// The `k`-th of four consecutive pieces of length `q`.
+#[inline(always)]
+fn quarter<T>(a: &[T], k: usize, q: usize) -> &[T] {
+    &a[k * q..(k + 1) * q]
+}
+
+impl<T: Lane> WithSimd for DotAxpy<'_, T> {
+    type Output = T;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> T {
+        let n = self.x.len();
+        // Quarters of whole registers (a multiple of 64 elements covers every lane count).
+        let q = if n >= DOT_SPLIT { n / 256 * 64 } else { 0 };
+        let (x, v, prev) = (self.x, self.v, self.prev);
+        let (acc_q, acc_rest) = self.acc.split_at_mut(4 * q);
+        let (c0, acc_q) = acc_q.split_at_mut(q);
+        let (c1, acc_q) = acc_q.split_at_mut(q);
+        let (c2, c3) = acc_q.split_at_mut(q);
+        let (x0, x1, x2, x3) = (
+            T::as_simd::<S>(quarter(x, 0, q)).0,
+            T::as_simd::<S>(quarter(x, 1, q)).0,
+            T::as_simd::<S>(quarter(x, 2, q)).0,
+            T::as_simd::<S>(quarter(x, 3, q)).0,
+        );
+        let (v0, v1, v2, v3) = (
+            T::as_simd::<S>(quarter(v, 0, q)).0,
+            T::as_simd::<S>(quarter(v, 1, q)).0,
+            T::as_simd::<S>(quarter(v, 2, q)).0,
+            T::as_simd::<S>(quarter(v, 3, q)).0,
+        );
+        let (p0, p1, p2, p3) = (
+            T::as_simd::<S>(quarter(prev, 0, q)).0,
+            T::as_simd::<S>(quarter(prev, 1, q)).0,
+            T::as_simd::<S>(quarter(prev, 2, q)).0,
+            T::as_simd::<S>(quarter(prev, 3, q)).0,
+        );
+        let (c0, c1, c2, c3) = (
+            T::as_mut_simd::<S>(c0).0,
+            T::as_mut_simd::<S>(c1).0,
+            T::as_mut_simd::<S>(c2).0,
+            T::as_mut_simd::<S>(c3).0,
+        );
+        let a = T::splat(s, self.alpha);
+        let z = T::splat(s, T::ZERO);
+        let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
+        let m = x0.len();
+        let (x1, x2, x3) = (&x1[..m], &x2[..m], &x3[..m]);
+        let (v0, v1, v2, v3) = (&v0[..m], &v1[..m], &v2[..m], &v3[..m]);
+        let (p0, p1, p2, p3) = (&p0[..m], &p1[..m], &p2[..m], &p3[..m]);
+        let (c0, c1, c2, c3) = (&mut c0[..m], &mut c1[..m], &mut c2[..m], &mut c3[..m]);
+        for i in 0..m {
+            s0 = T::mul_add(s, x0[i], v0[i], s0);
+            s1 = T::mul_add(s, x1[i], v1[i], s1);
+            s2 = T::mul_add(s, x2[i], v2[i], s2);
+            s3 = T::mul_add(s, x3[i], v3[i], s3);
+            c0[i] = T::mul_add(s, a, p0[i], c0[i]);
+            c1[i] = T::mul_add(s, a, p1[i], c1[i]);
+            c2[i] = T::mul_add(s, a, p2[i], c2[i]);
+            c3[i] = T::mul_add(s, a, p3[i], c3[i]);
+        }
+        let sum = T::reduce_sum(s, T::add(s, T::add(s, s0, s1), T::add(s, s2, s3)));
+        // The rest (everything for short operands): one stream each.
+        let rest = dot_short(s, &x[4 * q..], &v[4 * q..]);
+        Axpy {
+            alpha: self.alpha,
+            x: &prev[4 * q..],
+            y: acc_rest,
+        }
+        .with_simd(s);
+        T::scalar_add(sum, rest)
+    }
+}
