@@ -156,3 +156,22 @@ proptest! {
         one_shape::<f32>(m, p, seed + 1);
     }
 }
+
+/// `zeroed_vec` (the Jacobian's buffer) is all zeros at every size, including sizes that
+/// take the huge-page path, and the buffer is writable everywhere.
+#[test]
+fn zeroed_vec_is_zero() {
+    use itlin::kernels::cpu::zeroed_vec;
+    for n in [0usize, 1, 17, 1 << 20, (1 << 20) + 3] {
+        let mut v: Vec<f64> = zeroed_vec(n);
+        assert_eq!(v.len(), n);
+        assert!(v.iter().all(|&x| x == 0.0), "zeroed_vec({n}) not zero");
+        v.iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as f64));
+        let w: Vec<f32> = zeroed_vec(n);
+        assert!(
+            w.iter().all(|&x| x == 0.0),
+            "zeroed_vec::<f32>({n}) not zero"
+        );
+    }
+}
