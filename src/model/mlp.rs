@@ -479,6 +479,16 @@ impl<T: Real> Model<T> for Mlp {
     }
 
     #[track_caller]
+    fn jacobian_into(&self, theta: &[T], x: MatRef<'_, T>, out: &mut Jacobian<T>) {
+        let s = self.signals(theta, x);
+        let (m, p) = (s.n * s.c, theta.len());
+        if out.nrows() != m || out.ncols() != p {
+            *out = Jacobian::zeros(m, p);
+        }
+        s.write_jacobian(out.as_mut_slice());
+    }
+
+    #[track_caller]
     fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: crate::ntk::Method) -> Mat<T> {
         use crate::ntk::{Method, explicit_lower, flop_estimates, structured_lower};
         let structured = match method {

@@ -71,6 +71,16 @@ pub trait Model<T: Real>: Sync {
         j
     }
 
+    /// Writes the explicit Jacobian into `out`, reusing its buffer when it already has the
+    /// right shape (first-touch page faults of a fresh multi-GB buffer can cost more than the
+    /// assembly itself). The default calls [`jacobian`](Model::jacobian).
+    ///
+    /// # Panics
+    /// As [`forward`](Model::forward).
+    fn jacobian_into(&self, theta: &[T], x: MatRef<'_, T>, out: &mut Jacobian<T>) {
+        *out = self.jacobian(theta, x);
+    }
+
     /// The lower triangle (diagonal included) of the empirical NTK `Θ = J Jᵀ`; the strict
     /// upper triangle is unspecified. The default builds `J` explicitly for every method;
     /// [`Mlp`] implements [`Method::Structured`](crate::ntk::Method).
