@@ -112,14 +112,14 @@ template <class T> void test_col_sum(long long rows, int cols, long long rows_pe
     }
 }
 
-template <class T> void test_jtu(long long m, long long p, long long rows_per, int vec, unsigned gx) {
+template <class T, int R8 = 4> void test_jtu(long long m, long long p, long long rows_per, int vec, unsigned gx) {
     mt19937 r(2); uniform_real_distribution<double> U(-1, 1);
     vector<T> J(m * p), u(m);
     for (auto& x : J) x = U(r);
     for (auto& x : u) x = U(r);
     long long chunks = (m + rows_per - 1) / rows_per;
     vector<T> ws(chunks * p, NAN), out(p, NAN);
-    launch(gx, (unsigned)chunks, 32, [&] { jt_u_part_impl<T>(J.data(), u.data(), ws.data(), m, p, rows_per, vec); });
+    launch(gx, (unsigned)chunks, 32, [&] { jt_u_part_impl<T, R8>(J.data(), u.data(), ws.data(), m, p, rows_per, vec); });
     launch(3, 1, 32, [&] { sum_chunks_impl<T>(ws.data(), out.data(), chunks, p); });
     for (long long k = 0; k < p; ++k) {
         double want = 0; for (long long i = 0; i < m; ++i) want += (double)u[i] * J[i * p + k];
@@ -210,7 +210,9 @@ int main() {
     }
     test_jtu<float>(37, 13, 5, 1, 1);   // one column per thread
     test_jtu<float>(37, 16, 5, 4, 1);   // 16-byte accesses
-    test_jtu<float>(37, 18, 6, 2, 2);   // 8-byte accesses (p % 4 == 2)
+    test_jtu<float>(37, 18, 6, 2, 2);   // 8-byte accesses (p % 4 == 2), 4 rows in flight
+    test_jtu<float, 2>(37, 18, 6, 2, 2);  // the same with the first version's 2 rows
+    test_jtu<float>(41, 18, 41, 2, 3);  // one chunk of 41 rows: remainder after groups of 4
     test_jtu<double>(40, 18, 7, 2, 2);  // 16-byte accesses
     test_jtu<double>(40, 17, 40, 1, 1);
     for (int off = 0; off < 4; ++off) {

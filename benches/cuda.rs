@@ -346,9 +346,9 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     let t = b.time(
         0.3,
         || Ok(()),
-        || Ok(ops::jt_u(&b.be, &j, m, p, &ud, &mut out_p)?),
+        || Ok(ops::jt_u_v1(&b.be, &j, m, p, &ud, &mut out_p)?),
     )?;
-    b.push("jt_u", n, dt, t, j_bytes, "GB/s", cb, "");
+    b.push("jt_u", n, dt, t, j_bytes, "GB/s", cb, "first version");
     let t = b.time(
         0.3,
         || Ok(()),
@@ -708,6 +708,32 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                 );
                 dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
             }
+        }
+    }
+    // Jᵀu with four rows in flight for 8-byte f32 loads; checked against the first version.
+    {
+        let ud = b.be.upload(&rand_host::<T>(&mut rng, m))?;
+        let mut o1 = b.be.zeros::<T>(p)?;
+        let mut o2 = b.be.zeros::<T>(p)?;
+        ops::jt_u_v1(&b.be, &j, m, p, &ud, &mut o1)?;
+        let timed = b.time(
+            0.3,
+            || Ok(()),
+            || Ok(ops::jt_u(&b.be, &j, m, p, &ud, &mut o2)?),
+        );
+        let t1 = b.prev("jt_u", n, dt);
+        if let Some(t2) = b.report("jt_u_v2", n, dt, timed, j_bytes, "GB/s", cb, "") {
+            let d = max_rel(&b.be.download(&o1)?, &b.be.download(&o2)?);
+            if let Some(r) = b.rows.last_mut() {
+                r.note = format!(
+                    "4 rows in flight (8-byte f32); v1/v2 = {:.2}",
+                    t1.unwrap_or(f64::NAN) / t2
+                );
+            }
+            println!(
+                "jt_u v2 vs v1: max relative difference {d:.2e}{}",
+                if d < 1e-4 { "" } else { "  MISMATCH" }
+            );
         }
     }
     drop(j);

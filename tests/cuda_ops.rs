@@ -120,6 +120,14 @@ fn jvec_case<T: CudaReal>(be: &CudaBackend, m: usize, p: usize, offset: usize, s
         &to_f64(&want_jtu),
         tol::<T>(),
     );
+    let mut out = nan_buf::<T>(be, p);
+    ops::jt_u_v1(be, &jd, m, p, &ud, &mut out).unwrap();
+    check(
+        &format!("jt_u_v1 {what}"),
+        &be.download(&out).unwrap(),
+        &to_f64(&want_jtu),
+        tol::<T>(),
+    );
 
     // Output at an odd offset: the wide-access path must not be taken for it.
     let mut big = nan_buf::<T>(be, p + 1);

@@ -109,7 +109,7 @@ mod jvec;
 mod layer;
 mod linalg;
 
-pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u};
+pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u, jt_u_v1};
 pub use layer::{
     COL_SUM_ONE_STAGE_ROWS, JACOBIAN_MAX_LAYERS, JacobianLayer, bias_act, bias_act_in_place,
     bias_mul, col_sum, col_sum_one_stage, eye_rows, jacobian_all, jacobian_layer, mul_bcast_rows,
