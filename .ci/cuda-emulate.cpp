@@ -17,10 +17,15 @@ using namespace std;
 #define __align__(n) alignas(n)
 #define __restrict__ __restrict
 #define __shared__ static
+#define __launch_bounds__(...)
 struct dim3 { unsigned x = 1, y = 1, z = 1; };
 static dim3 threadIdx, blockIdx, blockDim, gridDim;
 inline void __syncthreads() {}
 template <class T> T __shfl_down_sync(unsigned, T v, int) { return v; }
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) double2 { double x, y; };
+template <class V> V __ldcs(const V* p) { return *p; }
+template <class V> void __stcs(V* p, V v) { *p = v; }
 #include "common.cuh"
 #include "jvec.cu"
 #include "jacobian.cu"
@@ -57,14 +62,64 @@ template <class T> void test_jac(int m_n, int C, int fi, int fo, long long w_off
         }
 }
 
-template <class T> void test_jtu(long long m, long long p, long long rows_per, int vec, unsigned gx) {
+// All layers in one launch (v2): a 784-128-128-10-like tiling scaled down, p odd in packets.
+template <class T> void test_jac_all(int n, int C, vector<int> widths, int off, unsigned gx, unsigned bx) {
+    long long m = (long long)n * C, p = 0;
+    int L = (int)widths.size() - 1;
+    mt19937 r(5);
+    uniform_real_distribution<double> U(-1, 1);
+    vector<vector<T>> A(L), G(L);
+    JacLayers<T> tab{};
+    tab.count = L; tab.C = C;
+    for (int l = 0; l < L; ++l) {
+        int fi = widths[l], fo = widths[l + 1];
+        A[l].resize((size_t)n * fi); G[l].resize((size_t)m * fo);
+        for (auto& a : A[l]) a = U(r);
+        for (auto& g : G[l]) g = U(r);
+        tab.l[l] = JacLayer<T>{A[l].data(), G[l].data(), p, fi, fo, T(0.5 + l), T(1.5 - 0.25 * l)};
+        p += (long long)fo * (fi + 1);
+    }
+    vector<T> Jbuf(m * p + 8, NAN);
+    T* J = Jbuf.data() + off;
+    launch(gx, 1, bx, [&] { jacobian_all_impl<T>(J, m, p, tab); });
+    for (int k = 0; k < off; ++k) CHECK(std::isnan(Jbuf[k]), "jac_all wrote before J");
+    for (long long k = m * p + off; k < (long long)Jbuf.size(); ++k) CHECK(std::isnan(Jbuf[k]), "jac_all wrote after J");
+    for (long long rr = 0; rr < m; ++rr)
+        for (long long k = 0; k < p; ++k) {
+            int l = 0;
+            while (l + 1 < L && k >= tab.l[l + 1].w_off) ++l;
+            const JacLayer<T>& Ly = tab.l[l];
+            long long e = k - Ly.w_off, nw = (long long)Ly.fan_out * Ly.fan_in;
+            T want = e < nw ? (Ly.sw * G[l][rr * Ly.fan_out + e / Ly.fan_in]) * A[l][(rr / C) * Ly.fan_in + e % Ly.fan_in]
+                            : Ly.sb * G[l][rr * Ly.fan_out + e - nw];
+            T got = J[rr * p + k];
+            CHECK(got == want, "jac_all r=%lld k=%lld got %g want %g (off %d, grid %u x %u)", rr, k, (double)got, (double)want, off, gx, bx);
+        }
+}
+
+template <class T> void test_col_sum(long long rows, int cols, long long rows_per, unsigned gy) {
+    mt19937 r(6); uniform_real_distribution<double> U(-1, 1);
+    vector<T> x(rows * cols);
+    for (auto& v : x) v = U(r);
+    long long parts = (rows + rows_per - 1) / rows_per;
+    vector<T> ws(parts * cols, NAN), out(cols, NAN);
+    launch((cols + 31) / 32, gy, 64, [&] { col_sum_part_impl<T>(x.data(), rows, cols, rows_per, ws.data()); });
+    launch(1, 1, 32, [&] { col_sum_final_impl<T>(ws.data(), parts, cols, T(0.5), out.data()); });
+    for (int j = 0; j < cols; ++j) {
+        double want = 0; for (long long i = 0; i < rows; ++i) want += x[i * cols + j];
+        want *= 0.5;
+        CHECK(fabs(out[j] - want) <= 1e-5 * (1 + fabs(want)), "col_sum j=%d got %g want %g", j, (double)out[j], want);
+    }
+}
+
+template <class T, int R8 = 4> void test_jtu(long long m, long long p, long long rows_per, int vec, unsigned gx) {
     mt19937 r(2); uniform_real_distribution<double> U(-1, 1);
     vector<T> J(m * p), u(m);
     for (auto& x : J) x = U(r);
     for (auto& x : u) x = U(r);
     long long chunks = (m + rows_per - 1) / rows_per;
     vector<T> ws(chunks * p, NAN), out(p, NAN);
-    launch(gx, (unsigned)chunks, 32, [&] { jt_u_part_impl<T>(J.data(), u.data(), ws.data(), m, p, rows_per, vec); });
+    launch(gx, (unsigned)chunks, 32, [&] { jt_u_part_impl<T, R8>(J.data(), u.data(), ws.data(), m, p, rows_per, vec); });
     launch(3, 1, 32, [&] { sum_chunks_impl<T>(ws.data(), out.data(), chunks, p); });
     for (long long k = 0; k < p; ++k) {
         double want = 0; for (long long i = 0; i < m; ++i) want += (double)u[i] * J[i * p + k];
@@ -85,6 +140,38 @@ template <class T> void test_ntk(int n, int C) {
         double want = gg[i * m + j] * (2 * a + 0.5) + ((i % C) == (j % C) ? 1.0 : 0.0) * (3 * a + 0.25);
         CHECK(fabs(th[i * m + j] - want) < 1e-5 * (1 + fabs(want)), "ntk %lld %lld", i, j);
     }
+}
+
+// Fused assembly: Theta = Theta*(2AAt+0.5) + GG*(3AAg+0.25) + [eye]*(AAe-1), from a Theta
+// holding a Gram (tmode 2), then tmode 1 and 0 with parts dropped; misaligned GG (shift).
+template <class T> void test_ntk_fused(int n, int C, int shift) {
+    long long m = (long long)n * C;
+    mt19937 r(7); uniform_real_distribution<double> U(-1, 1);
+    vector<T> g0(m * m), ggb(m * m + 4), at(n * n), ag(n * n), ae(n * n);
+    for (auto& x : g0) x = U(r);
+    for (auto& x : ggb) x = U(r);
+    for (auto& x : at) x = U(r);
+    for (auto& x : ag) x = U(r);
+    for (auto& x : ae) x = U(r);
+    const T* gg = ggb.data() + shift;
+    for (int tmode = 0; tmode < 3; ++tmode)
+        for (int parts = 0; parts < 4; ++parts) {
+            bool use_g = parts & 1, use_e = parts & 2;
+            vector<T> th = g0;
+            if (tmode == 0) for (auto& x : th) x = NAN;
+            launch(2, 3, 32, [&] {
+                ntk_fused_impl<T>(th.data(), use_g ? gg : nullptr, at.data(), ag.data(), use_e ? ae.data() : nullptr, m, C,
+                                  T(2), T(0.5), T(3), T(0.25), T(1), T(-1), tmode);
+            });
+            for (long long i = 0; i < m; ++i) for (long long j = 0; j < m; ++j) {
+                long long a = (i / C) * n + j / C;
+                double want = tmode == 0 ? 0.0 : (tmode == 2 ? g0[i * m + j] * (2 * at[a] + 0.5) : g0[i * m + j]);
+                if (use_g) want += gg[i * m + j] * (3 * ag[a] + 0.25);
+                if (use_e && i % C == j % C) want += ae[a] - 1;
+                CHECK(fabs(th[i * m + j] - want) < 1e-5 * (1 + fabs(want)), "ntk_fused %lld %lld tmode %d parts %d shift %d got %g want %g",
+                      i, j, tmode, parts, shift, (double)th[i * m + j], want);
+            }
+        }
 }
 
 template <class T> void test_elem() {
@@ -123,9 +210,26 @@ int main() {
     }
     test_jtu<float>(37, 13, 5, 1, 1);   // one column per thread
     test_jtu<float>(37, 16, 5, 4, 1);   // 16-byte accesses
-    test_jtu<float>(37, 18, 6, 2, 2);   // 8-byte accesses (p % 4 == 2)
+    test_jtu<float>(37, 18, 6, 2, 2);   // 8-byte accesses (p % 4 == 2), 4 rows in flight
+    test_jtu<float, 2>(37, 18, 6, 2, 2);  // the same with the first version's 2 rows
+    test_jtu<float>(41, 18, 41, 2, 3);  // one chunk of 41 rows: remainder after groups of 4
     test_jtu<double>(40, 18, 7, 2, 2);  // 16-byte accesses
     test_jtu<double>(40, 17, 40, 1, 1);
+    for (int off = 0; off < 4; ++off) {
+        test_jac_all<float>(3, 3, {7, 5, 4, 3}, off, 2, 32);
+        test_jac_all<double>(2, 10, {9, 6, 10}, off, 3, 32);
+        test_jac_all<float>(3, 2, {5, 3}, off, 1, 32);
+        test_jac_all<float>(4, 10, {11, 8, 8, 10}, off, 7, 64);  // p % 4 == 2, as 784-128-128-10
+        test_jac_all<double>(3, 3, {7, 5, 4, 3}, off, 1000, 64);  // more threads than packets
+    }
+    test_col_sum<float>(37, 45, 8, 2);
+    test_col_sum<double>(100, 10, 7, 1);
+    test_col_sum<float>(5, 3, 64, 3);
+    for (int shift = 0; shift < 3; ++shift) {
+        test_ntk_fused<float>(3, 3, shift);
+        test_ntk_fused<double>(5, 2, shift);
+        test_ntk_fused<float>(7, 10, shift);
+    }
     test_ntk<float>(3, 2);
     test_ntk<double>(4, 3);
     test_elem<float>();

@@ -40,6 +40,8 @@ struct Bench {
     quick: bool,
     copy_gbs: f64,
     gemm_gflops: [f64; 2],
+    /// (N, dtype, seconds of cuBLAS Grams + cuSOLVER + VJP) of each run, for the v2 GN row.
+    gn_parts: Vec<(usize, &'static str, f64)>,
 }
 
 impl Bench {
@@ -73,6 +75,40 @@ impl Bench {
             .collect::<Res<_>>()?;
         t.sort_by(|a, b| a.total_cmp(b));
         Ok(t[t.len() / 2])
+    }
+
+    /// Median seconds of an earlier row.
+    fn prev(&self, op: &str, n: usize, dtype: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.op == op && r.n == n && r.dtype == dtype)
+            .map(|r| r.median_s)
+    }
+
+    /// Pushes the row of a new kernel variant from its timing result; a failure prints one
+    /// line and the benchmark goes on, so that it never hides the rows of the old variants.
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        op: &str,
+        n: usize,
+        dtype: &'static str,
+        timed: Res<f64>,
+        work: f64,
+        unit: &'static str,
+        ceiling: f64,
+        note: impl Into<String>,
+    ) -> Option<f64> {
+        match timed {
+            Ok(t) => {
+                self.push(op, n, dtype, t, work, unit, ceiling, note);
+                Some(t)
+            }
+            Err(e) => {
+                println!("{op:<22} N={n:<5} {dtype:<4} FAILED: {e}");
+                None
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -189,7 +225,46 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
             Ok(())
         },
     )?;
-    b.push("vjp", n, dt, t, 3.0 * flops_fwd, "GFLOP/s", gemm, "");
+    b.push(
+        "vjp",
+        n,
+        dt,
+        t,
+        3.0 * flops_fwd,
+        "GFLOP/s",
+        gemm,
+        "bias gradients by the two-stage col_sum",
+    );
+    // The bias-gradient column sum of the widest layer (N × 128), both kernels.
+    {
+        let xs = b.be.upload(&rand_host::<T>(&mut rng, n * 128))?;
+        let mut o1 = b.be.zeros::<T>(128)?;
+        let cs_bytes = (n * 128) as f64 * es;
+        let t = b.time(
+            0.1,
+            || Ok(()),
+            || {
+                Ok(ops::col_sum_one_stage(
+                    &b.be,
+                    &xs,
+                    n,
+                    128,
+                    T::one_impl(),
+                    &mut o1,
+                )?)
+            },
+        )?;
+        b.push(
+            "col_sum_v1",
+            n,
+            dt,
+            t,
+            cs_bytes,
+            "GB/s",
+            b.copy_gbs,
+            "N x 128, one stage",
+        );
+    }
 
     let sig = dmlp::signals(&b.be, &mlp, &td, &xd, n)?;
     let t_sig = b.time(
@@ -218,12 +293,12 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     );
 
     let mut j = b.be.zeros::<T>(m * p)?;
-    dmlp::write_jacobian(&b.be, &mlp, &sig, &mut j)?;
+    dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
     let t = b.time(
         0.3,
         || Ok(()),
         || {
-            dmlp::write_jacobian(&b.be, &mlp, &sig, &mut j)?;
+            dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
             Ok(())
         },
     )?;
@@ -271,9 +346,9 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     let t = b.time(
         0.3,
         || Ok(()),
-        || Ok(ops::jt_u(&b.be, &j, m, p, &ud, &mut out_p)?),
+        || Ok(ops::jt_u_v1(&b.be, &j, m, p, &ud, &mut out_p)?),
     )?;
-    b.push("jt_u", n, dt, t, j_bytes, "GB/s", cb, "");
+    b.push("jt_u", n, dt, t, j_bytes, "GB/s", cb, "first version");
     let t = b.time(
         0.3,
         || Ok(()),
@@ -355,7 +430,7 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
         0.5,
         || Ok(()),
         || {
-            dntk::ntk_structured(&b.be, &mlp, &td, &xd, n)?;
+            dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::PerLayer)?;
             Ok(())
         },
     )?;
@@ -426,7 +501,7 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
 
     // Cholesky solve alone on Θ + NλI (copied fresh before each timed call).
     let lambda = T::from_f64(1e-2);
-    let mut k = dntk::ntk_structured(&b.be, &mlp, &td, &xd, n)?;
+    let mut k = dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::PerLayer)?;
     ops::add_diag(&b.be, &mut k, m, T::from_usize(n) * lambda)?;
     let work = RefCell::new(b.be.zeros::<T>(m * m)?);
     let rhs = RefCell::new(b.be.zeros::<T>(m)?);
@@ -471,7 +546,16 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     let t_gn = b.time(
         0.5,
         || Ok(()),
-        || match dntk::gn_dual_step(&b.be, &mlp, &td, &xd, &yd, n, lambda)? {
+        || match dntk::gn_dual_step_with(
+            &b.be,
+            &mlp,
+            &td,
+            &xd,
+            &yd,
+            n,
+            lambda,
+            dntk::Assembly::PerLayer,
+        )? {
             DualStep::Solved(_) => Ok(()),
             DualStep::NotPositiveDefinite { minor } => {
                 Err(format!("not positive definite at {minor}").into())
@@ -479,6 +563,7 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
         },
     )?;
     let parts = t_grams + t_chol + t_vjp;
+    b.gn_parts.push((n, dt, parts));
     b.push(
         "gn_dual_step",
         n,
@@ -493,6 +578,276 @@ fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
             t_gn / parts
         ),
     );
+    Ok(())
+}
+
+/// Largest `|a_i − b_i|` over the largest `|a_i|` (0 when equal).
+fn max_rel<T: Real>(a: &[T], b: &[T]) -> f64 {
+    let scale = a.iter().map(|x| x.to_f64().abs()).fold(0.0, f64::max);
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x.to_f64() - y.to_f64()).abs())
+        .fold(0.0, f64::max);
+    if diff == 0.0 {
+        0.0
+    } else {
+        diff / scale.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The rows of the new kernel variants (v2), run after every old row of every size and type
+/// so that a failing new kernel (even one that leaves the context unusable) cannot hide the
+/// old numbers. Same inputs as [`run`] (same seeds); each v2 result is checked against v1.
+fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
+    let mlp = Mlp::new(&[784, 128, 128, 10], Activation::Tanh)?;
+    let p = <Mlp as Model<T>>::n_params(&mlp);
+    let c = 10;
+    let m = n * c;
+    let es = std::mem::size_of::<T>() as f64;
+    let dt = T::NAME;
+    b.be.synchronize()?;
+    let (free, _) = b.be.mem_info()?;
+    let j_bytes = (m * p) as f64 * es;
+    if j_bytes * 1.1 > free as f64 {
+        println!("skipping v2 at N={n} {dt}: J needs {:.1} GB", j_bytes / 1e9);
+        return Ok(());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+    let theta: Vec<T> = mlp.init(Init::Standard, 1);
+    let td = b.be.upload(&theta)?;
+    let xd = b.be.upload(&rand_host::<T>(&mut rng, n * 784))?;
+    let vd = b.be.upload(&rand_host::<T>(&mut rng, p))?;
+    let _ud = b.be.upload(&rand_host::<T>(&mut rng, m))?;
+    let yd = b.be.upload(&rand_host::<T>(&mut rng, m))?;
+    let gemm = b.gemm_gflops[dtype_index::<T>()];
+    let cb = b.copy_gbs;
+
+    // Bias-gradient column sum (N × 128), two stages; checked against the one-stage kernel.
+    {
+        let xs = b.be.upload(&rand_host::<T>(&mut rng, n * 128))?;
+        let mut o1 = b.be.zeros::<T>(128)?;
+        let mut o2 = b.be.zeros::<T>(128)?;
+        let cs_bytes = (n * 128) as f64 * es;
+        ops::col_sum_one_stage(&b.be, &xs, n, 128, T::one_impl(), &mut o1)?;
+        let timed = b.time(
+            0.1,
+            || Ok(()),
+            || Ok(ops::col_sum(&b.be, &xs, n, 128, T::one_impl(), &mut o2)?),
+        );
+        let t2 = b.report(
+            "col_sum_v2",
+            n,
+            dt,
+            timed,
+            cs_bytes,
+            "GB/s",
+            b.copy_gbs,
+            "N x 128, two stages",
+        );
+        if t2.is_some() {
+            let (h1, h2) = (b.be.download(&o1)?, b.be.download(&o2)?);
+            println!(
+                "col_sum v1 vs v2: max relative difference {:.2e}",
+                max_rel(&h1, &h2)
+            );
+        }
+    }
+
+    let sig = dmlp::signals(&b.be, &mlp, &td, &xd, n)?;
+    let t_sig = b.prev("signals", n, dt).unwrap_or(0.0);
+    let mut j = b.be.zeros::<T>(m * p)?;
+    dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
+    if let Some(t) = b.prev("jacobian_write", n, dt) {
+        // v2: all layers in one launch over the flat J. Checked against v1 through J v (the two
+        // write bit-identical values, so J v must agree exactly); J ends up holding v1's values.
+        {
+            let mut y1 = b.be.zeros::<T>(m)?;
+            let mut y2 = b.be.zeros::<T>(m)?;
+            ops::j_v(&b.be, &j, m, p, &vd, &mut y1)?;
+            let timed = b.time(
+                0.3,
+                || Ok(()),
+                || Ok(dmlp::write_jacobian(&b.be, &mlp, &sig, &mut j)?),
+            );
+            let t2 = b.report(
+                "jacobian_write_v2",
+                n,
+                dt,
+                timed,
+                j_bytes,
+                "GB/s",
+                cb,
+                format!(
+                    "one launch, flat 16-byte streaming stores; v1/v2 = {:.2}",
+                    0.0
+                ),
+            );
+            if let Some(t2) = t2 {
+                if let Some(r) = b.rows.last_mut() {
+                    r.note = format!(
+                        "one launch, flat 16-byte streaming stores; v1/v2 = {:.2}",
+                        t / t2
+                    );
+                }
+                ops::j_v(&b.be, &j, m, p, &vd, &mut y2)?;
+                let d = max_rel(&b.be.download(&y1)?, &b.be.download(&y2)?);
+                println!(
+                    "jacobian v2 vs v1 (J v): max relative difference {d:.2e}{}",
+                    if d == 0.0 { "" } else { "  MISMATCH" }
+                );
+                b.push(
+                    "jacobian_v2",
+                    n,
+                    dt,
+                    t2 + t_sig,
+                    j_bytes,
+                    "GB/s",
+                    cb,
+                    "signals + write v2",
+                );
+                dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
+            }
+        }
+    }
+    // Jᵀu with four rows in flight for 8-byte f32 loads; checked against the first version.
+    {
+        let ud = b.be.upload(&rand_host::<T>(&mut rng, m))?;
+        let mut o1 = b.be.zeros::<T>(p)?;
+        let mut o2 = b.be.zeros::<T>(p)?;
+        ops::jt_u_v1(&b.be, &j, m, p, &ud, &mut o1)?;
+        let timed = b.time(
+            0.3,
+            || Ok(()),
+            || Ok(ops::jt_u(&b.be, &j, m, p, &ud, &mut o2)?),
+        );
+        let t1 = b.prev("jt_u", n, dt);
+        if let Some(t2) = b.report("jt_u_v2", n, dt, timed, j_bytes, "GB/s", cb, "") {
+            let d = max_rel(&b.be.download(&o1)?, &b.be.download(&o2)?);
+            if let Some(r) = b.rows.last_mut() {
+                r.note = format!(
+                    "4 rows in flight (8-byte f32); v1/v2 = {:.2}",
+                    t1.unwrap_or(f64::NAN) / t2
+                );
+            }
+            println!(
+                "jt_u v2 vs v1: max relative difference {d:.2e}{}",
+                if d < 1e-4 { "" } else { "  MISMATCH" }
+            );
+        }
+    }
+    drop(j);
+
+    b.be.synchronize()?;
+    let (free, _) = b.be.mem_info()?;
+    let theta_bytes = (m * m) as f64 * es;
+    if 2.1 * theta_bytes + 2e9 > free as f64 {
+        println!("skipping NTK / GN v2 at N={n} {dt}");
+        return Ok(());
+    }
+    let gram_flops: f64 = mlp
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            let aa = 2.0 * (n * n * layer.fan_in) as f64;
+            let gg = if l + 1 < mlp.layers().len() {
+                2.0 * (m as f64).powi(2) * layer.fan_out as f64
+            } else {
+                0.0
+            };
+            aa + gg
+        })
+        .sum();
+    let (Some(t_ntk), Some(t_grams)) = (
+        b.prev("ntk_structured", n, dt),
+        b.prev("ntk_cublas_grams", n, dt),
+    ) else {
+        return Ok(());
+    };
+    // v2: fused assembly (one pass over Θ after the GEMMs). Checked against v1 through Θ w.
+    {
+        let wd = b.be.upload(&rand_host::<T>(&mut rng, m))?;
+        let mut y1 = b.be.zeros::<T>(m)?;
+        {
+            let k1 = dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::PerLayer)?;
+            ops::gemv_rm(&b.be, false, &k1, m, m, &wd, &mut y1)?;
+        }
+        let timed = b.time(
+            0.5,
+            || Ok(()),
+            || {
+                dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::Fused)?;
+                Ok(())
+            },
+        );
+        let t2 = b.report(
+            "ntk_structured_v2",
+            n,
+            dt,
+            timed,
+            gram_flops,
+            "GFLOP/s",
+            gemm,
+            "fused assembly",
+        );
+        if let Some(t2) = t2 {
+            if let Some(r) = b.rows.last_mut() {
+                r.note = format!(
+                    "fused assembly; v2 / grams = {:.2}, v1/v2 = {:.2}",
+                    t2 / t_grams,
+                    t_ntk / t2
+                );
+            }
+            let k2 = dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::Fused)?;
+            let mut y2 = b.be.zeros::<T>(m)?;
+            ops::gemv_rm(&b.be, false, &k2, m, m, &wd, &mut y2)?;
+            let d = max_rel(&b.be.download(&y1)?, &b.be.download(&y2)?);
+            println!(
+                "ntk v2 vs v1 (Θ w): max relative difference {d:.2e}{}",
+                if d < 1e-3 { "" } else { "  MISMATCH" }
+            );
+        }
+    }
+    let lambda = T::from_f64(1e-2);
+    let Some(&(_, _, parts)) = b.gn_parts.iter().find(|g| g.0 == n && g.1 == dt) else {
+        return Ok(());
+    };
+    let timed = b.time(
+        0.5,
+        || Ok(()),
+        || match dntk::gn_dual_step_with(
+            &b.be,
+            &mlp,
+            &td,
+            &xd,
+            &yd,
+            n,
+            lambda,
+            dntk::Assembly::Fused,
+        )? {
+            DualStep::Solved(_) => Ok(()),
+            DualStep::NotPositiveDefinite { minor } => {
+                Err(format!("not positive definite at {minor}").into())
+            }
+        },
+    );
+    let t2 = b.report(
+        "gn_dual_step_v2",
+        n,
+        dt,
+        timed,
+        gram_flops + (m as f64).powi(3) / 3.0,
+        "GFLOP/s",
+        gemm,
+        "",
+    );
+    if let (Some(t2), Some(r)) = (t2, b.rows.last_mut()) {
+        r.note = format!(
+            "fused NTK; vs cuBLAS grams + cuSOLVER + vjp: {:.2}x",
+            t2 / parts
+        );
+    }
     Ok(())
 }
 
@@ -593,6 +948,7 @@ fn main() -> Res<()> {
         quick,
         copy_gbs: 0.0,
         gemm_gflops: [0.0; 2],
+        gn_parts: Vec::new(),
     };
     for &n in &sizes {
         if let Err(e) = run::<f32>(&mut b, n) {
@@ -607,6 +963,17 @@ fn main() -> Res<()> {
                 "skipping f64 at N={n}: J would need {:.0} GB",
                 (n * 10 * 118_282 * 8) as f64 / 1e9
             );
+        }
+    }
+    println!("\n== new kernel variants (v2), after every old row");
+    for &n in &sizes {
+        if let Err(e) = run_v2::<f32>(&mut b, n) {
+            println!("N={n} f32 v2 stopped: {e}");
+        }
+        if n <= 4096
+            && let Err(e) = run_v2::<f64>(&mut b, n)
+        {
+            println!("N={n} f64 v2 stopped: {e}");
         }
     }
     println!(

@@ -54,3 +54,22 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
     __syncthreads();
     return s;
 }
+
+// 16-byte packets through the streaming cache hints (ld.global.cs / st.global.cs): data that is
+// touched once and is far larger than L2 should not evict what is reused. The pointer must be
+// 16-byte aligned.
+template <typename T> struct Vec16;
+template <> struct Vec16<float> { typedef float4 type; };
+template <> struct Vec16<double> { typedef double2 type; };
+
+template <typename T>
+__device__ __forceinline__ Pack<T> load_cs(const Pack<T>* p) {
+    const typename Vec16<T>::type v = __ldcs(reinterpret_cast<const typename Vec16<T>::type*>(p));
+    return *reinterpret_cast<const Pack<T>*>(&v);
+}
+
+template <typename T>
+__device__ __forceinline__ void store_cs(Pack<T>* p, const Pack<T>& o) {
+    __stcs(reinterpret_cast<typename Vec16<T>::type*>(p),
+           *reinterpret_cast<const typename Vec16<T>::type*>(&o));
+}

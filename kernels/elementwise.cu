@@ -2,6 +2,7 @@
 //   bias_mul:       z[r,j] = (z[r,j] + s_b*b[j]) * d[r,j]     (JVP tangent; b, d nullable)
 //   mul_bcast_rows: G[r,i] *= d[r / C, i]                   (backprop signals, C rows share d)
 //   col_sum:        out[j] = s * sum_r x[r,j]                (bias gradients; fixed order)
+//   col_sum_part / col_sum_final: the same in two stages for many rows (fixed order too)
 //   eye_rows:       G[r,c] = (r % C == c)                    (output layer signal)
 //   axpby:          out[i] = alpha*x[i] + beta*y[i]          (residuals, negation)
 //   add_diag:       A[i,i] += s                              (damping)
@@ -51,6 +52,55 @@ __device__ void col_sum_impl(const T* __restrict__ x, i64 rows, int cols, T s, T
     }
 }
 
+// Stage 1 of a column sum over many rows: warp w of the grid (over blockIdx.y and the block's
+// warps) sums rows [w*rows_per, (w+1)*rows_per) of 32 consecutive columns (blockIdx.x picks
+// them; lane = column, each row read as one coalesced 128-byte line) into ws[w, j]. Four
+// accumulators in a fixed pattern keep four independent loads in flight.
+template <typename T>
+__device__ void col_sum_part_impl(const T* __restrict__ x, i64 rows, int cols, i64 rows_per,
+                                  T* __restrict__ ws) {
+    const int lane = threadIdx.x & 31;
+    const i64 wpb = blockDim.x >> 5;
+    const i64 parts = (rows + rows_per - 1) / rows_per;
+    for (i64 j0 = blockIdx.x * (i64)32; j0 < cols; j0 += (i64)gridDim.x * 32) {
+        const i64 j = j0 + lane;
+        if (j >= cols) continue;
+        for (i64 w = blockIdx.y * wpb + (threadIdx.x >> 5); w < parts; w += gridDim.y * wpb) {
+            const i64 r0 = w * rows_per;
+            const i64 r1 = r0 + rows_per < rows ? r0 + rows_per : rows;
+            T a0 = T(0), a1 = T(0), a2 = T(0), a3 = T(0);
+            i64 r = r0;
+            for (; r + 3 < r1; r += 4) {
+                a0 += x[r * cols + j];
+                a1 += x[(r + 1) * cols + j];
+                a2 += x[(r + 2) * cols + j];
+                a3 += x[(r + 3) * cols + j];
+            }
+            for (; r < r1; ++r) a0 += x[r * cols + j];
+            ws[w * cols + j] = (a0 + a1) + (a2 + a3);
+        }
+    }
+}
+
+// Stage 2: out[j] = s * sum_w ws[w, j], parts in order.
+template <typename T>
+__device__ void col_sum_final_impl(const T* __restrict__ ws, i64 parts, int cols, T s,
+                                   T* __restrict__ out) {
+    for (i64 j = blockIdx.x * (i64)blockDim.x + threadIdx.x; j < cols;
+         j += (i64)gridDim.x * blockDim.x) {
+        T a0 = T(0), a1 = T(0), a2 = T(0), a3 = T(0);
+        i64 w = 0;
+        for (; w + 3 < parts; w += 4) {
+            a0 += ws[w * cols + j];
+            a1 += ws[(w + 1) * cols + j];
+            a2 += ws[(w + 2) * cols + j];
+            a3 += ws[(w + 3) * cols + j];
+        }
+        for (; w < parts; ++w) a0 += ws[w * cols + j];
+        out[j] = s * ((a0 + a1) + (a2 + a3));
+    }
+}
+
 template <typename T>
 __device__ void eye_rows_impl(T* g, i64 m, int C) {
     const i64 n = m * C;
@@ -84,6 +134,14 @@ __device__ void add_diag_impl(T* a, i64 n, T s) {
     }                                                                                             \
     extern "C" __global__ void col_sum_##SUF(const T* x, i64 rows, int cols, T s, T* out) {       \
         col_sum_impl<T>(x, rows, cols, s, out);                                                   \
+    }                                                                                             \
+    extern "C" __global__ void col_sum_part_##SUF(const T* x, i64 rows, int cols, i64 rows_per,  \
+                                                  T* ws) {                                        \
+        col_sum_part_impl<T>(x, rows, cols, rows_per, ws);                                        \
+    }                                                                                             \
+    extern "C" __global__ void col_sum_final_##SUF(const T* ws, i64 parts, int cols, T s,         \
+                                                   T* out) {                                      \
+        col_sum_final_impl<T>(ws, parts, cols, s, out);                                           \
     }                                                                                             \
     extern "C" __global__ void eye_rows_##SUF(T* g, i64 m, int C) { eye_rows_impl<T>(g, m, C); }  \
     extern "C" __global__ void axpby_##SUF(T alpha, const T* x, T beta, const T* y, T* out,       \

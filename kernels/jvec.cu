@@ -43,36 +43,48 @@ __device__ void j_v_impl(const T* __restrict__ J, const T* __restrict__ v, T* __
 
 // Partial sums of J^T u over the rows [r0, r1), V consecutive columns per thread, loaded as one
 // V*sizeof(T)-byte access (every row start must be aligned to that: p % V == 0 and J aligned).
-template <typename T, int V>
+// R rows (R independent loads, R*V*sizeof(T) bytes) in flight per thread and iteration, each
+// row into its own accumulator, added in a fixed order at the end (deterministic). With ~1024
+// resident threads per SM (the register budget), 32 bytes in flight per thread are needed to
+// cover the memory latency at full bandwidth: R = 2 for 16-byte accesses, 4 for 8-byte ones.
+template <typename T, int V, int R>
 __device__ void jt_u_cols(const T* __restrict__ J, const T* __restrict__ u, T* __restrict__ dst,
                           i64 r0, i64 r1, i64 p) {
     const i64 nvec = p / V;
     for (i64 q = blockIdx.x * (i64)blockDim.x + threadIdx.x; q < nvec;
          q += (i64)gridDim.x * blockDim.x) {
-        T acc0[V], acc1[V];
+        T acc[R][V];
 #pragma unroll
-        for (int j = 0; j < V; ++j) acc0[j] = acc1[j] = T(0);
+        for (int i = 0; i < R; ++i)
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[i][j] = T(0);
         i64 r = r0;
-        // Two rows (two independent loads) in flight per iteration.
-        for (; r + 1 < r1; r += 2) {
-            const PackN<T, V> a = reinterpret_cast<const PackN<T, V>*>(J + r * p)[q];
-            const PackN<T, V> b = reinterpret_cast<const PackN<T, V>*>(J + (r + 1) * p)[q];
-            const T ua = u[r], ub = u[r + 1];
+        for (; r + (R - 1) < r1; r += R) {
+            PackN<T, V> a[R];
 #pragma unroll
-            for (int j = 0; j < V; ++j) {
-                acc0[j] += ua * a.x[j];
-                acc1[j] += ub * b.x[j];
+            for (int i = 0; i < R; ++i)
+                a[i] = reinterpret_cast<const PackN<T, V>*>(J + (r + i) * p)[q];
+#pragma unroll
+            for (int i = 0; i < R; ++i) {
+                const T ui = u[r + i];
+#pragma unroll
+                for (int j = 0; j < V; ++j) acc[i][j] += ui * a[i].x[j];
             }
         }
-        if (r < r1) {
+        for (; r < r1; ++r) {
             const PackN<T, V> a = reinterpret_cast<const PackN<T, V>*>(J + r * p)[q];
             const T ua = u[r];
 #pragma unroll
-            for (int j = 0; j < V; ++j) acc0[j] += ua * a.x[j];
+            for (int j = 0; j < V; ++j) acc[0][j] += ua * a.x[j];
         }
         PackN<T, V> o;
 #pragma unroll
-        for (int j = 0; j < V; ++j) o.x[j] = acc0[j] + acc1[j];
+        for (int j = 0; j < V; ++j) {
+            T t = acc[0][j];
+#pragma unroll
+            for (int i = 1; i < R; ++i) t += acc[i][j];
+            o.x[j] = t;
+        }
         reinterpret_cast<PackN<T, V>*>(dst)[q] = o;
     }
 }
@@ -98,8 +110,9 @@ __device__ void jt_u_cols_scalar(const T* __restrict__ J, const T* __restrict__ 
 
 // Rows [chunk * rows_per, ...) of chunk blockIdx.y (grid-stride over chunks) into
 // ws[chunk, :]. `vec` is the number of columns per access: 16 / sizeof(T), 2 (f32 only) or 1;
-// the host picks the widest one the row alignment allows.
-template <typename T>
+// the host picks the widest one the row alignment allows. R8 rows are in flight with 8-byte
+// accesses: 4 (jt_u_part), 2 (jt_u_part_v1, the first version, kept for comparison).
+template <typename T, int R8>
 __device__ void jt_u_part_impl(const T* __restrict__ J, const T* __restrict__ u,
                                T* __restrict__ ws, i64 m, i64 p, i64 rows_per, int vec) {
     constexpr int W = PackWidth<T>::value;
@@ -108,9 +121,9 @@ __device__ void jt_u_part_impl(const T* __restrict__ J, const T* __restrict__ u,
         const i64 r1 = r0 + rows_per < m ? r0 + rows_per : m;
         T* dst = ws + chunk * p;
         if (vec == W) {
-            jt_u_cols<T, W>(J, u, dst, r0, r1, p);
+            jt_u_cols<T, W, 2>(J, u, dst, r0, r1, p);
         } else if (W == 4 && vec == 2) {
-            jt_u_cols<T, (W == 4 ? 2 : 1)>(J, u, dst, r0, r1, p);
+            jt_u_cols<T, (W == 4 ? 2 : 1), R8>(J, u, dst, r0, r1, p);
         } else {
             jt_u_cols_scalar<T>(J, u, dst, r0, r1, p);
         }
@@ -126,17 +139,22 @@ __device__ void sum_chunks_impl(const T* __restrict__ ws, T* __restrict__ out, i
     }
 }
 
-#define ITLIN_JVEC(T, SUF)                                                                        \
+#define ITLIN_JVEC(T, SUF, MINB)                                                                   \
     extern "C" __global__ void j_v_##SUF(const T* J, const T* v, T* out, i64 m, i64 p) {          \
         j_v_impl<T>(J, v, out, m, p);                                                             \
     }                                                                                             \
-    extern "C" __global__ void jt_u_part_##SUF(const T* J, const T* u, T* ws, i64 m, i64 p,       \
-                                               i64 rows_per, int vec) {                          \
-        jt_u_part_impl<T>(J, u, ws, m, p, rows_per, vec);                                         \
+    extern "C" __global__ void __launch_bounds__(256, MINB)                                        \
+    jt_u_part_##SUF(const T* J, const T* u, T* ws, i64 m, i64 p, i64 rows_per, int vec) {          \
+        jt_u_part_impl<T, 4>(J, u, ws, m, p, rows_per, vec);                                      \
+    }                                                                                             \
+    extern "C" __global__ void jt_u_part_v1_##SUF(const T* J, const T* u, T* ws, i64 m, i64 p,    \
+                                                  i64 rows_per, int vec) {                        \
+        jt_u_part_impl<T, 2>(J, u, ws, m, p, rows_per, vec);                                      \
     }                                                                                             \
     extern "C" __global__ void sum_chunks_##SUF(const T* ws, T* out, i64 chunks, i64 p) {         \
         sum_chunks_impl<T>(ws, out, chunks, p);                                                   \
     }
 
-ITLIN_JVEC(float, f32)
-ITLIN_JVEC(double, f64)
+// jt_u_part: at most 64 (f32) / 51 (f64) registers, so that 1024 / 1280 threads fit per SM.
+ITLIN_JVEC(float, f32, 4)
+ITLIN_JVEC(double, f64, 5)

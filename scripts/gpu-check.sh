@@ -73,7 +73,8 @@ for b in "$BUNDLE"/bench_*; do
     [ "$rc" = 0 ] || { echo "   benchmark exit $rc"; status=1; }
     # The summary table is printed last.
     sed -n '/^op  /,$p' "$OUTDIR/$name.log"
-    grep -E "skipping|stopped" "$OUTDIR/$name.log" || true
+    # New kernel variants: failures and their checks against the first versions.
+    grep -E "skipping|stopped|FAILED|MISMATCH|max relative difference" "$OUTDIR/$name.log" || true
 done
 
 echo "== gpu-check: $([ "$status" = 0 ] && echo OK || echo FAILED); logs in $OUTDIR"

@@ -120,6 +120,14 @@ fn jvec_case<T: CudaReal>(be: &CudaBackend, m: usize, p: usize, offset: usize, s
         &to_f64(&want_jtu),
         tol::<T>(),
     );
+    let mut out = nan_buf::<T>(be, p);
+    ops::jt_u_v1(be, &jd, m, p, &ud, &mut out).unwrap();
+    check(
+        &format!("jt_u_v1 {what}"),
+        &be.download(&out).unwrap(),
+        &to_f64(&want_jtu),
+        tol::<T>(),
+    );
 
     // Output at an odd offset: the wide-access path must not be taken for it.
     let mut big = nan_buf::<T>(be, p + 1);
@@ -276,6 +284,8 @@ fn mlps() -> Vec<Mlp> {
         .unwrap(),
     );
     v.push(Mlp::new(&[3, 1], Activation::Relu).unwrap());
+    // Four layers: the fused NTK assembly's middle pass (Θ added as it is).
+    v.push(Mlp::new(&[4, 6, 5, 3, 2], Activation::Gelu).unwrap());
     v
 }
 
@@ -359,22 +369,47 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
         tol::<T>(),
     );
 
-    // Jacobian written into a caller buffer poisoned with NaN.
+    // Jacobian written into a caller buffer poisoned with NaN, by both kernels, also into a
+    // view one element in (misaligned for 16-byte stores); nothing outside J is touched.
     let s = dmlp::signals(be, mlp, &td, &xd, n).unwrap();
-    let mut jn = nan_buf::<T>(be, nc * p);
-    dmlp::write_jacobian(be, mlp, &s, &mut jn).unwrap();
-    check(
-        &format!("write_jacobian {name}"),
-        &be.download(&jn).unwrap(),
-        &to_f64(j.as_slice()),
-        tol::<T>(),
-    );
+    for v1 in [false, true] {
+        for offset in [0, 1] {
+            let mut jn = nan_buf::<T>(be, nc * p + 2);
+            {
+                let mut view = jn.slice_mut(offset..offset + nc * p);
+                if v1 {
+                    dmlp::write_jacobian_v1(be, mlp, &s, &mut view).unwrap();
+                } else {
+                    dmlp::write_jacobian(be, mlp, &s, &mut view).unwrap();
+                }
+            }
+            let all = be.download(&jn).unwrap();
+            let outside = all[..offset].iter().chain(&all[offset + nc * p..]);
+            assert!(
+                outside.into_iter().all(|x| !x.is_finite()),
+                "write_jacobian (v1 = {v1}) wrote outside J"
+            );
+            check(
+                &format!("write_jacobian v1={v1} offset={offset} {name}"),
+                &all[offset..offset + nc * p],
+                &to_f64(j.as_slice()),
+                tol::<T>(),
+            );
+        }
+    }
 
     let k = itlin::ntk::empirical(mlp, &c.theta, c.x.as_ref(), itlin::ntk::Method::Explicit);
     let kd = dntk::ntk_structured(be, mlp, &td, &xd, n).unwrap();
     check(
         &format!("structured NTK {name}"),
         &be.download(&kd).unwrap(),
+        &mat_to_row_major(k.as_ref()),
+        tol::<T>(),
+    );
+    let kd1 = dntk::ntk_structured_with(be, mlp, &td, &xd, n, dntk::Assembly::PerLayer).unwrap();
+    check(
+        &format!("structured NTK (per-layer assembly) {name}"),
+        &be.download(&kd1).unwrap(),
         &mat_to_row_major(k.as_ref()),
         tol::<T>(),
     );
@@ -408,17 +443,74 @@ fn gn_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize, lambda: f64, tol:
     let td = be.upload(&c.theta).unwrap();
     let xd = be.upload(&row_major(c.x.as_ref())).unwrap();
     let yd = be.upload(&row_major(y.as_ref())).unwrap();
-    match dntk::gn_dual_step(be, mlp, &td, &xd, &yd, c.n, T::from_f64(lambda)).unwrap() {
-        DualStep::Solved(d) => check(
-            &format!("gn_dual_step {:?} N={n} λ={lambda}", mlp.widths()),
-            &be.download(&d).unwrap(),
-            &to_f64(&want),
-            tol,
-        ),
-        DualStep::NotPositiveDefinite { minor } => {
-            panic!("Θ + NλI not positive definite at minor {minor} with λ = {lambda}")
+    for assembly in [dntk::Assembly::Fused, dntk::Assembly::PerLayer] {
+        match dntk::gn_dual_step_with(be, mlp, &td, &xd, &yd, c.n, T::from_f64(lambda), assembly)
+            .unwrap()
+        {
+            DualStep::Solved(d) => check(
+                &format!(
+                    "gn_dual_step {assembly:?} {:?} N={n} λ={lambda}",
+                    mlp.widths()
+                ),
+                &be.download(&d).unwrap(),
+                &to_f64(&want),
+                tol,
+            ),
+            DualStep::NotPositiveDefinite { minor } => {
+                panic!("Θ + NλI not positive definite at minor {minor} with λ = {lambda}")
+            }
         }
     }
+}
+
+/// The bias gradient's column sum in its two-stage form (more rows than
+/// `COL_SUM_ONE_STAGE_ROWS`), directly and inside a VJP with many samples.
+fn col_sum_case<T: CudaReal>(be: &CudaBackend) {
+    for (rows, cols) in [(1000, 37), (257, 3), (4099, 130), (100, 10)] {
+        let mut r = rng(rows as u64);
+        let x: Vec<T> = rand_vec(&mut r, rows * cols);
+        let xd = be.upload(&x).unwrap();
+        let mut out = nan_buf::<T>(be, cols);
+        ops::col_sum(be, &xd, rows, cols, T::from_f64(0.5), &mut out).unwrap();
+        let want: Vec<f64> = (0..cols)
+            .map(|j| 0.5 * (0..rows).map(|i| x[i * cols + j].to_f64()).sum::<f64>())
+            .collect();
+        check(
+            &format!("col_sum {rows}×{cols}"),
+            &be.download(&out).unwrap(),
+            &want,
+            tol::<T>() * 10.0,
+        );
+    }
+    let mlp = Mlp::new(&[5, 7, 3], Activation::Tanh).unwrap();
+    let n = 600;
+    let c = case::<T>(&mlp, n, 8);
+    let mut r = rng(10);
+    let u: Vec<T> = rand_vec(&mut r, n * 3);
+    let (td, xd, ud) = (
+        be.upload(&c.theta).unwrap(),
+        be.upload(&row_major(c.x.as_ref())).unwrap(),
+        be.upload(&u).unwrap(),
+    );
+    let g = mlp.vjp(
+        &c.theta,
+        c.x.as_ref(),
+        MatRef::from_row_major_slice(&u, n, 3),
+    );
+    let gd = dmlp::vjp(be, &mlp, &td, &xd, n, &ud).unwrap();
+    check(
+        &format!("vjp N={n}"),
+        &be.download(&gd).unwrap(),
+        &to_f64(&g),
+        tol::<T>(),
+    );
+}
+
+#[test]
+fn column_sums_and_vjp_with_many_rows_match_cpu() {
+    let Some(be) = backend() else { return };
+    col_sum_case::<f64>(&be);
+    col_sum_case::<f32>(&be);
 }
 
 #[test]

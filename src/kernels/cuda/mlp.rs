@@ -429,8 +429,10 @@ pub fn signals<T: CudaReal>(
     })
 }
 
-/// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`,
-/// one kernel launch per layer.
+/// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`, all
+/// layers in one launch (`ops::jacobian_all`: one pass of 16-byte streaming stores over the
+/// flat `J`); MLPs with more than `ops::JACOBIAN_MAX_LAYERS` layers take
+/// [`write_jacobian_v1`].
 ///
 /// # Panics
 /// If `j.len() != N·C·P` or the signals are not those of `mlp`.
@@ -457,6 +459,55 @@ pub fn write_jacobian<T: CudaReal>(
         s.grads.len(),
         mlp.layers().len(),
         "cuda::mlp::write_jacobian: signals of another MLP"
+    );
+    if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
+        return write_jacobian_v1(be, mlp, s, j);
+    }
+    let layers: Vec<ops::JacobianLayer<'_, T>> = mlp
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| ops::JacobianLayer {
+            a: &s.trace.acts[l],
+            g: &s.grads[l],
+            fan_in: layer.fan_in,
+            fan_out: layer.fan_out,
+            sw: T::from_f64(layer.w_scale),
+            sb: T::from_f64(layer.b_scale),
+        })
+        .collect();
+    ops::jacobian_all(be, j, m, p, c, &layers)
+}
+
+/// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`,
+/// one kernel launch per layer (`ops::jacobian_layer`): the first version, kept for
+/// comparison and for MLPs with more than `ops::JACOBIAN_MAX_LAYERS` layers.
+///
+/// # Panics
+/// If `j.len() != N·C·P` or the signals are not those of `mlp`.
+///
+/// # Errors
+/// [`crate::Error::Device`] on a kernel failure.
+#[track_caller]
+pub fn write_jacobian_v1<T: CudaReal>(
+    be: &CudaBackend,
+    mlp: &Mlp,
+    s: &DeviceSignals<T>,
+    j: &mut impl DevicePtrMut<T>,
+) -> Result<()> {
+    let c = <Mlp as Model<f64>>::n_outputs(mlp);
+    let p = <Mlp as Model<f64>>::n_params(mlp);
+    let m = s.trace.n * c;
+    assert_eq!(
+        j.len(),
+        m * p,
+        "cuda::mlp::write_jacobian_v1: buffer of {} for a {m}×{p} Jacobian",
+        j.len()
+    );
+    assert_eq!(
+        s.grads.len(),
+        mlp.layers().len(),
+        "cuda::mlp::write_jacobian_v1: signals of another MLP"
     );
     for (l, layer) in mlp.layers().iter().enumerate() {
         ops::jacobian_layer(

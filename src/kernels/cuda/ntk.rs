@@ -9,12 +9,148 @@
 use super::blas::CudaReal;
 use super::context::{CudaBackend, dev_err};
 use super::mlp::{self, DeviceSignals};
-use super::ops::{self, wr};
+use super::ops::{self, ThetaIn, wr};
 use crate::{Error, Mlp, Model, Result};
 use cudarc::driver::CudaSlice;
 use std::ffi::c_int;
 
-/// Structured NTK from device signals: `Θ` (row-major `NC × NC`, symmetric).
+/// Which kernels assemble the structured NTK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Assembly {
+    /// One pass over `Θ` per layer (`ops::ntk_layer`, the first version).
+    PerLayer,
+    /// The first hidden layer's signal Gram is written by cuBLAS straight into `Θ`; one fused
+    /// pass per further hidden layer (`ops::ntk_fused`) scales it and adds the next layer's
+    /// term, the read-out term joining the last pass: for an MLP with two hidden layers `Θ`
+    /// is read once and written once after the GEMMs.
+    #[default]
+    Fused,
+}
+
+/// Structured NTK from device signals: `Θ` (row-major `NC × NC`, symmetric), assembled by
+/// [`Assembly::Fused`].
+///
+/// # Panics
+/// If the signals are not those of `mlp`.
+///
+/// # Errors
+/// [`Error::Device`] on a driver, cuBLAS or kernel failure (including out of memory: this
+/// needs two `NC × NC` buffers and one `N × N` buffer per layer).
+#[track_caller]
+pub fn ntk_from_signals<T: CudaReal>(
+    be: &CudaBackend,
+    mlp: &Mlp,
+    s: &DeviceSignals<T>,
+) -> Result<CudaSlice<T>> {
+    let n = s.trace.n;
+    let c = <Mlp as Model<f64>>::n_outputs(mlp);
+    let m = n * c;
+    let layers = mlp.layers();
+    assert_eq!(
+        s.grads.len(),
+        layers.len(),
+        "cuda::ntk: signals of another MLP"
+    );
+    let nl = layers.len();
+    // AA_l = A_{l−1} A_{l−1}ᵀ for every layer, fully written (β = 0).
+    let mut aas = Vec::with_capacity(nl);
+    for (l, layer) in layers.iter().enumerate() {
+        let a = &s.trace.acts[l];
+        let mut aa = be.alloc_uninit::<T>(n * n)?;
+        ops::gemm_rm(
+            be,
+            false,
+            true,
+            n,
+            n,
+            layer.fan_in,
+            T::one_impl(),
+            a,
+            a,
+            T::zero_impl(),
+            &mut aa,
+        )?;
+        aas.push(aa);
+    }
+    let sq = |l: usize| {
+        let layer = &layers[l];
+        (
+            T::from_f64(layer.w_scale * layer.w_scale),
+            T::from_f64(layer.b_scale * layer.b_scale),
+        )
+    };
+    let gram = |l: usize, out: &mut CudaSlice<T>| {
+        let g = &s.grads[l];
+        ops::gemm_rm(
+            be,
+            false,
+            true,
+            m,
+            m,
+            layers[l].fan_out,
+            T::one_impl(),
+            g,
+            g,
+            T::zero_impl(),
+            out,
+        )
+    };
+    let last = nl - 1;
+    let (swe, sbe) = sq(last);
+    // Θ is fully written: by the read-out pass alone (one layer), else by cuBLAS (GG_0, β = 0)
+    // and then every fused pass writes every element.
+    let mut theta = be.alloc_uninit::<T>(m * m)?;
+    if nl == 1 {
+        ops::ntk_fused(
+            be,
+            &mut theta,
+            ThetaIn::Ignore,
+            None,
+            Some((&aas[0], swe, sbe)),
+            m,
+            c,
+        )?;
+        return Ok(theta);
+    }
+    gram(0, &mut theta)?;
+    let (sw0, sb0) = sq(0);
+    if nl == 2 {
+        ops::ntk_fused(
+            be,
+            &mut theta,
+            ThetaIn::Scale(&aas[0], sw0, sb0),
+            None,
+            Some((&aas[last], swe, sbe)),
+            m,
+            c,
+        )?;
+        return Ok(theta);
+    }
+    let mut gg = be.alloc_uninit::<T>(m * m)?;
+    for l in 1..last {
+        gram(l, &mut gg)?;
+        let (swl, sbl) = sq(l);
+        let theta_in = if l == 1 {
+            ThetaIn::Scale(&aas[0], sw0, sb0)
+        } else {
+            ThetaIn::Add
+        };
+        let eye = (l + 1 == last).then(|| (&aas[last], swe, sbe));
+        ops::ntk_fused(
+            be,
+            &mut theta,
+            theta_in,
+            Some((&gg, &aas[l], swl, sbl)),
+            eye,
+            m,
+            c,
+        )?;
+    }
+    Ok(theta)
+}
+
+/// Structured NTK from device signals, the first version kept for comparison: one Hadamard
+/// pass per layer over `Θ` (`ntk_layer`), so `Θ` is read and written once per layer.
 ///
 /// # Panics
 /// If the signals are not those of `mlp`.
@@ -23,7 +159,7 @@ use std::ffi::c_int;
 /// [`Error::Device`] on a driver, cuBLAS or kernel failure (including out of memory: this
 /// needs two `NC × NC` buffers).
 #[track_caller]
-pub fn ntk_from_signals<T: CudaReal>(
+pub fn ntk_from_signals_v1<T: CudaReal>(
     be: &CudaBackend,
     mlp: &Mlp,
     s: &DeviceSignals<T>,
@@ -107,6 +243,29 @@ pub fn ntk_structured<T: CudaReal>(
 ) -> Result<CudaSlice<T>> {
     let s = mlp::signals(be, mlp, theta, x, n)?;
     ntk_from_signals(be, mlp, &s)
+}
+
+/// [`ntk_structured`] with the assembly chosen (for comparing the kernels).
+///
+/// # Panics
+/// As [`ntk_structured`].
+///
+/// # Errors
+/// As [`ntk_from_signals`].
+#[track_caller]
+pub fn ntk_structured_with<T: CudaReal>(
+    be: &CudaBackend,
+    mlp: &Mlp,
+    theta: &CudaSlice<T>,
+    x: &CudaSlice<T>,
+    n: usize,
+    assembly: Assembly,
+) -> Result<CudaSlice<T>> {
+    let s = mlp::signals(be, mlp, theta, x, n)?;
+    match assembly {
+        Assembly::PerLayer => ntk_from_signals_v1(be, mlp, &s),
+        Assembly::Fused => ntk_from_signals(be, mlp, &s),
+    }
 }
 
 /// Result of [`gn_dual_step`].
@@ -223,6 +382,28 @@ pub fn gn_dual_step<T: CudaReal>(
     n: usize,
     lambda: T,
 ) -> Result<DualStep<T>> {
+    gn_dual_step_with(be, mlp, theta, x, y, n, lambda, Assembly::Fused)
+}
+
+/// [`gn_dual_step`] with the NTK assembly chosen (for comparing the kernels).
+///
+/// # Panics
+/// As [`gn_dual_step`].
+///
+/// # Errors
+/// As [`gn_dual_step`].
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn gn_dual_step_with<T: CudaReal>(
+    be: &CudaBackend,
+    mlp: &Mlp,
+    theta: &CudaSlice<T>,
+    x: &CudaSlice<T>,
+    y: &CudaSlice<T>,
+    n: usize,
+    lambda: T,
+    assembly: Assembly,
+) -> Result<DualStep<T>> {
     let c = <Mlp as Model<f64>>::n_outputs(mlp);
     assert_eq!(
         y.len(),
@@ -232,7 +413,10 @@ pub fn gn_dual_step<T: CudaReal>(
     );
     let s = mlp::signals(be, mlp, theta, x, n)?;
     let m = n * c;
-    let mut k = ntk_from_signals(be, mlp, &s)?;
+    let mut k = match assembly {
+        Assembly::PerLayer => ntk_from_signals_v1(be, mlp, &s)?,
+        Assembly::Fused => ntk_from_signals(be, mlp, &s)?,
+    };
     ops::add_diag(be, &mut k, m, T::from_usize(n) * lambda)?;
     // Solve with −r = Y − f, so that the VJP gives δ = Jᵀ(−α) directly.
     let mut rhs = be.alloc_uninit::<T>(m)?;

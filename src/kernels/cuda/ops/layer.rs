@@ -76,6 +76,160 @@ pub fn jacobian_layer<T: CudaReal>(
     Ok(())
 }
 
+/// Most layers [`jacobian_all`] takes in one launch (`ITLIN_JAC_MAX_LAYERS` in
+/// `kernels/jacobian.cu`).
+pub const JACOBIAN_MAX_LAYERS: usize = 8;
+
+/// One layer's part of the Jacobian for [`jacobian_all`]: its input `A` (`N × fan_in`), its
+/// backprop signals `G` (`m × fan_out`) and its weight and bias scales.
+pub struct JacobianLayer<'a, T> {
+    /// Layer input `A_{l−1}` (row-major `N × fan_in`).
+    pub a: &'a dyn DevicePtrDyn<T>,
+    /// Backprop signals `G_l` (row-major `m × fan_out`).
+    pub g: &'a dyn DevicePtrDyn<T>,
+    /// Inputs of the layer.
+    pub fan_in: usize,
+    /// Outputs of the layer.
+    pub fan_out: usize,
+    /// Weight scale `s_w`.
+    pub sw: T,
+    /// Bias scale `s_b`.
+    pub sb: T,
+}
+
+/// `struct JacLayer<T>` of `kernels/jacobian.cu` (same field order, C layout).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct JacLayerRaw<T> {
+    a: u64,
+    g: u64,
+    w_off: i64,
+    fan_in: c_int,
+    fan_out: c_int,
+    sw: T,
+    sb: T,
+}
+
+/// `struct JacLayers<T>` of `kernels/jacobian.cu`, passed by value as a kernel parameter.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct JacLayersRaw<T> {
+    l: [JacLayerRaw<T>; JACOBIAN_MAX_LAYERS],
+    count: c_int,
+    c: c_int,
+}
+
+// SAFETY: plain C-layout data (integers, device addresses, f32/f64), matching the kernel's
+// parameter struct field for field; no host pointers.
+unsafe impl<T: CudaReal> cudarc::driver::DeviceRepr for JacLayersRaw<T> {}
+
+/// The whole explicit Jacobian `J` (row-major `m × p`, `m = N·C`) in one launch: layer `l`
+/// fills the columns `[w_l, w_l + fan_out·(fan_in + 1))` of every row as in
+/// [`jacobian_layer`], where the layers tile `0..p` in order (`w_0 = 0`). Every element of `J`
+/// is written.
+///
+/// # Panics
+/// If there are no layers or more than [`JACOBIAN_MAX_LAYERS`], the layers' columns do not
+/// add up to `p`, or a buffer does not match `m`, `p`, `c` and its layer's shape.
+///
+/// # Errors
+/// [`Error::Device`] if the kernel cannot be compiled or launched, or a size exceeds 32 bits.
+#[track_caller]
+pub fn jacobian_all<T: CudaReal>(
+    be: &CudaBackend,
+    j: &mut impl DevicePtrMut<T>,
+    m: usize,
+    p: usize,
+    c: usize,
+    layers: &[JacobianLayer<'_, T>],
+) -> Result<()> {
+    assert!(
+        !layers.is_empty() && layers.len() <= JACOBIAN_MAX_LAYERS,
+        "jacobian_all: {} layers, expected 1..={JACOBIAN_MAX_LAYERS}",
+        layers.len()
+    );
+    let shape = format!("J {m}×{p}, C={c}");
+    check_len("jacobian_all: J", j.len(), m * p, &shape);
+    assert!(
+        c > 0 && m.is_multiple_of(c),
+        "jacobian_all: m = {m} is not a multiple of C = {c}"
+    );
+    let empty = JacLayerRaw {
+        a: 0,
+        g: 0,
+        w_off: 0,
+        fan_in: 0,
+        fan_out: 0,
+        sw: T::zero_impl(),
+        sb: T::zero_impl(),
+    };
+    let mut raw = JacLayersRaw {
+        l: [empty; JACOBIAN_MAX_LAYERS],
+        count: 0,
+        c: 0,
+    };
+    let mut w_off = 0usize;
+    for (l, layer) in layers.iter().enumerate() {
+        check_len(
+            "jacobian_all: A",
+            layer.a.dyn_len(),
+            (m / c) * layer.fan_in,
+            &shape,
+        );
+        check_len(
+            "jacobian_all: G",
+            layer.g.dyn_len(),
+            m * layer.fan_out,
+            &shape,
+        );
+        raw.l[l] = JacLayerRaw {
+            a: layer.a.read_ptr(be),
+            g: layer.g.read_ptr(be),
+            w_off: w_off as i64,
+            fan_in: to_int("fan_in", layer.fan_in)?,
+            fan_out: to_int("fan_out", layer.fan_out)?,
+            sw: layer.sw,
+            sb: layer.sb,
+        };
+        w_off += layer.fan_out * (layer.fan_in + 1);
+    }
+    assert_eq!(
+        w_off, p,
+        "jacobian_all: the layers cover {w_off} columns, J has p = {p}"
+    );
+    raw.count = layers.len() as c_int;
+    raw.c = to_int("C", c)?;
+    to_int("p", p)?;
+    to_int("m", m)?;
+    if m == 0 {
+        return Ok(());
+    }
+    let width = 16 / std::mem::size_of::<T>();
+    let packets = (m * p).div_ceil(width);
+    let cfg = LaunchConfig {
+        grid_dim: (
+            packets
+                .div_ceil(THREADS as usize)
+                .clamp(1, be.sm_count().max(1) * 8) as u32,
+            1,
+            1,
+        ),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let jp = wr(be, j);
+    let (mi, pi) = (m as i64, p as i64);
+    launch!(
+        be,
+        Family::Jacobian,
+        "jacobian_all",
+        T,
+        cfg,
+        [&jp, &mi, &pi, &raw]
+    );
+    Ok(())
+}
+
 /// The activation code of `kernels/activation.cu`.
 fn act_code(act: Activation) -> i32 {
     match act {
@@ -272,7 +426,12 @@ pub fn mul_bcast_rows<T: CudaReal>(
     Ok(())
 }
 
-/// `out[j] ← s Σ_r x[r, j]` for a row-major `rows × cols` matrix (fixed summation order).
+/// Above this many rows [`col_sum`] runs in two stages.
+pub const COL_SUM_ONE_STAGE_ROWS: usize = 256;
+
+/// `out[j] ← s Σ_r x[r, j]` for a row-major `rows × cols` matrix (fixed summation order, so
+/// the result is deterministic; above [`COL_SUM_ONE_STAGE_ROWS`] rows the sum runs in two
+/// stages over row blocks).
 ///
 /// # Panics
 /// If `x.len() != rows·cols` or `out.len() != cols`.
@@ -294,8 +453,77 @@ pub fn col_sum<T: CudaReal>(
     if cols == 0 {
         return Ok(());
     }
+    let ci = to_int("cols", cols)?;
+    // Many rows: two stages (warps over row blocks of ~√rows rows into a workspace, then a
+    // fixed-order sum per column), so that the grid fills the device when `cols` is small
+    // (a bias gradient has 10-128 columns and N rows). Few rows: the one-block-per-32-columns
+    // kernel.
+    if rows > COL_SUM_ONE_STAGE_ROWS {
+        let rows_per = rows.isqrt().next_multiple_of(4).max(32);
+        let parts = rows.div_ceil(rows_per);
+        // Every element of the workspace is written by stage 1 (each part, each column).
+        let mut ws = be.alloc_uninit::<T>(parts * cols)?;
+        let (xp, wp) = (rd(be, x), wr(be, &mut ws));
+        let (ri, rpi) = (rows as i64, rows_per as i64);
+        let warps_per_block = (THREADS / 32) as usize;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                cols.div_ceil(32).min(65_535) as u32,
+                parts.div_ceil(warps_per_block).min(65_535) as u32,
+                1,
+            ),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            be,
+            Family::Elementwise,
+            "col_sum_part",
+            T,
+            cfg,
+            [&xp, &ri, &ci, &rpi, &wp]
+        );
+        let (wp, op) = (rd(be, &ws), wr(be, out));
+        let pi = parts as i64;
+        launch!(
+            be,
+            Family::Elementwise,
+            "col_sum_final",
+            T,
+            cfg1(blocks_for(be, cols)),
+            [&wp, &pi, &ci, &s, &op]
+        );
+        return Ok(());
+    }
+    col_sum_one_stage(be, x, rows, cols, s, out)
+}
+
+/// [`col_sum`] by one kernel whatever the number of rows: one block per 32 columns (the first
+/// version; slow for many rows and few columns, kept for comparison).
+///
+/// # Panics
+/// If `x.len() != rows·cols` or `out.len() != cols`.
+///
+/// # Errors
+/// [`Error::Device`] if the kernel cannot be compiled or launched.
+#[track_caller]
+pub fn col_sum_one_stage<T: CudaReal>(
+    be: &CudaBackend,
+    x: &impl DevicePtr<T>,
+    rows: usize,
+    cols: usize,
+    s: T,
+    out: &mut impl DevicePtrMut<T>,
+) -> Result<()> {
+    let shape = format!("{rows}×{cols}");
+    check_len("col_sum: x", x.len(), rows * cols, &shape);
+    check_len("col_sum: out", out.len(), cols, &shape);
+    if cols == 0 {
+        return Ok(());
+    }
+    let ci = to_int("cols", cols)?;
     let (xp, op) = (rd(be, x), wr(be, out));
-    let (ri, ci) = (rows as i64, to_int("cols", cols)?);
+    let ri = rows as i64;
     let cfg = LaunchConfig {
         grid_dim: (cols.div_ceil(32).min(65_535) as u32, 1, 1),
         block_dim: (32, 8, 1),

@@ -126,6 +126,105 @@ pub fn ntk_layer<T: CudaReal>(
     Ok(())
 }
 
+/// What [`ntk_fused`] does with the old contents of `Θ`.
+#[derive(Clone, Copy)]
+pub enum ThetaIn<'a, T> {
+    /// Not read: `Θ` starts from zero (every element is written).
+    Ignore,
+    /// Added as it is.
+    Add,
+    /// `Θ` holds a signal Gram `G Gᵀ`: scaled element-wise by `s_w² AA + s_b²` (expanded
+    /// over the `C × C` blocks) of this activation Gram `AA` and scales `(s_w², s_b²)`.
+    Scale(&'a CudaSlice<T>, T, T),
+}
+
+/// Fused assembly of up to three terms of the structured NTK in one pass over `Θ`
+/// (`m × m`, `N = m / C`), with `K(AA, s_w², s_b²)[r, s] = s_w² AA[r/C, s/C] + s_b²`:
+///
+/// `Θ ← T₀ + GG ⊙ K(AA_g) + [r mod C = s mod C] ⊙ K(AA_e)`,
+///
+/// where `T₀` is set by `theta_in`, `gg = (GG, AA_g, s_w², s_b²)` is a hidden layer's term and
+/// `eye = (AA_e, s_w², s_b²)` the read-out layer's (signals `e_c`); either may be absent.
+/// Reads each Gram once and writes `Θ` once.
+///
+/// # Panics
+/// If a length does not match `m`, `N = m / C`, or `C` does not divide `m`.
+///
+/// # Errors
+/// [`Error::Device`] if the kernel cannot be compiled or launched, or `m ≥ 2³¹`.
+#[track_caller]
+#[allow(clippy::type_complexity)]
+pub fn ntk_fused<T: CudaReal>(
+    be: &CudaBackend,
+    theta: &mut CudaSlice<T>,
+    theta_in: ThetaIn<'_, T>,
+    gg: Option<(&CudaSlice<T>, &CudaSlice<T>, T, T)>,
+    eye: Option<(&CudaSlice<T>, T, T)>,
+    m: usize,
+    c: usize,
+) -> Result<()> {
+    assert!(
+        c > 0 && m.is_multiple_of(c),
+        "ntk_fused: m = {m} is not a multiple of C = {c}"
+    );
+    let n = m / c;
+    let shape = format!("Θ {m}×{m}, C={c}");
+    check_len("ntk_fused: Θ", theta.len(), m * m, &shape);
+    let zero = T::zero_impl();
+    let (tmode, atp, swt, sbt) = match theta_in {
+        ThetaIn::Ignore => (0i32, 0u64, zero, zero),
+        ThetaIn::Add => (1, 0, zero, zero),
+        ThetaIn::Scale(aa, sw2, sb2) => {
+            check_len("ntk_fused: AA (Θ)", aa.len(), n * n, &shape);
+            (2, rd(be, aa), sw2, sb2)
+        }
+    };
+    let (ggp, agp, swg, sbg) = match gg {
+        Some((g, aa, sw2, sb2)) => {
+            check_len("ntk_fused: GG", g.len(), m * m, &shape);
+            check_len("ntk_fused: AA (GG)", aa.len(), n * n, &shape);
+            (rd(be, g), rd(be, aa), sw2, sb2)
+        }
+        None => (0, 0, zero, zero),
+    };
+    let (aep, swe, sbe) = match eye {
+        Some((aa, sw2, sb2)) => {
+            check_len("ntk_fused: AA (read-out)", aa.len(), n * n, &shape);
+            (rd(be, aa), sw2, sb2)
+        }
+        None => (0, zero, zero),
+    };
+    to_int("m", m)?;
+    if m == 0 {
+        return Ok(());
+    }
+    let width = 16 / std::mem::size_of::<T>();
+    let tp = wr(be, theta);
+    let (mi, ci) = (m as i64, to_int("C", c)?);
+    let cfg = LaunchConfig {
+        grid_dim: (
+            (m.div_ceil(width) + 1)
+                .div_ceil(THREADS as usize)
+                .clamp(1, 65_535) as u32,
+            m.min(65_535) as u32,
+            1,
+        ),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    launch!(
+        be,
+        Family::Ntk,
+        "ntk_fused",
+        T,
+        cfg,
+        [
+            &tp, &ggp, &atp, &agp, &aep, &mi, &ci, &swt, &sbt, &swg, &sbg, &swe, &sbe, &tmode
+        ]
+    );
+    Ok(())
+}
+
 /// Row-major GEMM through cuBLAS: `C ← α op(A) op(B) + β C`, `C` is `M × N`, `op(A)` is
 /// `M × K` (`A` stored `M × K`, or `K × M` when `trans_a`), `op(B)` is `K × N` (`B` stored
 /// `K × N`, or `N × K` when `trans_b`); all dense row-major.

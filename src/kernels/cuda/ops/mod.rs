@@ -9,7 +9,7 @@ use super::blas::{CudaReal, Op};
 use super::context::{CudaBackend, dev_err};
 use super::nvrtc::Family;
 use crate::{Activation, Error, Result};
-use cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 use std::ffi::c_int;
 
 /// Threads per block of the one-dimensional kernels.
@@ -109,8 +109,9 @@ mod jvec;
 mod layer;
 mod linalg;
 
-pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u};
+pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u, jt_u_v1};
 pub use layer::{
-    bias_act, bias_act_in_place, bias_mul, col_sum, eye_rows, jacobian_layer, mul_bcast_rows,
+    COL_SUM_ONE_STAGE_ROWS, JACOBIAN_MAX_LAYERS, JacobianLayer, bias_act, bias_act_in_place,
+    bias_mul, col_sum, col_sum_one_stage, eye_rows, jacobian_all, jacobian_layer, mul_bcast_rows,
 };
-pub use linalg::{add_diag, axpby, gemm_rm, ntk_layer};
+pub use linalg::{ThetaIn, add_diag, axpby, gemm_rm, ntk_fused, ntk_layer};
