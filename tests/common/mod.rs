@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: seeded random data and the one tolerance helper.
 #![allow(dead_code)]
 
+pub mod reference;
+pub mod strategies;
+
 use faer::Mat;
 use itlin::Real;
 use rand::{Rng, SeedableRng};
