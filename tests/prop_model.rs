@@ -220,13 +220,19 @@ proptest! {
     }
 
     /// `Activation::apply_with_derivative`: the value is `φ` and the derivative matches
-    /// central differences of `φ` (h = 1e-5), away from the ReLU kink.
+    /// central differences of `φ` (h = 1e-5), away from the ReLU kink. The points ±0.5, ±1
+    /// are always included, so errors are measured on the derivative's O(1) scale: in
+    /// saturation (e.g. tanh at z = −6, φ' ≈ 1e-5) both the differences and `1 − tanh²` are
+    /// accurate only in absolute terms.
     #[test]
     fn activation_value_and_derivative(
         act in prop::sample::select(Activation::ALL.to_vec()),
-        zs in prop::collection::vec(-8.0f64..8.0, 1..64),
+        zs in prop::collection::vec(-8.0f64..8.0, 0..64),
     ) {
-        let zs: Vec<f64> = zs.into_iter().filter(|z| act != Activation::Relu || z.abs() > 1e-3).collect();
+        let zs: Vec<f64> = [-1.0, -0.5, 0.5, 1.0]
+            .into_iter()
+            .chain(zs.into_iter().filter(|z| act != Activation::Relu || z.abs() > 1e-3))
+            .collect();
         let h = 1e-5;
         let (mut val, mut der, mut want_val, mut fd) = (vec![], vec![], vec![], vec![]);
         for &z in &zs {

@@ -11,7 +11,7 @@
 //! The runner is deterministic (ChaCha, fixed seed, see `common::strategies::config`).
 
 mod common;
-use common::reference::{gn_reference, j_jt_naive, jtu_naive, jv_naive};
+use common::reference::{gauss_solve, gn_system, j_jt_naive, jtu_naive, jv_naive};
 use common::strategies::{Arch, arch, config, theta};
 use common::*;
 use faer::{Mat, Side};
@@ -101,8 +101,16 @@ proptest! {
     }
 
     /// Every damped GN form (MSE: primal, dual, CG on explicit J, Hessian-free CG, spectral,
-    /// auto; cross-entropy: primal, dual, both CGs, auto) solves
-    /// `(JᵀHJ + NλI) δ = −Jᵀg` as the dense f64 reference does, to 1e-8, for λ ∈ [1e-4, 1].
+    /// auto; cross-entropy: primal, dual, both CGs, auto) solves `A δ = b`,
+    /// `A = JᵀHJ + NλI`, `b = −Jᵀg`, for λ ∈ [1e-4, 1], against the dense f64 reference
+    /// (Gaussian elimination on `A` assembled from the explicit J with plain loops):
+    /// - the factorisation forms agree with it to 1e-8 (seen over 2,000 cases: ≤ 1.2e-9,
+    ///   κ(A) up to 5.6e6);
+    /// - CG (asked for a relative residual of 1e-14) reaches a normwise backward error
+    ///   `‖Aδ − b‖ / (‖A‖‖δ‖ + ‖b‖) ≤ 1e-13` (seen ≤ 9e-15) and agrees with the reference
+    ///   to `max(1e-8, 1e-13·κ(A))`: a backward error η bounds the forward error only by
+    ///   about `2κη`, and f64 CG cannot push η far below 1e-14 (seen: κ = 1.2e6,
+    ///   error 1.1e-8; largest error / (1e-13·κ) over 2,000 cases: 0.17).
     #[test]
     fn every_gn_form_matches_the_dense_reference(
         arch in arch(),
@@ -114,7 +122,24 @@ proptest! {
         let loss = if cross_entropy { Loss::CrossEntropy } else { Loss::Mse };
         let lambda = 10f64.powf(log_lambda);
         let (mlp, theta, x, y) = problem(&arch, n, seed, loss);
-        let want = gn_reference(&mlp, &theta, x.as_ref(), y.as_ref(), loss, lambda);
+        let system = gn_system(&mlp, &theta, x.as_ref(), y.as_ref(), loss, lambda);
+        let p = theta.len();
+        let a = Mat::from_fn(p, p, |i, k| system[i][k]);
+        let b: Vec<f64> = system.iter().map(|row| row[p]).collect();
+        let want = gauss_solve(system);
+        let eig = a.self_adjoint_eigenvalues(Side::Lower).unwrap();
+        let kappa = eig[p - 1] / eig[0];
+        // Normwise backward error ‖Aδ − b‖∞ / (‖A‖∞ ‖δ‖∞ + ‖b‖∞).
+        let a_norm = (0..p)
+            .map(|i| (0..p).map(|k| a[(i, k)].abs()).sum::<f64>())
+            .fold(0f64, f64::max);
+        let inf = |v: &[f64]| v.iter().fold(0f64, |m, x| m.max(x.abs()));
+        let backward_error = |d: &[f64]| {
+            let r: Vec<f64> = (0..p)
+                .map(|i| (0..p).map(|k| a[(i, k)] * d[k]).sum::<f64>() - b[i])
+                .collect();
+            inf(&r) / (a_norm * inf(d) + inf(&b)).max(f64::MIN_POSITIVE)
+        };
         let mut forms = vec![
             (Form::Primal, u64::MAX),
             (Form::Dual, u64::MAX),
@@ -134,12 +159,18 @@ proptest! {
                 .with_cg_max_iterations(20_000)
                 .solve(&mlp, &theta, x.as_ref(), y.as_ref());
             prop_assert_eq!(rep.status, StepStatus::Solved, "{:?} {:?}: {:?}", form, loss, rep);
-            assert_close(
-                &format!("{form:?} (budget {budget}) {loss:?} {:?} {} λ={lambda:e}", arch.widths, arch.act),
-                &d,
-                &want,
-                1e-8,
+            let what = format!(
+                "{form:?} (budget {budget}) {loss:?} {:?} {} λ={lambda:e} κ={kappa:e}, CG {:?}",
+                arch.widths, arch.act, rep.cg
             );
+            let tol = if form == Form::Cg {
+                let eta = backward_error(&d);
+                prop_assert!(eta <= 1e-13, "{}: backward error {:e}", what, eta);
+                1e-8f64.max(1e-13 * kappa)
+            } else {
+                1e-8
+            };
+            assert_close(&what, &d, &want, tol);
         }
     }
 
@@ -209,9 +240,21 @@ proptest! {
         let loss = lin.iter().map(|e| e * e).sum::<f64>() / (2.0 * n as f64);
         let norm: f64 = d.iter().map(|v| v * v).sum();
         let loss0 = r.iter().map(|e| e * e).sum::<f64>() / (2.0 * n as f64);
-        // Scales: the loss before the step, and ‖δ‖² itself.
-        prop_assert!((pred_loss - loss).abs() <= 1e-9 * loss0, "{filter:?}: loss {pred_loss:e} vs {loss:e}");
-        prop_assert!((pred_norm - norm).abs() <= 1e-9 * norm.max(1e-300), "{filter:?}: ‖δ‖² {pred_norm:e} vs {norm:e}");
+        let r2: f64 = r.iter().map(|e| e * e).sum();
+        let phi0 = filter.phi(0.0, n);
+        // The loss is measured on the scale of the loss before the step. ‖δ‖² = Σ s φ(s)² w²
+        // is ill-conditioned where φ is large: an eigenvalue error of ε·s_max (backward
+        // stable eigensolver) moves it by about ε·s_max·φ(0)²·‖w‖², with ‖w‖ = ‖r‖ and
+        // φ(0) = max φ (1/(Nλ) for damping).
+        prop_assert!(
+            (pred_loss - loss).abs() <= 1e-10 * loss0,
+            "{:?}: loss {:e} vs {:e}", filter, pred_loss, loss
+        );
+        let norm_tol = 1e-10 * norm + 16.0 * f64::EPSILON * s_max * phi0 * phi0 * r2;
+        prop_assert!(
+            (pred_norm - norm).abs() <= norm_tol,
+            "{:?}: ‖δ‖² {:e} vs {:e} (tolerance {:e})", filter, pred_norm, norm, norm_tol
+        );
     }
 
     /// An explicit-J linearisation and a matrix-free one give the same `J v`, `Jᵀ u`,
@@ -275,12 +318,18 @@ proptest! {
         let (_, theta2, _, _) = problem(&arch, n, seed ^ 13, Loss::Mse);
         let k1 = ntk::empirical(&mlp, &theta, x.as_ref(), Method::Auto);
         let k2 = ntk::empirical(&mlp, &theta2, x.as_ref(), Method::Auto);
+        prop_assume!(ntk::trace(&mlp.signals(&theta, x.as_ref())) > 0.0, "Θ₁ = 0");
+        prop_assume!(ntk::trace(&mlp.signals(&theta2, x.as_ref())) > 0.0, "Θ₂ = 0");
         let k1s = Mat::from_fn(k1.nrows(), k1.ncols(), |a, b| scale * k1[(a, b)]);
-        prop_assert!(ntk::kernel_distance(k1.as_ref(), k1.as_ref()).abs() < 1e-14);
-        prop_assert!(ntk::kernel_distance(k1.as_ref(), k1s.as_ref()).abs() < 1e-14);
+        // Rounding: the Frobenius sums over (N·C)² entries are accurate to (N·C)²·ε.
+        let tol = (k1.nrows() * k1.nrows()) as f64 * f64::EPSILON;
+        let d11 = ntk::kernel_distance(k1.as_ref(), k1.as_ref());
+        prop_assert!(d11.abs() <= tol, "d(Θ, Θ) = {:e}", d11);
+        let d1s = ntk::kernel_distance(k1.as_ref(), k1s.as_ref());
+        prop_assert!(d1s.abs() <= tol, "d(Θ, {}Θ) = {:e}", scale, d1s);
         let d12 = ntk::kernel_distance(k1.as_ref(), k2.as_ref());
         let d21 = ntk::kernel_distance(k2.as_ref(), k1.as_ref());
-        prop_assert!((d12 - d21).abs() < 1e-15, "{d12} vs {d21}");
-        prop_assert!((-1e-14..=1.0 + 1e-14).contains(&d12), "{d12}");
+        prop_assert!((d12 - d21).abs() <= tol, "{d12} vs {d21}");
+        prop_assert!((-tol..=1.0 + tol).contains(&d12), "{d12}");
     }
 }

@@ -6,9 +6,8 @@ use faer::MatRef;
 use itlin::solve::Loss;
 use itlin::{Jacobian, Mlp, Model};
 
-/// Dense reference for one damped GN step: `(JᵀHJ + NλI) δ = −Jᵀg`, assembled entry by
-/// entry from the explicit `J` (`H_n = I` for MSE, `diag(p_n) − p_n p_nᵀ` for softmax
-/// cross-entropy) and solved by Gaussian elimination in f64.
+/// Dense reference for one damped GN step: `(JᵀHJ + NλI) δ = −Jᵀg`, assembled by
+/// [`gn_system`] and solved by Gaussian elimination in f64.
 pub fn gn_reference(
     mlp: &Mlp,
     theta: &[f64],
@@ -17,6 +16,20 @@ pub fn gn_reference(
     loss: Loss,
     lambda: f64,
 ) -> Vec<f64> {
+    gauss_solve(gn_system(mlp, theta, x, y, loss, lambda))
+}
+
+/// The damped GN normal equations as augmented rows `[JᵀHJ + NλI | −Jᵀg]` (`P × (P+1)`),
+/// assembled entry by entry from the explicit `J` (`H_n = I` for MSE,
+/// `diag(p_n) − p_n p_nᵀ` for softmax cross-entropy).
+pub fn gn_system(
+    mlp: &Mlp,
+    theta: &[f64],
+    x: MatRef<'_, f64>,
+    y: MatRef<'_, f64>,
+    loss: Loss,
+    lambda: f64,
+) -> Vec<Vec<f64>> {
     let j = mlp.jacobian(theta, x);
     let (n, c, p) = (x.nrows(), y.ncols(), theta.len());
     let f = mlp.forward(theta, x);
@@ -53,7 +66,7 @@ pub fn gn_reference(
     for (i, row) in a.iter_mut().enumerate() {
         row[i] += n as f64 * lambda;
     }
-    gauss_solve(a)
+    a
 }
 
 /// Solves the square system whose augmented rows `[A | b]` are given, by Gaussian
