@@ -2,84 +2,14 @@
 //! closed-form K-step gradient descent against K explicit steps, and the λ→0 limit.
 
 mod common;
+use common::reference::{gauss_solve, gn_reference};
 use common::*;
-use faer::{Mat, MatRef};
+use faer::Mat;
 use itlin::solve::{
     Filter, Form, GaussNewtonStep, Loss, SpectralCache, StepStatus, gauss_newton_step,
     gradient_descent_closed_form,
 };
 use itlin::{Activation, Init, Mlp, Model};
-
-/// Dense reference: `(JᵀHJ + NλI) δ = −Jᵀg`, solved by Gaussian elimination in f64.
-fn reference(
-    mlp: &Mlp,
-    theta: &[f64],
-    x: MatRef<'_, f64>,
-    y: MatRef<'_, f64>,
-    loss: Loss,
-    lambda: f64,
-) -> Vec<f64> {
-    let j = mlp.jacobian(theta, x);
-    let (n, c, p) = (x.nrows(), y.ncols(), theta.len());
-    let f = mlp.forward(theta, x);
-    let g = itlin::loss::output_residual(loss, f.as_ref(), y);
-    let pr = itlin::loss::softmax(f.as_ref());
-    let mut a = vec![vec![0.0; p + 1]; p];
-    for s in 0..n {
-        // H_s
-        let h = |u: usize, v: usize| match loss {
-            Loss::Mse => f64::from(u8::from(u == v)),
-            Loss::CrossEntropy => {
-                pr[(s, u)] * f64::from(u8::from(u == v)) - pr[(s, u)] * pr[(s, v)]
-            }
-        };
-        for u in 0..c {
-            for v in 0..c {
-                let huv = h(u, v);
-                if huv == 0.0 {
-                    continue;
-                }
-                let (ru, rv) = (j.row(s * c + u), j.row(s * c + v));
-                for (a_row, &jp) in a.iter_mut().zip(ru) {
-                    for (aq, &jq) in a_row[..p].iter_mut().zip(rv) {
-                        *aq += huv * jp * jq;
-                    }
-                }
-            }
-            let gu = g[(s, u)];
-            for (a_row, &jp) in a.iter_mut().zip(j.row(s * c + u)) {
-                a_row[p] -= jp * gu;
-            }
-        }
-    }
-    for (i, row) in a.iter_mut().enumerate() {
-        row[i] += n as f64 * lambda;
-    }
-    gauss_solve(a)
-}
-
-fn gauss_solve(mut a: Vec<Vec<f64>>) -> Vec<f64> {
-    let p = a.len();
-    for k in 0..p {
-        let piv = (k..p)
-            .max_by(|&i, &j| a[i][k].abs().total_cmp(&a[j][k].abs()))
-            .unwrap();
-        a.swap(k, piv);
-        let pivot_row = a[k].clone();
-        for row in a.iter_mut().skip(k + 1) {
-            let f = row[k] / pivot_row[k];
-            for (v, &pv) in row[k..].iter_mut().zip(&pivot_row[k..]) {
-                *v -= f * pv;
-            }
-        }
-    }
-    let mut x = vec![0.0; p];
-    for k in (0..p).rev() {
-        let s: f64 = (k + 1..p).map(|jj| a[k][jj] * x[jj]).sum();
-        x[k] = (a[k][p] - s) / a[k][k];
-    }
-    x
-}
 
 fn problem(
     widths: &[usize],
@@ -113,7 +43,7 @@ fn every_form_matches_the_dense_reference_mse_and_ce() {
         for loss in [Loss::Mse, Loss::CrossEntropy] {
             let (mlp, theta, x, y) = problem(widths, n, 5, loss == Loss::CrossEntropy);
             let lambda = 1e-2;
-            let want = reference(&mlp, &theta, x.as_ref(), y.as_ref(), loss, lambda);
+            let want = gn_reference(&mlp, &theta, x.as_ref(), y.as_ref(), loss, lambda);
             for form in [
                 Form::Primal,
                 Form::Dual,

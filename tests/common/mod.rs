@@ -1,6 +1,9 @@
 //! Shared helpers for the integration tests: seeded random data and the one tolerance helper.
 #![allow(dead_code)]
 
+pub mod reference;
+pub mod strategies;
+
 use faer::Mat;
 use itlin::Real;
 use rand::{Rng, SeedableRng};
@@ -23,7 +26,8 @@ pub fn rand_mat<T: Real>(rng: &mut ChaCha8Rng, r: usize, c: usize) -> Mat<T> {
     Mat::from_fn(r, c, |_, _| T::from_f64(rng.random::<f64>() * 2.0 - 1.0))
 }
 
-/// Relative error `‖a − b‖_∞ / max(‖b‖_∞, floor)`.
+/// Relative error `‖a − b‖_∞ / max(‖b‖_∞, floor)`; NaN if any entry of `a` or `b` is not
+/// finite, so that [`assert_close`] fails on NaN or ∞ (`f64::max` alone would skip NaN).
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(
         a.len(),
@@ -32,6 +36,9 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
         a.len(),
         b.len()
     );
+    if !a.iter().chain(b).all(|x| x.is_finite()) {
+        return f64::NAN;
+    }
     let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-300);
     a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
 }
