@@ -221,3 +221,16 @@ fn network_lm_fits_a_teacher_and_reuses_linearisations() {
         }
     }
 }
+
+#[test]
+fn cg_iteration_limit_is_reported() {
+    let (mlp, theta, x, y) = problem(&[3, 6, 2], 8, 4, false);
+    let (d, rep) = GaussNewtonStep::new(Loss::Mse)
+        .with_damping(1e-6)
+        .with_form(Form::Cg)
+        .with_cg_max_iterations(2)
+        .solve(&mlp, &theta, x.as_ref(), y.as_ref());
+    assert_eq!(rep.status, StepStatus::NotConverged, "{rep:?}");
+    assert_eq!(rep.cg.unwrap().iterations, 2);
+    assert!(d.iter().all(|v| v.is_finite()));
+}

@@ -42,6 +42,9 @@ pub enum StepStatus {
     NonFinite,
     /// No damping up to the retry limit gave a finite solution: `δ = 0`.
     Failed,
+    /// CG stopped at its iteration limit (or lost positive curvature) before reaching its
+    /// tolerance: `δ` is the last iterate (see `cg` in the report).
+    NotConverged,
 }
 
 /// What happened in one step: form, damping, iterations and a time split.
@@ -412,6 +415,9 @@ impl GaussNewtonStep {
         };
         let _ = b;
         let (sol, info) = outcome;
+        if !info.converged {
+            report.status = StepStatus::NotConverged;
+        }
         report.cg = Some(info);
         Some(sol)
     }
