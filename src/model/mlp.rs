@@ -200,26 +200,36 @@ impl Mlp {
     }
 
     /// Forward pass keeping what backprop needs: `acts[l]` is the (row-major `N × w_l`)
-    /// input of layer `l` (so `acts[0]` is X), `derivs[l]` is `φ'(z)` at that input (for
-    /// `l ≥ 1`), and `output` is `f(X; θ)` row-major `N × C`.
+    /// input of layer `l` for `l ≥ 1` (`acts[0]` is a row-major copy of X only when
+    /// `input_rows`: the GEMMs read X in place, whatever its strides), `derivs[l]` is `φ'(z)`
+    /// at that input (for `l ≥ 1`), and `output` is `f(X; θ)` row-major `N × C`.
     pub(crate) fn trace<T: Real>(
         &self,
         theta: &[T],
         x: MatRef<'_, T>,
         keep_derivs: bool,
+        input_rows: bool,
     ) -> Trace<T> {
         let n = x.nrows();
         let mut acts = Vec::with_capacity(self.layers.len());
         let mut derivs = Vec::with_capacity(self.layers.len());
-        let mut x0 = vec![T::zero_impl(); n * self.widths[0]];
-        MatMut::from_row_major_slice_mut(&mut x0, n, self.widths[0]).copy_from(x);
+        let mut x0 = Vec::new();
+        if input_rows {
+            x0 = vec![T::zero_impl(); n * self.widths[0]];
+            MatMut::from_row_major_slice_mut(&mut x0, n, self.widths[0]).copy_from(x);
+        }
         acts.push(x0);
         derivs.push(Vec::new());
         let last = self.layers.len() - 1;
         let mut output = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
             let mut z = vec![T::zero_impl(); n * layer.fan_out];
-            affine(theta, layer, &acts[l], n, &mut z);
+            let input = if l == 0 {
+                x
+            } else {
+                MatRef::from_row_major_slice(&acts[l], n, layer.fan_in)
+            };
+            affine(theta, layer, input, &mut z);
             if l == last {
                 output = z;
             } else {
@@ -251,7 +261,7 @@ impl Mlp {
     #[track_caller]
     pub fn signals<T: Real>(&self, theta: &[T], x: MatRef<'_, T>) -> Signals<T> {
         self.check_theta_x("signals", theta, x);
-        let tr = self.trace(theta, x, true);
+        let tr = self.trace(theta, x, true, true);
         let (n, c) = (tr.n, self.n_outputs_total());
         let m = n * c;
         let nl = self.layers.len();
@@ -305,8 +315,20 @@ pub(crate) struct Trace<T> {
     pub output: Vec<T>,
 }
 
+impl<T: Real> Trace<T> {
+    /// The input of layer `l` as a matrix: X itself for the first layer.
+    fn input<'a>(&'a self, l: usize, x: MatRef<'a, T>, fan_in: usize) -> MatRef<'a, T> {
+        if l == 0 {
+            x
+        } else {
+            MatRef::from_row_major_slice(&self.acts[l], self.n, fan_in)
+        }
+    }
+}
+
 /// `z ← s_w · a Wᵀ + s_b · b` (all row-major).
-fn affine<T: Real>(theta: &[T], layer: &Layer, a: &[T], n: usize, z: &mut [T]) {
+fn affine<T: Real>(theta: &[T], layer: &Layer, a: MatRef<'_, T>, z: &mut [T]) {
+    let n = a.nrows();
     let b = &theta[layer.b_offset..layer.b_offset + layer.fan_out];
     let sb = T::from_f64(layer.b_scale);
     for row in z.chunks_exact_mut(layer.fan_out) {
@@ -319,7 +341,6 @@ fn affine<T: Real>(theta: &[T], layer: &Layer, a: &[T], n: usize, z: &mut [T]) {
         layer.fan_out,
         layer.fan_in,
     );
-    let a = MatRef::from_row_major_slice(a, n, layer.fan_in);
     let dst = MatMut::from_row_major_slice_mut(z, n, layer.fan_out);
     matmul(
         dst,
@@ -362,7 +383,7 @@ impl<T: Real> Model<T> for Mlp {
     #[track_caller]
     fn forward(&self, theta: &[T], x: MatRef<'_, T>) -> Mat<T> {
         self.check_theta_x("forward", theta, x);
-        let tr = self.trace(theta, x, false);
+        let tr = self.trace(theta, x, false, false);
         row_major_to_mat(&tr.output, tr.n, self.n_outputs_total())
     }
 
@@ -376,14 +397,14 @@ impl<T: Real> Model<T> for Mlp {
             v.len(),
             theta.len()
         );
-        let tr = self.trace(theta, x, true);
+        let tr = self.trace(theta, x, true, false);
         let n = tr.n;
         let last = self.layers.len() - 1;
         // ȧ_0 = 0; ż_l = s_w (ȧ_{l−1} Wᵀ + a_{l−1} dWᵀ) + s_b db; ȧ_l = φ'(z_l) ⊙ ż_l.
         let mut a_dot: Option<Vec<T>> = None;
         for (l, layer) in self.layers.iter().enumerate() {
             let mut z_dot = vec![T::zero_impl(); n * layer.fan_out];
-            affine(v, layer, &tr.acts[l], n, &mut z_dot);
+            affine(v, layer, tr.input(l, x, layer.fan_in), &mut z_dot);
             if let Some(ad) = &a_dot {
                 let w = MatRef::from_row_major_slice(
                     &theta[layer.w_offset..layer.b_offset],
@@ -425,7 +446,7 @@ impl<T: Real> Model<T> for Mlp {
             u.ncols(),
             x.nrows()
         );
-        let tr = self.trace(theta, x, true);
+        let tr = self.trace(theta, x, true, false);
         let n = tr.n;
         let mut grad = vec![T::zero_impl(); theta.len()];
         let mut delta = vec![T::zero_impl(); n * c];
@@ -435,7 +456,7 @@ impl<T: Real> Model<T> for Mlp {
                 .split_at_mut(layer.fan_in * layer.fan_out);
             let dmat = MatRef::from_row_major_slice(&delta, n, layer.fan_out);
             // dW = s_w δᵀ A_{l−1}
-            let a = MatRef::from_row_major_slice(&tr.acts[l], n, layer.fan_in);
+            let a = tr.input(l, x, layer.fan_in);
             let dw = MatMut::from_row_major_slice_mut(w_part, layer.fan_out, layer.fan_in);
             matmul(
                 dw,
