@@ -3,9 +3,15 @@
 
 pub mod error;
 pub mod kernels;
+pub mod linalg;
+pub mod linearise;
+pub mod loss;
+pub mod memory;
 pub mod model;
+pub mod ntk;
 pub mod real;
 pub mod report;
+pub mod solve;
 pub mod train;
 
 pub use error::{Error, Result};

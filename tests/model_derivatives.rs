@@ -9,7 +9,7 @@ use itlin::{Activation, Init, Mlp, Model, Parameterization};
 const ARCHS: &[&[usize]] = &[&[3, 2], &[5, 7, 3], &[4, 6, 5, 2], &[2, 3, 4, 3, 3]];
 
 fn param(i: usize) -> Parameterization {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Parameterization::Standard
     } else {
         Parameterization::Ntk {

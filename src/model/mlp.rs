@@ -84,12 +84,12 @@ impl Mlp {
         if let Some(i) = widths.iter().position(|&w| w == 0) {
             return Err(Error::config(format!("width {i} of {widths:?} is zero")));
         }
-        if let Parameterization::Ntk { sigma_w, sigma_b } = parameterization {
-            if !(sigma_w.is_finite() && sigma_w > 0.0 && sigma_b.is_finite() && sigma_b >= 0.0) {
-                return Err(Error::config(format!(
-                    "NTK parameterisation needs σ_w > 0 and σ_b ≥ 0, got σ_w={sigma_w}, σ_b={sigma_b}"
-                )));
-            }
+        if let Parameterization::Ntk { sigma_w, sigma_b } = parameterization
+            && !(sigma_w.is_finite() && sigma_w > 0.0 && sigma_b.is_finite() && sigma_b >= 0.0)
+        {
+            return Err(Error::config(format!(
+                "NTK parameterisation needs σ_w > 0 and σ_b ≥ 0, got σ_w={sigma_w}, σ_b={sigma_b}"
+            )));
         }
         let mut layers = Vec::with_capacity(widths.len() - 1);
         let mut off = 0;
@@ -476,5 +476,23 @@ impl<T: Real> Model<T> for Mlp {
         let mut j = Jacobian::zeros(s.n * s.c, theta.len());
         s.write_jacobian(j.as_mut_slice());
         j
+    }
+
+    #[track_caller]
+    fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: crate::ntk::Method) -> Mat<T> {
+        use crate::ntk::{Method, explicit_lower, flop_estimates, structured_lower};
+        let structured = match method {
+            Method::Structured => true,
+            Method::Explicit => false,
+            Method::Auto => {
+                let (e, s) = flop_estimates(self, x.nrows());
+                s <= e
+            }
+        };
+        if structured {
+            structured_lower(&self.signals(theta, x))
+        } else {
+            explicit_lower(&Model::<T>::jacobian(self, theta, x))
+        }
     }
 }

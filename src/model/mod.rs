@@ -70,4 +70,15 @@ pub trait Model<T: Real>: Sync {
         }
         j
     }
+
+    /// The lower triangle (diagonal included) of the empirical NTK `Θ = J Jᵀ`; the strict
+    /// upper triangle is unspecified. The default builds `J` explicitly for every method;
+    /// [`Mlp`] implements [`Method::Structured`](crate::ntk::Method).
+    ///
+    /// # Panics
+    /// As [`forward`](Model::forward).
+    fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: crate::ntk::Method) -> Mat<T> {
+        let _ = method;
+        crate::ntk::explicit_lower(&self.jacobian(theta, x))
+    }
 }

@@ -1,0 +1,278 @@
+//! The empirical neural tangent kernel `Θ = J Jᵀ` (`(N·C) × (N·C)`, sample-major rows), its
+//! products, diagonal, cross-kernels, and the kernel distance.
+//!
+//! For an [`Mlp`] the structured form
+//! `Θ = Σ_l (G_l G_lᵀ) ⊙ ((s_w² A_{l−1} A_{l−1}ᵀ + s_b²) ⊗ 1_{C×C})`
+//! needs one Gram of backprop signals and one Gram of activations per layer: about
+//! `P / Σ_l fan_out_l` times fewer flops than `J Jᵀ` and no `J` in memory. The read-out
+//! layer's signals are `e_c`, so its term is `δ_{cc'} (s_w² a_n·a_{n'} + s_b²)` with no
+//! `M × M` product at all.
+
+use crate::Real;
+use crate::linalg::{frobenius, gram_lower, mirror_lower, par};
+use crate::model::{Mlp, Model, Signals};
+use faer::linalg::matmul::matmul;
+use faer::reborrow::{Reborrow, ReborrowMut};
+use faer::{Accum, Mat, MatMut, MatRef};
+use rayon::prelude::*;
+
+/// How to compute the empirical NTK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Method {
+    /// `J Jᵀ` from the explicit Jacobian (symmetric rank-`P` update, lower half).
+    Explicit,
+    /// Per-layer Grams (DESIGN §2); only for models that expose their layer structure
+    /// ([`Mlp`]); other models fall back to `Explicit`.
+    Structured,
+    /// The cheaper of the two by a flop count.
+    Auto,
+}
+
+/// The empirical NTK `Θ(X, X; θ)`, full symmetric `(N·C) × (N·C)`.
+///
+/// # Panics
+/// If `θ` or `X` do not fit the model.
+#[track_caller]
+pub fn empirical<T: Real, M: Model<T> + ?Sized>(
+    model: &M,
+    theta: &[T],
+    x: MatRef<'_, T>,
+    method: Method,
+) -> Mat<T> {
+    let mut k = model.ntk_lower(theta, x, method);
+    mirror_lower(k.as_mut());
+    k
+}
+
+/// `J Jᵀ` (lower half only) from an explicit Jacobian.
+pub fn explicit_lower<T: Real>(j: &crate::Jacobian<T>) -> Mat<T> {
+    let m = j.nrows();
+    let mut k = Mat::zeros(m, m);
+    gram_lower(k.as_mut(), j.as_ref(), T::one_impl(), false);
+    k
+}
+
+/// Column panel width of the structured assembly: the Gram panel stays in cache while its
+/// Hadamard product with the activation kernel is added to Θ.
+const PANEL: usize = 256;
+
+/// The structured NTK (lower half only) from an MLP's signals.
+pub fn structured_lower<T: Real>(s: &Signals<T>) -> Mat<T> {
+    let (n, c) = (s.n, s.c);
+    let m = n * c;
+    let mut theta = Mat::<T>::zeros(m, m);
+    let nl = s.layers.len();
+    let mut panel = Mat::<T>::zeros(m, PANEL.min(m.max(1)));
+    for (l, layer) in s.layers.iter().enumerate() {
+        let ka = activation_kernel(&s.acts[l], n, layer.fan_in, layer.w_scale, layer.b_scale);
+        if l == nl - 1 {
+            // G_L rows are e_c: Θ[nc, n'c] += K_A[n, n'].
+            for n2 in 0..n {
+                for n1 in n2..n {
+                    let v = ka[(n1, n2)];
+                    for cc in 0..c {
+                        theta[(n1 * c + cc, n2 * c + cc)] += v;
+                    }
+                }
+            }
+            continue;
+        }
+        let g = MatRef::from_row_major_slice(&s.grads[l], m, layer.fan_out);
+        let mut j0 = 0;
+        while j0 < m {
+            let w = PANEL.min(m - j0);
+            let rows = m - j0;
+            let mut dst = panel.as_mut().submatrix_mut(0, 0, rows, w);
+            matmul(
+                dst.rb_mut(),
+                Accum::Replace,
+                g.subrows(j0, rows),
+                g.subrows(j0, w).transpose(),
+                T::one_impl(),
+                par(),
+            );
+            hadamard_add_panel(theta.as_mut(), dst.rb(), &ka, c, j0);
+            j0 += w;
+        }
+    }
+    theta
+}
+
+/// `Θ[j0+i, j0+jj] += P[i, jj] · K_A[(j0+i)/C, (j0+jj)/C]` for the lower part of a panel.
+fn hadamard_add_panel<T: Real>(
+    mut theta: MatMut<'_, T>,
+    p: MatRef<'_, T>,
+    ka: &Mat<T>,
+    c: usize,
+    j0: usize,
+) {
+    let w = p.ncols();
+    let cols: Vec<(usize, MatMut<'_, T>)> = {
+        let mut out = Vec::with_capacity(w);
+        let mut rest = theta.rb_mut().subcols_mut(j0, w);
+        for jj in 0..w {
+            let (col, tail) = rest.split_at_col_mut(1);
+            out.push((jj, col));
+            rest = tail;
+        }
+        out
+    };
+    cols.into_par_iter().for_each(|(jj, mut col)| {
+        let gj = j0 + jj;
+        let nj = gj / c;
+        for i in jj..p.nrows() {
+            let gi = j0 + i;
+            col[(gi, 0)] += p[(i, jj)] * ka[(gi / c, nj)];
+        }
+    });
+}
+
+/// `s_w² A Aᵀ + s_b²` (full, `N × N`).
+fn activation_kernel<T: Real>(a: &[T], n: usize, fan_in: usize, sw: f64, sb: f64) -> Mat<T> {
+    let a = MatRef::from_row_major_slice(a, n, fan_in);
+    let mut k = Mat::<T>::zeros(n, n);
+    gram_lower(k.as_mut(), a, T::from_f64(sw * sw), false);
+    mirror_lower(k.as_mut());
+    let b2 = T::from_f64(sb * sb);
+    for j in 0..n {
+        for i in 0..n {
+            k[(i, j)] += b2;
+        }
+    }
+    k
+}
+
+/// The cross-kernel `Θ(X₁, X₂) = J(X₁) J(X₂)ᵀ`, `(N₁·C) × (N₂·C)`, structured; used to
+/// predict on test points with a kernel solution.
+///
+/// # Panics
+/// If `θ` or either input does not fit the MLP.
+#[track_caller]
+pub fn cross<T: Real>(mlp: &Mlp, theta: &[T], x1: MatRef<'_, T>, x2: MatRef<'_, T>) -> Mat<T> {
+    let s1 = mlp.signals(theta, x1);
+    let s2 = mlp.signals(theta, x2);
+    let (n1, n2, c) = (s1.n, s2.n, s1.c);
+    let mut out = Mat::<T>::zeros(n1 * c, n2 * c);
+    for (l, layer) in s1.layers.iter().enumerate() {
+        let a1 = MatRef::from_row_major_slice(&s1.acts[l], n1, layer.fan_in);
+        let a2 = MatRef::from_row_major_slice(&s2.acts[l], n2, layer.fan_in);
+        let mut ka = Mat::<T>::zeros(n1, n2);
+        matmul(
+            ka.as_mut(),
+            Accum::Replace,
+            a1,
+            a2.transpose(),
+            T::from_f64(layer.w_scale * layer.w_scale),
+            par(),
+        );
+        let b2 = T::from_f64(layer.b_scale * layer.b_scale);
+        let g1 = MatRef::from_row_major_slice(&s1.grads[l], n1 * c, layer.fan_out);
+        let g2 = MatRef::from_row_major_slice(&s2.grads[l], n2 * c, layer.fan_out);
+        let mut gg = Mat::<T>::zeros(n1 * c, n2 * c);
+        matmul(
+            gg.as_mut(),
+            Accum::Replace,
+            g1,
+            g2.transpose(),
+            T::one_impl(),
+            par(),
+        );
+        for j in 0..n2 * c {
+            for i in 0..n1 * c {
+                out[(i, j)] += gg[(i, j)] * (ka[(i / c, j / c)] + b2);
+            }
+        }
+    }
+    out
+}
+
+/// `Θ v = J (Jᵀ v)` without forming Θ or J: one VJP and one JVP. `v` and the result are
+/// vectors of length `N·C` in sample-major order.
+///
+/// # Panics
+/// If `v.len() != N·C` or `θ`, `X` do not fit the model.
+#[track_caller]
+pub fn ntk_vector_product<T: Real, M: Model<T> + ?Sized>(
+    model: &M,
+    theta: &[T],
+    x: MatRef<'_, T>,
+    v: &[T],
+) -> Vec<T> {
+    let (n, c) = (x.nrows(), model.n_outputs());
+    assert_eq!(
+        v.len(),
+        n * c,
+        "ntk_vector_product: v has length {}, N·C = {}",
+        v.len(),
+        n * c
+    );
+    let u = MatRef::from_row_major_slice(v, n, c);
+    let jtv = model.vjp(theta, x, u);
+    let (_, jv) = model.jvp(theta, x, &jtv);
+    let mut out = Vec::with_capacity(n * c);
+    for i in 0..n {
+        for k in 0..c {
+            out.push(jv[(i, k)]);
+        }
+    }
+    out
+}
+
+/// The diagonal of Θ: `Θ[nc, nc] = Σ_l ‖g_{l,nc}‖² (s_w² ‖a_{l−1,n}‖² + s_b²)`.
+pub fn diagonal<T: Real>(s: &Signals<T>) -> Vec<T> {
+    let m = s.n * s.c;
+    let mut d = vec![T::zero_impl(); m];
+    for (l, layer) in s.layers.iter().enumerate() {
+        let (sw2, sb2) = (
+            T::from_f64(layer.w_scale * layer.w_scale),
+            T::from_f64(layer.b_scale * layer.b_scale),
+        );
+        for (r, dr) in d.iter_mut().enumerate() {
+            let g = &s.grads[l][r * layer.fan_out..(r + 1) * layer.fan_out];
+            let n = r / s.c;
+            let a = &s.acts[l][n * layer.fan_in..(n + 1) * layer.fan_in];
+            *dr += T::dot(g, g) * (sw2 * T::dot(a, a) + sb2);
+        }
+    }
+    d
+}
+
+/// `tr Θ = Σ_i Θ_ii` (the squared Frobenius norm of `J`), in f64.
+pub fn trace<T: Real>(s: &Signals<T>) -> f64 {
+    diagonal(s).iter().map(|x| x.to_f64()).sum()
+}
+
+/// Kernel distance `d(Θ₁, Θ₂) = 1 − ⟨Θ₁, Θ₂⟩_F / (‖Θ₁‖_F ‖Θ₂‖_F)` (0 for parallel kernels,
+/// 1 for orthogonal ones). Returns NaN if either kernel is zero.
+///
+/// # Panics
+/// If the kernels have different shapes.
+#[track_caller]
+pub fn kernel_distance<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> f64 {
+    assert!(
+        a.nrows() == b.nrows() && a.ncols() == b.ncols(),
+        "kernel_distance: {}×{} and {}×{}",
+        a.nrows(),
+        a.ncols(),
+        b.nrows(),
+        b.ncols()
+    );
+    let (ab, na, nb) = frobenius(a, b);
+    if na == 0.0 || nb == 0.0 {
+        return f64::NAN;
+    }
+    1.0 - ab / (na * nb)
+}
+
+/// Flop estimates `(explicit, structured)` of the two methods for an MLP on `N` samples.
+pub fn flop_estimates(mlp: &Mlp, n: usize) -> (f64, f64) {
+    let c = *mlp.widths().last().expect("widths") as f64;
+    let m = n as f64 * c;
+    let p = <Mlp as Model<f64>>::n_params(mlp) as f64;
+    let sum_out: f64 = mlp.layers()[..mlp.layers().len() - 1]
+        .iter()
+        .map(|l| l.fan_out as f64)
+        .sum();
+    let sum_in: f64 = mlp.layers().iter().map(|l| l.fan_in as f64).sum();
+    (m * m * p, m * m * sum_out + (n * n) as f64 * sum_in)
+}

@@ -1,0 +1,20 @@
+//! Solvers: the damped Gauss-Newton step for networks in its four forms (primal, dual, CG,
+//! spectral), the closed-form K-step gradient descent, and generic nonlinear least squares.
+//!
+//! The damped GN subproblem (DESIGN §1), mean loss, damping `λ`:
+//! minimise `(1/N) Σ_n [g_nᵀ (Jδ)_n + ½ (Jδ)_nᵀ H_n (Jδ)_n] + (λ/2)‖δ‖²`, so
+//! `(JᵀHJ + NλI) δ = −Jᵀg`, with `g_n = f_n − y_n`, `H_n = I` for MSE and
+//! `g_n = p_n − y_n`, `H_n = diag(p_n) − p_n p_nᵀ` for softmax cross-entropy.
+//! Every form returns the same `δ` (up to the CG tolerance).
+
+mod cg;
+mod dense;
+mod gn_step;
+mod network_lm;
+mod spectral;
+
+pub use crate::loss::{Loss, accuracy, loss_gradient, loss_value};
+pub use cg::CgOutcome;
+pub use gn_step::{Form, GaussNewtonStep, StepReport, StepStatus, gauss_newton_step};
+pub use network_lm::{NetworkLm, NetworkLmReport, NetworkTermination};
+pub use spectral::{Filter, SpectralCache, gradient_descent_closed_form};
