@@ -5,7 +5,8 @@
 use super::config::{Period, TrainConfig};
 use super::loss::{Loss, loss_value};
 use super::trainer::{DataRef, TrainState};
-use crate::{Error, Model, Real, Result};
+use crate::solve::{Form, gauss_newton_step, gradient_descent_closed_form};
+use crate::{Model, Real, Result};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, MatRef};
 use rand::SeedableRng;
@@ -53,10 +54,14 @@ fn neg_jt<T: Real, M: Model<T>>(
     d
 }
 
-/// One damped Gauss-Newton step on `f_lin` (dual form):
-/// `δ = −Jᵀα`, `(HΘ + NλI) α = g` with `J = J(θ̃)`, `Θ = JJᵀ`, `g = N ∂L/∂f` and `H` the
-/// output Hessian (identity for MSE, `diag(p) − ppᵀ` per sample for cross-entropy), both at
-/// `f_lin(θ)`. Adaptive: rejects a step that does not lower the linearised subset loss.
+/// One damped Gauss-Newton step on `f_lin`: minimise over `δ`
+/// `L(f_lin(θ) + J(θ̃)δ) ` in its Gauss-Newton model plus `(λ/2)‖δ‖²`, i.e.
+/// `(JᵀHJ + NλI) δ = −Jᵀg` with `J = J(θ̃)` and `H, g` (output Hessian and `N·∂L/∂f`) at
+/// `f_lin(θ)`. For MSE this is [`gauss_newton_step`] at `θ̃` with the targets shifted by
+/// `J(θ − θ̃)` (exact, since `H = I`); for cross-entropy at `θ = θ̃` it is
+/// [`gauss_newton_step`] itself, and otherwise the dual system `(HΘ + NλI) α = g`,
+/// `δ = −Jᵀα` with `H, g` at `f_lin` (solved here: the solver knows only the network's
+/// outputs). Adaptive: rejects a step that does not lower the linearised subset loss.
 /// Returns whether the loss stayed finite.
 pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
     model: &M,
@@ -67,7 +72,7 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
 ) -> Result<bool> {
     let rows = subset_rows(train.len(), cfg.gn_batch, cfg.seed, st.step);
     let (x, y) = (gather(train.x, &rows), gather(train.y, &rows));
-    let (n, c) = (x.nrows(), model.n_outputs());
+    let at_tilde = st.since_relin == 0;
     let v: Vec<T> = st
         .theta
         .iter()
@@ -75,58 +80,44 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
         .map(|(&a, &b)| a - b)
         .collect();
     let (f0, jv) = model.jvp(&st.theta_tilde, x.as_ref(), &v);
-    let flin = f0 + jv;
+    let flin = &f0 + &jv;
     let before = loss_value(cfg.loss, flin.as_ref(), y.as_ref());
     if !before.is_finite() {
         return Ok(false);
     }
-    let theta_k = ntk(model, &st.theta_tilde, x.as_ref())?;
-    let m = n * c;
     let lambda = st.damping;
-    // g (without the 1/N) and H Θ.
-    let mut g = vec![T::zero_impl(); m];
-    let mut a = theta_k;
-    let mut p = vec![0.0; c];
-    for s in 0..n {
-        match cfg.loss {
-            Loss::Mse => {
-                for k in 0..c {
-                    g[s * c + k] = flin[(s, k)] - y[(s, k)];
-                }
-            }
-            Loss::CrossEntropy => {
-                let mx = (0..c).fold(f64::NEG_INFINITY, |a, k| a.max(flin[(s, k)].to_f64()));
-                let mut z = 0.0;
-                for (k, pk) in p.iter_mut().enumerate() {
-                    *pk = (flin[(s, k)].to_f64() - mx).exp();
-                    z += *pk;
-                }
-                p.iter_mut().for_each(|pk| *pk /= z);
-                for k in 0..c {
-                    g[s * c + k] = T::from_f64(p[k] - y[(s, k)].to_f64());
-                }
-                // rows s·C..s·C+C of HΘ = H_s · Θ[block rows]
-                let block: Mat<T> = a.as_ref().subrows(s * c, c).to_owned();
-                for k in 0..c {
-                    for col in 0..m {
-                        let mut acc = p[k] * block[(k, col)].to_f64();
-                        for (l, &pl) in p.iter().enumerate() {
-                            acc -= p[k] * pl * block[(l, col)].to_f64();
-                        }
-                        a[(s * c + k, col)] = T::from_f64(acc);
-                    }
-                }
-            }
+    let delta = match cfg.loss {
+        Loss::Mse => {
+            // r = f(θ̃) − (y − J v) = f_lin(θ) − y
+            let y_shift = &y - &jv;
+            gauss_newton_step(
+                model,
+                &st.theta_tilde,
+                x.as_ref(),
+                y_shift.as_ref(),
+                Loss::Mse,
+                lambda,
+                Form::Auto,
+            )
         }
-    }
-    let shift = T::from_f64(n as f64 * lambda);
-    for i in 0..m {
-        a[(i, i)] += shift;
-    }
-    let rhs = Mat::from_fn(m, 1, |i, _| g[i]);
-    let alpha = a.partial_piv_lu().solve(&rhs);
-    let alpha = Mat::from_fn(n, c, |s, k| alpha[(s * c + k, 0)]);
-    let delta = neg_jt(model, &st.theta_tilde, x.as_ref(), alpha.as_ref());
+        Loss::CrossEntropy if at_tilde => gauss_newton_step(
+            model,
+            &st.theta_tilde,
+            x.as_ref(),
+            y.as_ref(),
+            Loss::CrossEntropy,
+            lambda,
+            Form::Auto,
+        ),
+        Loss::CrossEntropy => linearised_ce_step(
+            model,
+            &st.theta_tilde,
+            x.as_ref(),
+            y.as_ref(),
+            flin.as_ref(),
+            lambda,
+        )?,
+    };
     if delta.iter().any(|d| !d.is_finite()) {
         return Ok(false);
     }
@@ -150,6 +141,51 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
         st.damping = (st.damping * 10.0).min(1e12);
     }
     Ok(true)
+}
+
+/// The dual cross-entropy GGN step with `H, g` at the linearised outputs `flin`:
+/// `(HΘ + NλI) α = p − y`, `δ = −J(θ̃)ᵀ α`.
+fn linearised_ce_step<T: Real, M: Model<T>>(
+    model: &M,
+    theta_tilde: &[T],
+    x: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    flin: MatRef<'_, T>,
+    lambda: f64,
+) -> Result<Vec<T>> {
+    let (n, c) = (x.nrows(), model.n_outputs());
+    let m = n * c;
+    let mut a = ntk(model, theta_tilde, x)?;
+    let mut g = vec![T::zero_impl(); m];
+    let mut p = vec![0.0; c];
+    for s in 0..n {
+        let mx = (0..c).fold(f64::NEG_INFINITY, |a, k| a.max(flin[(s, k)].to_f64()));
+        let mut z = 0.0;
+        for (k, pk) in p.iter_mut().enumerate() {
+            *pk = (flin[(s, k)].to_f64() - mx).exp();
+            z += *pk;
+        }
+        p.iter_mut().for_each(|pk| *pk /= z);
+        for k in 0..c {
+            g[s * c + k] = T::from_f64(p[k] - y[(s, k)].to_f64());
+        }
+        // rows s·C..s·C+C of HΘ = H_s · Θ[block rows], H_s = diag(p) − p pᵀ
+        let block: Mat<T> = a.as_ref().subrows(s * c, c).to_owned();
+        for col in 0..m {
+            let pb: f64 = (0..c).map(|l| p[l] * block[(l, col)].to_f64()).sum();
+            for k in 0..c {
+                a[(s * c + k, col)] = T::from_f64(p[k] * (block[(k, col)].to_f64() - pb));
+            }
+        }
+    }
+    let shift = T::from_f64(n as f64 * lambda);
+    for i in 0..m {
+        a[(i, i)] += shift;
+    }
+    let rhs = Mat::from_fn(m, 1, |i, _| g[i]);
+    let alpha = a.partial_piv_lu().solve(&rhs);
+    let alpha = Mat::from_fn(n, c, |s, k| alpha[(s * c + k, 0)]);
+    Ok(neg_jt(model, theta_tilde, x, alpha.as_ref()))
 }
 
 /// The spectral filter of `K` gradient-descent steps of size `η` on the linearised mean MSE
@@ -192,8 +228,7 @@ pub(crate) fn spectral_inner_step<T: Real, M: Model<T>>(
     }
     let rows = subset_rows(train.len(), cfg.gn_batch, cfg.seed, st.step);
     let (x, y) = (gather(train.x, &rows), gather(train.y, &rows));
-    let delta =
-        gradient_descent_closed_form_local(model, &st.theta_tilde, x.as_ref(), y.as_ref(), lr, k)?;
+    let delta = gradient_descent_closed_form(model, &st.theta_tilde, x.as_ref(), y.as_ref(), lr, k);
     if delta.iter().any(|d| !d.is_finite()) {
         return Ok(false);
     }
@@ -203,35 +238,4 @@ pub(crate) fn spectral_inner_step<T: Real, M: Model<T>>(
     st.step += k;
     st.since_relin += k;
     Ok(true)
-}
-
-/// TEMPORARY local twin of `itlin::solve::gradient_descent_closed_form` (explicit J).
-fn gradient_descent_closed_form_local<T: Real, M: Model<T>>(
-    model: &M,
-    theta: &[T],
-    x: MatRef<'_, T>,
-    y: MatRef<'_, T>,
-    lr: f64,
-    k: u64,
-) -> Result<Vec<T>> {
-    let (n, c) = (x.nrows(), model.n_outputs());
-    let f = model.forward(theta, x);
-    let r: Vec<T> = (0..n * c)
-        .map(|i| f[(i / c, i % c)] - y[(i / c, i % c)])
-        .collect();
-    let kmat = ntk(model, theta, x)?;
-    let eig = kmat
-        .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| Error::data(format!("eigendecomposition of the NTK failed: {e:?}")))?;
-    let u = eig.U();
-    let s = eig.S();
-    let rm = Mat::from_fn(n * c, 1, |i, _| r[i]);
-    let mut ur = u.transpose() * &rm;
-    for i in 0..n * c {
-        let si = s[i].to_f64().max(0.0);
-        ur[(i, 0)] *= T::from_f64(phi_k(si, lr, n as f64, k as f64));
-    }
-    let alpha = u * &ur;
-    let alpha = Mat::from_fn(n, c, |s, k| alpha[(s * c + k, 0)]);
-    Ok(neg_jt(model, theta, x, alpha.as_ref()))
 }

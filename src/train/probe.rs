@@ -1,69 +1,39 @@
-//! Probe-subset NTKs and the kernel distance used by the trainer's evaluations.
-//!
-//! TEMPORARY: `itlin::ntk` (lead engineer, on main) will provide the structured NTK and
-//! `kernel_distance`; until then this computes `Θ = J Jᵀ` from the explicit Jacobian.
+//! NTKs for the trainer: on the probe subset (kernel distances) and inside the linearised
+//! cross-entropy Gauss-Newton step. Structured (no `J` in memory) for [`crate::Mlp`], explicit
+//! `J Jᵀ` for other models ([`crate::ntk::Method::Auto`]).
 
+use crate::memory::{default_budget, dense_bytes};
+use crate::ntk::{self, Method};
 use crate::{Error, Model, Real, Result};
+use faer::{Mat, MatRef};
 
-/// Memory budget of the explicit Jacobian behind one NTK (bytes).
-const J_BUDGET: u64 = 2 << 30;
-
-/// The empirical NTK `Θ = J Jᵀ` at `θ` on `x`, refusing plans over the memory budget.
+/// The empirical NTK `Θ = J Jᵀ` at `θ` on `x`, refusing plans over the memory budget (the
+/// kernel itself, and for non-MLP models the explicit Jacobian behind it).
 pub(crate) fn ntk_checked<T: Real, M: Model<T>>(
     model: &M,
     theta: &[T],
     x: MatRef<'_, T>,
 ) -> Result<Mat<T>> {
-    let need = (x.nrows() * model.n_outputs() * model.n_params() * size_of::<T>()) as u64;
-    if need > J_BUDGET {
+    let m = x.nrows() * model.n_outputs();
+    let need = 3 * dense_bytes::<T>(m, m);
+    let budget = default_budget();
+    if need > budget {
         return Err(Error::OutOfMemory {
-            what: format!(
-                "the NTK of a {}-row solve ({} outputs, {} parameters)",
-                x.nrows(),
-                model.n_outputs(),
-                model.n_params()
-            ),
+            what: format!("the {m}×{m} NTK of a {}-row solve", x.nrows()),
             needed: need,
-            budget: J_BUDGET,
-            hint: "lower --gn-batch (rows per solve) or the widths of --arch".into(),
+            budget,
+            hint: "lower --gn-batch (rows per solve) or --probe".into(),
         });
     }
     Ok(probe_ntk(model, theta, x))
 }
-use faer::{Mat, MatRef};
 
-/// The empirical NTK `Θ(X) = J Jᵀ` (`(N·C) × (N·C)`) at `θ` on the probe rows `x`.
+/// The empirical NTK (`(N·C) × (N·C)`) at `θ` on the probe rows `x`.
 pub(crate) fn probe_ntk<T: Real, M: Model<T>>(model: &M, theta: &[T], x: MatRef<'_, T>) -> Mat<T> {
-    let j = model.jacobian(theta, x);
-    let jr = j.as_ref();
-    jr * jr.transpose()
+    ntk::empirical(model, theta, x, Method::Auto)
 }
 
-/// `d(A, B) = 1 − ⟨A, B⟩_F / (‖A‖_F ‖B‖_F)` (accumulated in `f64`; 0 for two zero kernels).
-///
-/// # Panics
-/// If the shapes differ.
-#[track_caller]
+/// `d(A, B) = 1 − ⟨A, B⟩_F / (‖A‖_F ‖B‖_F)`.
 pub(crate) fn kernel_distance<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>) -> f64 {
-    assert!(
-        a.nrows() == b.nrows() && a.ncols() == b.ncols(),
-        "kernel_distance: {}×{} and {}×{}",
-        a.nrows(),
-        a.ncols(),
-        b.nrows(),
-        b.ncols()
-    );
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for j in 0..a.ncols() {
-        for i in 0..a.nrows() {
-            let (x, y) = (a[(i, j)].to_f64(), b[(i, j)].to_f64());
-            ab += x * y;
-            aa += x * x;
-            bb += y * y;
-        }
-    }
-    if aa == 0.0 || bb == 0.0 {
-        return if aa == bb { 0.0 } else { 1.0 };
-    }
-    1.0 - ab / (aa.sqrt() * bb.sqrt())
+    ntk::kernel_distance(a, b)
 }
