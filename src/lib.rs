@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod kernels;
 pub mod linalg;
