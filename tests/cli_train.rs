@@ -200,8 +200,7 @@ fn resume_of_a_finished_run_keeps_its_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
     let after = std::fs::read_to_string(f.run.join("metrics.jsonl")).unwrap();
-    // a finished run evaluates its final state once more
-    assert!(after.starts_with(&before));
+    assert_eq!(after, before, "a finished run has nothing to add");
 }
 
 /// Each bad input: non-zero exit, exactly one line on stderr containing `needle`, and the

@@ -282,8 +282,12 @@ fn gn_cross_entropy_matches_dense_primal() {
         })
         .with_steps(3);
     let mut tr = Trainer::new(&mlp, theta0.clone(), cfg).unwrap();
-    tr.fit(DataRef::new(x.as_ref(), y.as_ref(), Some(&labels)), None, &mut ())
-        .unwrap();
+    tr.fit(
+        DataRef::new(x.as_ref(), y.as_ref(), Some(&labels)),
+        None,
+        &mut (),
+    )
+    .unwrap();
 
     let (n, c, p) = (6, 2, Model::<f64>::n_params(&mlp));
     let j = mlp.jacobian(&theta0, x.as_ref()).to_mat();
@@ -317,5 +321,10 @@ fn gn_cross_entropy_matches_dense_primal() {
             theta[i] += delta[(i, 0)];
         }
     }
-    assert_close("GN on linearised CE vs dense primal", tr.theta(), &theta, 1e-8);
+    assert_close(
+        "GN on linearised CE vs dense primal",
+        tr.theta(),
+        &theta,
+        1e-8,
+    );
 }

@@ -3,10 +3,10 @@
 //! optimiser buffers. Written to a temporary file, fsynced, then renamed over the target, so
 //! a crash leaves either the old or the new checkpoint, never a torn one.
 
-use super::batch::Batcher;
 use super::metrics::Timings;
 use super::optim::OptState;
 use super::trainer::TrainState;
+use crate::data::Batcher;
 use crate::{Error, Real, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;

@@ -48,7 +48,7 @@ impl std::str::FromStr for Period {
         match t.parse::<u64>() {
             Ok(k) if k >= 1 => Ok(Period::Steps(k)),
             _ => Err(Error::config(format!(
-                "period K must be a positive integer or 'inf', got '{s}'"
+                "period K (--k) must be a positive integer or 'inf', got '{s}'"
             ))),
         }
     }

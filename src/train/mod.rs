@@ -9,7 +9,6 @@
 //! Build a [`TrainConfig`], make a [`Trainer`], call [`Trainer::fit`]; watch it with an
 //! [`Observer`]; read the [`Report`]. Checkpoints ([`checkpoint`]) resume bit-for-bit.
 
-mod batch;
 pub mod checkpoint;
 mod config;
 mod inner;
@@ -19,7 +18,7 @@ mod optim;
 mod probe;
 mod trainer;
 
-pub use batch::Batcher;
+pub use crate::data::Batcher;
 pub use config::{CheckpointConfig, Inner, Period, Schedule, TrainConfig};
 pub use inner::phi_k;
 pub use loss::{Loss, accuracy, loss_gradient, loss_value};

@@ -1,12 +1,12 @@
 //! The iterative-linearisation [`Trainer`].
 
-use super::batch::Batcher;
 use super::config::{Inner, Period, Schedule, TrainConfig};
 use super::inner::{gather, gn_inner_step, spectral_inner_step};
 use super::loss::{Loss, accuracy, loss_gradient, loss_value};
 use super::metrics::{Control, Metrics, Observer, Report, Termination, Timings};
 use super::optim::OptState;
 use super::probe::probe_ntk;
+use crate::data::{Batcher, Dataset};
 use crate::{Error, Model, Real, Result};
 use faer::{Mat, MatRef};
 use std::time::Instant;
@@ -69,6 +69,12 @@ impl<'a, T: Real> DataRef<'a, T> {
             )));
         }
         Ok(())
+    }
+}
+
+impl<'a, T: Real> From<&'a Dataset<T>> for DataRef<'a, T> {
+    fn from(d: &'a Dataset<T>) -> Self {
+        Self::new(d.x.as_ref(), d.y.as_ref(), d.labels.as_deref())
     }
 }
 
@@ -305,7 +311,12 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         let t0 = self.state.seconds;
         let mut history = Vec::new();
         let mut termination = Termination::Completed;
-        let mut last_eval = u64::MAX;
+        // a resumed state was evaluated when it was saved: do not repeat that evaluation
+        let mut last_eval = if self.state.step > 0 {
+            self.state.step
+        } else {
+            u64::MAX
+        };
         while self.state.step < self.cfg.steps {
             if self.due() {
                 let t = Instant::now();
