@@ -137,8 +137,11 @@ pub fn plot_run(dir: &Path, history: &[Metrics], title: &str) -> Result<()> {
     let kd = pts(&|m| m.kernel_distance);
     if !kd.is_empty() {
         let series = vec![
-            Series::new("d(Θ(θ₀), Θ(θ))", kd),
-            Series::new("d(Θ(θ̃), Θ(θ))", pts(&|m| m.kernel_distance_lin)),
+            Series::new("to the initial NTK", kd),
+            Series::new(
+                "to the NTK at the linearisation point",
+                pts(&|m| m.kernel_distance_lin),
+            ),
         ];
         line_plot(
             &dir.join("kernel_distance"),
