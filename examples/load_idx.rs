@@ -35,21 +35,31 @@ fn write_synthetic(dir: &std::path::Path) -> itlin::Result<()> {
 }
 
 fn main() -> itlin::Result<()> {
-    let tmp;
+    let mut written = None;
     let dir = match std::env::args().nth(1) {
         Some(d) => PathBuf::from(d),
         None => {
-            tmp = std::env::temp_dir().join(format!("itlin-idx-example-{}", std::process::id()));
+            let tmp =
+                std::env::temp_dir().join(format!("itlin-idx-example-{}", std::process::id()));
             std::fs::create_dir_all(&tmp).map_err(|e| itlin::Error::io(&tmp, e))?;
             write_synthetic(&tmp)?;
             println!(
                 "no DIR given: wrote a synthetic IDX directory to {}",
                 tmp.display()
             );
-            tmp.clone()
+            written = Some(tmp.clone());
+            tmp
         }
     };
-    let split = itlin::data::load_dir::<f32>(&dir)?;
+    let result = train_on(&dir);
+    if let Some(tmp) = written {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    result
+}
+
+fn train_on(dir: &std::path::Path) -> itlin::Result<()> {
+    let split = itlin::data::load_dir::<f32>(dir)?;
     let (d, c) = (split.train.n_features(), split.train.n_outputs());
     println!(
         "train {} × {d}, test {} × {d}, {c} classes",
