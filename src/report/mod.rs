@@ -137,7 +137,11 @@ pub fn plot_run(dir: &Path, history: &[Metrics], title: &str) -> Result<()> {
     let kd = pts(&|m| m.kernel_distance);
     if !kd.is_empty() {
         let series = vec![
-            Series::new("to the initial NTK", kd),
+            Series::new("network NTK to the initial NTK", kd),
+            Series::new(
+                "features of f_lin (NTK at the linearisation point) to the initial NTK",
+                pts(&|m| m.kernel_distance_features),
+            ),
             Series::new(
                 "to the NTK at the linearisation point",
                 pts(&|m| m.kernel_distance_lin),

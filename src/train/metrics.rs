@@ -60,6 +60,9 @@ pub struct Metrics {
     pub kernel_distance: Option<f64>,
     /// Kernel distance `d(Θ(θ̃), Θ(θ))` to the current linearisation point.
     pub kernel_distance_lin: Option<f64>,
+    /// Kernel distance `d(Θ(θ₀), Θ(θ̃))`: how far the features of the trained model
+    /// `f_lin` (its tangent kernel is `Θ(θ̃)`) have moved from initialisation (0 for `K = ∞`).
+    pub kernel_distance_features: Option<f64>,
     /// Learning rate in force (first-order and spectral inners).
     pub lr: Option<f64>,
     /// Damping in force (Gauss-Newton inner).

@@ -496,7 +496,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         let dist_init = norm(&self.state.theta, &self.state.theta0);
         let dist_lin = norm(&self.state.theta, &self.state.theta_tilde);
         let probe_n = self.cfg.probe.min(train.len());
-        let (mut lin_error, mut kd0, mut kd_lin) = (None, None, None);
+        let (mut lin_error, mut kd0, mut kd_lin, mut kd_feat) = (None, None, None, None);
         if probe_n > 0 {
             let rows: Vec<usize> = (0..probe_n).collect();
             let xp = gather(train.x, &rows);
@@ -521,6 +521,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 let kl = &self.ntk_lin.as_ref().expect("set above").1;
                 kd0 = Some(super::probe::kernel_distance(k0.as_ref(), k_now.as_ref()));
                 kd_lin = Some(super::probe::kernel_distance(kl.as_ref(), k_now.as_ref()));
+                kd_feat = Some(super::probe::kernel_distance(k0.as_ref(), kl.as_ref()));
             }
         }
         self.state.timings.eval += t.elapsed().as_secs_f64();
@@ -541,6 +542,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             lin_error,
             kernel_distance: kd0,
             kernel_distance_lin: kd_lin,
+            kernel_distance_features: kd_feat,
             lr: self.cfg.inner.lr().map(|_| self.lr_at(self.state.step)),
             damping: matches!(self.cfg.inner, Inner::GaussNewton { .. })
                 .then_some(self.state.damping),
