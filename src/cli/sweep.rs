@@ -91,17 +91,20 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
         rows.push((p, sum, sub));
     }
     let mut table = String::new();
-    writeln!(table, "| K | final test acc (f_lin) % | final test acc (network) % | best test acc % | train loss | re-linearisations | kernel distance to init | wall s |").ok();
-    writeln!(table, "|---|---|---|---|---|---|---|---|").ok();
+    writeln!(table, "| K | final test acc (f_lin) % | final test acc (network) % | best test acc % | train loss | re-linearisations | feature kernel distance | network kernel distance | wall s |").ok();
+    writeln!(table, "|---|---|---|---|---|---|---|---|---|").ok();
     for (p, sm, _) in &rows {
         writeln!(
             table,
-            "| {p} | {} | {} | {} | {:.4} | {} | {} | {:.1} |",
+            "| {p} | {} | {} | {} | {:.4} | {} | {} | {} | {:.1} |",
             pct(sm.last.test_acc),
             pct(sm.last.net_test_acc),
             pct(sm.best_test_acc),
             sm.last.train_loss,
             sm.relinearisations,
+            sm.last
+                .kernel_distance_features
+                .map_or("-".into(), |v| format!("{v:.4}")),
             sm.last
                 .kernel_distance
                 .map_or("-".into(), |v| format!("{v:.4}")),
@@ -148,29 +151,42 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
         false,
         &ticks,
     )?;
-    // (c) kernel distance curves
-    let mut kd = Vec::new();
+    // (c) kernel distance curves: of the trained model's features Θ(θ̃), and of the network
+    let (mut kd_feat, mut kd_net) = (Vec::new(), Vec::new());
     for (p, _, sub) in &rows {
         let hist = read_metrics(&sub.join("metrics.jsonl"))?;
-        kd.push(Series::new(
+        let curve = |f: &dyn Fn(&itlin::train::Metrics) -> Option<f64>| -> Vec<(f64, f64)> {
+            std::iter::once((0.0, 0.0))
+                .chain(hist.iter().filter_map(|m| f(m).map(|v| (m.step as f64, v))))
+                .collect()
+        };
+        kd_feat.push(Series::new(
             format!("K={p}"),
-            hist.iter()
-                .filter_map(|m| m.kernel_distance.map(|v| (m.step as f64, v)))
-                .collect(),
+            curve(&|m| m.kernel_distance_features),
         ));
+        kd_net.push(Series::new(format!("K={p}"), curve(&|m| m.kernel_distance)));
     }
     line_plot(
         &dir.join("kernel_distance_vs_step"),
-        "kernel distance to the initial NTK against step",
+        "feature movement: d(NTK at linearisation point, initial NTK)",
         "step",
         "kernel distance",
-        &kd,
+        &kd_feat,
+        false,
+        false,
+    )?;
+    line_plot(
+        &dir.join("network_kernel_distance_vs_step"),
+        "network NTK at θ: distance to the initial NTK",
+        "step",
+        "kernel distance",
+        &kd_net,
         false,
         false,
     )?;
     writeln!(
         md,
-        "Plots: `accuracy_vs_k.svg`, `kernel_distance_vs_step.svg` (experiment c).\n"
+        "Plots: `accuracy_vs_k.svg`, `kernel_distance_vs_step.svg` (features of the trained model, experiment c) and `network_kernel_distance_vs_step.svg`.\n"
     )
     .ok();
     Ok(())

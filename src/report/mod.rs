@@ -143,7 +143,7 @@ pub fn plot_run(dir: &Path, history: &[Metrics], title: &str) -> Result<()> {
                 pts(&|m| m.kernel_distance_features),
             ),
             Series::new(
-                "to the NTK at the linearisation point",
+                "network NTK to the NTK at the linearisation point",
                 pts(&|m| m.kernel_distance_lin),
             ),
         ];

@@ -138,6 +138,23 @@ pub fn line_plot_with_ticks(
     Ok(())
 }
 
+/// Upper right unless the curves end in the upper half of the plot, then lower right.
+fn legend_position(data: &[(String, Vec<(f64, f64)>)], y0: f64, y1: f64) -> SeriesLabelPosition {
+    let ends: Vec<f64> = data
+        .iter()
+        .filter_map(|(_, p)| p.last().map(|q| q.1))
+        .collect();
+    if ends.is_empty() || y1 <= y0 {
+        return SeriesLabelPosition::UpperRight;
+    }
+    let mean = ends.iter().sum::<f64>() / ends.len() as f64;
+    if (mean - y0) / (y1 - y0) > 0.5 {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperRight
+    }
+}
+
 type Drawn<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 #[allow(clippy::too_many_arguments)]
@@ -210,7 +227,7 @@ fn draw<DB: DrawingBackend>(
         .label_font((FAMILY, 14))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_position(data, y0, y1))
         .draw()?;
     Ok(())
 }
