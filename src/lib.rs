@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod kernels;
 pub mod linalg;
@@ -15,6 +17,7 @@ pub mod report;
 pub mod solve;
 pub mod train;
 
+pub use device::Device;
 pub use error::{Error, Result};
 pub use model::{Activation, Init, Jacobian, Mlp, Model, Parameterization};
 pub use real::Real;

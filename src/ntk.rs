@@ -98,7 +98,8 @@ pub fn structured_lower<T: Real>(s: &Signals<T>) -> Mat<T> {
     theta
 }
 
-/// `Θ[j0+i, j0+jj] += P[i, jj] · K_A[(j0+i)/C, (j0+jj)/C]` for the lower part of a panel.
+/// `Θ[j0+i, j0+jj] += P[i, jj] · K_A[(j0+i)/C, (j0+jj)/C]` for the lower part of a panel,
+/// columns in parallel, each column walked in runs of `C` rows sharing one `K_A` entry.
 fn hadamard_add_panel<T: Real>(
     mut theta: MatMut<'_, T>,
     p: MatRef<'_, T>,
@@ -107,22 +108,37 @@ fn hadamard_add_panel<T: Real>(
     j0: usize,
 ) {
     let w = p.ncols();
-    let cols: Vec<(usize, MatMut<'_, T>)> = {
-        let mut out = Vec::with_capacity(w);
-        let mut rest = theta.rb_mut().subcols_mut(j0, w);
-        for jj in 0..w {
-            let (col, tail) = rest.split_at_col_mut(1);
-            out.push((jj, col));
-            rest = tail;
-        }
-        out
-    };
+    let mut cols: Vec<(usize, MatMut<'_, T>)> = Vec::with_capacity(w);
+    let mut rest = theta.rb_mut().subcols_mut(j0, w);
+    for jj in 0..w {
+        let (col, tail) = rest.split_at_col_mut(1);
+        cols.push((jj, col));
+        rest = tail;
+    }
     cols.into_par_iter().for_each(|(jj, mut col)| {
         let gj = j0 + jj;
         let nj = gj / c;
-        for i in jj..p.nrows() {
+        let dst = col
+            .rb_mut()
+            .col_mut(0)
+            .try_as_col_major_mut()
+            .expect("Mat columns are contiguous")
+            .as_slice_mut();
+        let src = p
+            .col(jj)
+            .try_as_col_major()
+            .expect("Mat columns are contiguous")
+            .as_slice();
+        let mut i = jj;
+        while i < p.nrows() {
             let gi = j0 + i;
-            col[(gi, 0)] += p[(i, jj)] * ka[(gi / c, nj)];
+            let ni = gi / c;
+            let end = ((ni + 1) * c - j0).min(p.nrows());
+            let k = ka[(ni, nj)];
+            for (d, &v) in dst[gi..j0 + end].iter_mut().zip(&src[i..end]) {
+                *d += v * k;
+            }
+            i = end;
         }
     });
 }

@@ -1,7 +1,7 @@
 //! The sealed [`Real`] trait: the one place where `f32` and `f64` differ.
 //!
 //! Every numeric routine of the crate is generic over `T: Real`. The trait bundles what the
-//! routines need from a floating-point type: faer's [`RealField`](faer::traits::RealField)
+//! routines need from a floating-point type: faer's [`RealField`]
 //! (so `T` works with faer's matmul, Cholesky and eigen-decompositions), the element
 //! functions of the activations, the SIMD kernels of [`crate::kernels::cpu`] (through
 //! [`CpuKernels`]), a default comparison tolerance, and the name suffix of the CUDA entry points.

@@ -425,3 +425,59 @@ fn npy_write_shape_mismatch_panics() {
     let dir = tempfile::tempdir().unwrap();
     let _ = npy::write_npy(&dir.path().join("x.npy"), &[2, 3], &[0f64; 5]);
 }
+
+// ---------------------------------------------------------------- robustness (proptest)
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes never panic a reader: they parse or give a Format error.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let name = Path::new("fuzz");
+            for r in [
+                idx::parse_idx(&bytes, name).map(|_| ()),
+                npy::parse_npy::<f32>(&bytes, name).map(|_| ()),
+                npy::parse_npy_labels(&bytes, name).map(|_| ()),
+            ] {
+                if let Err(e) = r {
+                    prop_assert!(matches!(e, Error::Format { .. }), "{e:?}");
+                }
+            }
+        }
+
+        /// Any prefix of a valid file is an error, and a valid file with one byte changed
+        /// parses or errors, never panics.
+        #[test]
+        fn truncated_or_corrupted_files(
+            shape in proptest::collection::vec(0usize..5, 0..4),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+            xor in 1u8..,
+        ) {
+            let n: usize = shape.iter().product();
+            let data: Vec<f64> = (0..n).map(|i| i as f64 - 2.5).collect();
+            let name = Path::new("f.npy");
+            let file = npy::encode_npy(&shape, &data);
+            prop_assert_eq!(npy::parse_npy::<f64>(&file, name).unwrap().data, data);
+            let k = cut.index(file.len());
+            prop_assert!(npy::parse_npy::<f64>(&file[..k], name).is_err());
+            let mut bad = file.clone();
+            bad[flip.index(file.len())] ^= xor;
+            let _ = npy::parse_npy::<f64>(&bad, name);
+
+            let bytes: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let file = idx::encode_idx(&shape, &bytes).unwrap();
+            prop_assert_eq!(&idx::parse_idx(&file, name).unwrap().data, &bytes);
+            let k = cut.index(file.len());
+            prop_assert!(idx::parse_idx(&file[..k], name).is_err());
+            let mut bad = file.clone();
+            bad[flip.index(file.len())] ^= xor;
+            let _ = idx::parse_idx(&bad, name);
+        }
+    }
+}

@@ -217,6 +217,24 @@ fn load_dir_idx_errors() {
         &["t10k-images-idx3-ubyte", "4 pixels", "6"],
     );
 
+    // Images and labels swapped.
+    let dir = tempfile::tempdir().unwrap();
+    write_idx_dir(dir.path(), [false; 4]);
+    idx::write_idx(
+        &dir.path().join("t10k-labels-idx1-ubyte"),
+        &[3, 3, 2],
+        &[0; 18],
+    )
+    .unwrap();
+    assert_err_names(
+        load_dir::<f32>(dir.path()),
+        &[
+            "t10k-labels-idx1-ubyte",
+            "must have 1 dimension",
+            "[3, 3, 2]",
+        ],
+    );
+
     // A truncated file is named.
     let dir = tempfile::tempdir().unwrap();
     write_idx_dir(dir.path(), [false; 4]);

@@ -165,3 +165,27 @@ fn bad_architectures_are_errors() {
     let e = Mlp::new(&[], Activation::Tanh).unwrap_err().to_string();
     assert!(e.contains("at least"), "{e}");
 }
+
+#[test]
+fn jacobian_into_reuses_and_reshapes_the_buffer() {
+    let mlp = Mlp::new(&[4, 5, 3], Activation::Tanh).unwrap();
+    let theta: Vec<f64> = mlp.init(
+        Init::Ntk {
+            sigma_w: 1.0,
+            sigma_b: 0.5,
+        },
+        1,
+    );
+    let x: Mat<f64> = rand_mat(&mut rng(3), 6, 4);
+    let want = mlp.jacobian(&theta, x.as_ref());
+    let mut j = itlin::Jacobian::from_row_major(
+        vec![f64::NAN; want.nrows() * want.ncols()],
+        want.nrows(),
+        want.ncols(),
+    );
+    mlp.jacobian_into(&theta, x.as_ref(), &mut j);
+    assert_eq!(j, want, "every entry overwritten");
+    let mut small = itlin::Jacobian::zeros(1, 1);
+    mlp.jacobian_into(&theta, x.as_ref(), &mut small);
+    assert_eq!(small, want);
+}

@@ -24,7 +24,8 @@ const MAX_CLASSES: usize = 1 << 16;
 /// Loads a train/test split from a directory holding either the four standard IDX files
 /// (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
 /// `t10k-labels-idx1-ubyte`, each plain or `.gz`; a plain file is preferred when both exist)
-/// or the four NPY files `x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy`.
+/// or the four NPY files `x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy` (if both
+/// sets are complete, the IDX files are used).
 ///
 /// - IDX: images (`N × …`) are flattened to `N × d` and scaled to `[0, 1]`; labels become
 ///   one-hot targets with `C` = one more than the largest label of either part.

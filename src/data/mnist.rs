@@ -13,9 +13,9 @@ use faer::Mat;
 use std::path::Path;
 
 /// The gzip-compressed IDX file of the 10,000 embedded images (`10000 × 28 × 28` bytes).
-pub const MNIST10K_IMAGES_GZ: &[u8] = include_bytes!("../../data/mnist10k-images-idx3-ubyte.gz");
+pub static MNIST10K_IMAGES_GZ: &[u8] = include_bytes!("../../data/mnist10k-images-idx3-ubyte.gz");
 /// The gzip-compressed IDX file of the 10,000 embedded labels (`0..=9`).
-pub const MNIST10K_LABELS_GZ: &[u8] = include_bytes!("../../data/mnist10k-labels-idx1-ubyte.gz");
+pub static MNIST10K_LABELS_GZ: &[u8] = include_bytes!("../../data/mnist10k-labels-idx1-ubyte.gz");
 /// sha256 of [`MNIST10K_IMAGES_GZ`] (as in `data/README.md`).
 pub const MNIST10K_IMAGES_SHA256: &str =
     "f27a8947fb586bacc4e6e2040b100d61d87a56190ffece347ee73e6d36fb24f1";
@@ -58,30 +58,60 @@ pub fn mnist_embedded_split<T: Real>(n_train: usize) -> Result<Split<T>> {
     let lbl_name = Path::new("<embedded>/mnist10k-labels-idx1-ubyte.gz");
     let images = parse_idx(MNIST10K_IMAGES_GZ, img_name)?;
     let labels = parse_idx(MNIST10K_LABELS_GZ, lbl_name)?;
-    let all = idx_pair::<T>(&images, img_name, &labels, lbl_name, Some(10))?;
-    let rows_train: Vec<usize> = (0..n_train).collect();
-    let rows_test: Vec<usize> = (n_train..MNIST10K_LEN).collect();
+    let (n, d) = check_idx_pair(&images, img_name, &labels, lbl_name)?;
+    if n != MNIST10K_LEN {
+        return Err(Error::format(
+            img_name,
+            format!("expected {MNIST10K_LEN} embedded digits, found {n}"),
+        ));
+    }
+    let part = |rows: std::ops::Range<usize>| {
+        Dataset::classification(
+            bytes_to_unit::<T>(&images.data[rows.start * d..rows.end * d], rows.len(), d),
+            labels.data[rows].iter().map(|&l| u32::from(l)).collect(),
+            10,
+        )
+        .map_err(|e| Error::format(lbl_name, e.to_string()))
+    };
     Ok(Split {
-        train: all.subset(&rows_train),
-        test: all.subset(&rows_test),
+        train: part(0..n_train)?,
+        test: part(n_train..n)?,
     })
 }
 
 /// The `[0, 1]`-scaled matrix of `n` rows of `d` bytes (row-major).
+///
+/// The row-major bytes are transposed into faer's column-major storage in blocks of rows,
+/// so that each block's bytes stay in cache while its columns are written.
 pub(crate) fn bytes_to_unit<T: Real>(data: &[u8], n: usize, d: usize) -> Mat<T> {
-    debug_assert_eq!(data.len(), n * d);
+    assert_eq!(
+        data.len(),
+        n * d,
+        "bytes_to_unit: {n}×{d} needs {} bytes",
+        n * d
+    );
+    const BLOCK: usize = 64;
     let lut: Vec<T> = (0..256).map(|v| T::from_f64(v as f64 / 255.0)).collect();
-    Mat::from_fn(n, d, |i, j| lut[data[i * d + j] as usize])
+    let mut m = Mat::<T>::zeros(n, d);
+    for i0 in (0..n).step_by(BLOCK) {
+        let rows = &data[i0 * d..(i0 + BLOCK).min(n) * d];
+        for j in 0..d {
+            for (k, row) in rows.chunks_exact(d).enumerate() {
+                m[(i0 + k, j)] = lut[row[j] as usize];
+            }
+        }
+    }
+    m
 }
 
-/// Checks an IDX image/label pair and returns the images flattened to `N × d` (scaled to
-/// `[0, 1]`) and the labels.
-pub(crate) fn idx_images_labels<T: Real>(
+/// Checks that an IDX image/label pair fits together; returns `(N, d)`, the number of
+/// images and the pixels per image.
+pub(crate) fn check_idx_pair(
     images: &IdxArray,
     img_name: &Path,
     labels: &IdxArray,
     lbl_name: &Path,
-) -> Result<(Mat<T>, Vec<u32>)> {
+) -> Result<(usize, usize)> {
     if images.dims.len() < 2 {
         return Err(Error::format(
             img_name,
@@ -112,29 +142,20 @@ pub(crate) fn idx_images_labels<T: Real>(
             ),
         ));
     }
-    let d: usize = images.dims[1..].iter().product();
-    Ok((
-        bytes_to_unit(&images.data, n, d),
-        labels.data.iter().map(|&l| u32::from(l)).collect(),
-    ))
+    Ok((n, images.dims[1..].iter().product()))
 }
 
-/// A classification [`Dataset`] from an IDX image/label pair, with `n_classes` one-hot
-/// outputs (`None`: one more than the largest label).
-pub(crate) fn idx_pair<T: Real>(
+/// Checks an IDX image/label pair and returns the images flattened to `N × d` (scaled to
+/// `[0, 1]`) and the labels.
+pub(crate) fn idx_images_labels<T: Real>(
     images: &IdxArray,
     img_name: &Path,
     labels: &IdxArray,
     lbl_name: &Path,
-    n_classes: Option<usize>,
-) -> Result<Dataset<T>> {
-    let (x, l) = idx_images_labels(images, img_name, labels, lbl_name)?;
-    let c = n_classes.unwrap_or_else(|| l.iter().max().map_or(0, |&m| m as usize + 1));
-    if let Some(&bad) = l.iter().find(|&&v| v as usize >= c) {
-        return Err(Error::format(
-            lbl_name,
-            format!("label {bad} is out of range for {c} classes"),
-        ));
-    }
-    Dataset::classification(x, l, c)
+) -> Result<(Mat<T>, Vec<u32>)> {
+    let (n, d) = check_idx_pair(images, img_name, labels, lbl_name)?;
+    Ok((
+        bytes_to_unit(&images.data, n, d),
+        labels.data.iter().map(|&l| u32::from(l)).collect(),
+    ))
 }

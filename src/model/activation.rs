@@ -83,7 +83,8 @@ impl Activation {
         }
     }
 
-    /// Fused pass: `a ← φ(z)` and, when given, `d ← φ'(z)`, in parallel chunks.
+    /// Fused pass: `a ← φ(z)` and, when given, `d ← φ'(z)`, in parallel chunks for large
+    /// inputs (serially below 65,536 entries, where waking the thread pool costs more).
     ///
     /// # Panics
     /// If the slices have different lengths.
@@ -96,7 +97,26 @@ impl Activation {
             z.len(),
             a.len()
         );
-        const CHUNK: usize = 4096;
+        // Chunks of work per rayon task; below PAR_MIN entries one thread is faster than
+        // waking the pool (tens of microseconds, far more on a busy machine).
+        const CHUNK: usize = 16384;
+        const PAR_MIN: usize = 1 << 16;
+        if self == Activation::Tanh {
+            // Vectorised tanh (and 1 − tanh²) kernel, in parallel chunks for large inputs.
+            if z.len() < PAR_MIN {
+                T::tanh_slice(z, a, d);
+            } else if let Some(d) = d {
+                z.par_chunks(CHUNK)
+                    .zip(a.par_chunks_mut(CHUNK))
+                    .zip(d.par_chunks_mut(CHUNK))
+                    .for_each(|((z, a), d)| T::tanh_slice(z, a, Some(d)));
+            } else {
+                z.par_chunks(CHUNK)
+                    .zip(a.par_chunks_mut(CHUNK))
+                    .for_each(|(z, a)| T::tanh_slice(z, a, None));
+            }
+            return;
+        }
         match d {
             Some(d) => {
                 assert_eq!(
@@ -106,29 +126,39 @@ impl Activation {
                     z.len(),
                     d.len()
                 );
-                z.par_chunks(CHUNK)
-                    .zip(a.par_chunks_mut(CHUNK))
-                    .zip(d.par_chunks_mut(CHUNK))
-                    .for_each(|((z, a), d)| {
-                        for ((&zi, ai), di) in z.iter().zip(a).zip(d) {
-                            let (v, dv) = self.apply_with_derivative(zi);
-                            *ai = v;
-                            *di = dv;
-                        }
-                    });
+                let run = |(z, a, d): (&[T], &mut [T], &mut [T])| {
+                    for ((&zi, ai), di) in z.iter().zip(a).zip(d) {
+                        let (v, dv) = self.apply_with_derivative(zi);
+                        *ai = v;
+                        *di = dv;
+                    }
+                };
+                if z.len() < PAR_MIN {
+                    run((z, a, d));
+                } else {
+                    z.par_chunks(CHUNK)
+                        .zip(a.par_chunks_mut(CHUNK))
+                        .zip(d.par_chunks_mut(CHUNK))
+                        .for_each(|((z, a), d)| run((z, a, d)));
+                }
             }
             None => {
                 if self == Activation::Identity {
                     a.copy_from_slice(z);
                     return;
                 }
-                z.par_chunks(CHUNK)
-                    .zip(a.par_chunks_mut(CHUNK))
-                    .for_each(|(z, a)| {
-                        for (&zi, ai) in z.iter().zip(a) {
-                            *ai = self.apply(zi);
-                        }
-                    });
+                let run = |(z, a): (&[T], &mut [T])| {
+                    for (&zi, ai) in z.iter().zip(a) {
+                        *ai = self.apply(zi);
+                    }
+                };
+                if z.len() < PAR_MIN {
+                    run((z, a));
+                } else {
+                    z.par_chunks(CHUNK)
+                        .zip(a.par_chunks_mut(CHUNK))
+                        .for_each(run);
+                }
             }
         }
     }

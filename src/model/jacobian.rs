@@ -23,7 +23,7 @@ impl<T: Real> Jacobian<T> {
     /// A zero matrix of the given shape.
     pub fn zeros(nrows: usize, ncols: usize) -> Self {
         Self {
-            data: vec![T::zero_impl(); nrows * ncols],
+            data: cpu::zeroed_vec(nrows * ncols),
             nrows,
             ncols,
         }

@@ -278,10 +278,7 @@ impl Mlp {
             let d = &tr.derivs[l];
             let h = layer.fan_in;
             g_prev.par_chunks_mut(h).enumerate().for_each(|(r, row)| {
-                let dn = &d[(r / c) * h..(r / c + 1) * h];
-                for (gi, &di) in row.iter_mut().zip(dn) {
-                    *gi *= di;
-                }
+                T::mul_elementwise(row, &d[(r / c) * h..(r / c + 1) * h]);
             });
             grads[l - 1] = g_prev;
         }
@@ -332,6 +329,19 @@ fn affine<T: Real>(theta: &[T], layer: &Layer, a: &[T], n: usize, z: &mut [T]) {
         T::from_f64(layer.w_scale),
         par(),
     );
+}
+
+/// `x ← x ⊙ d` with the SIMD kernel, split across threads only when large enough to pay
+/// for waking the pool.
+fn mul_elementwise_par<T: Real>(x: &mut [T], d: &[T]) {
+    const SERIAL_BELOW: usize = 1 << 16;
+    if x.len() < SERIAL_BELOW {
+        T::mul_elementwise(x, d);
+    } else {
+        x.par_chunks_mut(SERIAL_BELOW / 4)
+            .zip(d.par_chunks(SERIAL_BELOW / 4))
+            .for_each(|(xc, dc)| T::mul_elementwise(xc, dc));
+    }
 }
 
 fn row_major_to_mat<T: Real>(data: &[T], n: usize, c: usize) -> Mat<T> {
@@ -393,10 +403,7 @@ impl<T: Real> Model<T> for Mlp {
             }
             if l < last {
                 let d = &tr.derivs[l + 1];
-                z_dot
-                    .par_iter_mut()
-                    .zip(d.par_iter())
-                    .for_each(|(zi, &di)| *zi *= di);
+                mul_elementwise_par(&mut z_dot, d);
             }
             a_dot = Some(z_dot);
         }
@@ -461,9 +468,7 @@ impl<T: Real> Model<T> for Mlp {
                     par(),
                 );
                 let d = &tr.derivs[l];
-                prev.par_iter_mut()
-                    .zip(d.par_iter())
-                    .for_each(|(pi, &di)| *pi *= di);
+                mul_elementwise_par(&mut prev, d);
                 delta = prev;
             }
         }
@@ -476,6 +481,16 @@ impl<T: Real> Model<T> for Mlp {
         let mut j = Jacobian::zeros(s.n * s.c, theta.len());
         s.write_jacobian(j.as_mut_slice());
         j
+    }
+
+    #[track_caller]
+    fn jacobian_into(&self, theta: &[T], x: MatRef<'_, T>, out: &mut Jacobian<T>) {
+        let s = self.signals(theta, x);
+        let (m, p) = (s.n * s.c, theta.len());
+        if out.nrows() != m || out.ncols() != p {
+            *out = Jacobian::zeros(m, p);
+        }
+        s.write_jacobian(out.as_mut_slice());
     }
 
     #[track_caller]

@@ -10,7 +10,7 @@ mod signals;
 pub use activation::Activation;
 pub use init::Init;
 pub use jacobian::Jacobian;
-pub use mlp::{Mlp, Parameterization};
+pub use mlp::{Layer, Mlp, Parameterization};
 pub use signals::Signals;
 
 use crate::Real;
@@ -69,6 +69,16 @@ pub trait Model<T: Real>: Sync {
             }
         }
         j
+    }
+
+    /// Writes the explicit Jacobian into `out`, reusing its buffer when it already has the
+    /// right shape (first-touch page faults of a fresh multi-GB buffer can cost more than the
+    /// assembly itself). The default calls [`jacobian`](Model::jacobian).
+    ///
+    /// # Panics
+    /// As [`forward`](Model::forward).
+    fn jacobian_into(&self, theta: &[T], x: MatRef<'_, T>, out: &mut Jacobian<T>) {
+        *out = self.jacobian(theta, x);
     }
 
     /// The lower triangle (diagonal included) of the empirical NTK `Θ = J Jᵀ`; the strict

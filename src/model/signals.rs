@@ -63,9 +63,7 @@ fn write_row_block<T: Real>(layer: &Layer, g: &[T], a: &[T], row: &mut [T]) {
     let sw = T::from_f64(layer.w_scale);
     let sb = T::from_f64(layer.b_scale);
     let w_block = &mut row[layer.w_offset..layer.b_offset];
-    for (gi, dst) in g.iter().zip(w_block.chunks_exact_mut(layer.fan_in)) {
-        T::scale_into(sw * *gi, a, dst);
-    }
+    T::outer_into_stream(sw, g, a, w_block);
     for (gi, dst) in g
         .iter()
         .zip(&mut row[layer.b_offset..layer.b_offset + layer.fan_out])

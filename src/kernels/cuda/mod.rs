@@ -1,0 +1,28 @@
+//! CUDA kernels (cargo feature `cuda`): a [`CudaBackend`] (context, stream, cuBLAS and
+//! cuSOLVER handles, NVRTC module cache), the kernel families of `kernels/*.cu` compiled at
+//! run time by NVRTC ([`nvrtc`]), one safe wrapper per kernel ([`ops`]), and the device-side
+//! MLP: forward, JVP, VJP, backprop signals, explicit Jacobian ([`mlp`]), structured NTK and
+//! the dual damped Gauss-Newton step ([`ntk`]), and host-in/host-out versions of the `Model`
+//! API ([`host`]).
+//!
+//! Every library is loaded dynamically: the crate builds and its tests pass on a machine
+//! without CUDA; [`CudaBackend::new`] then returns [`crate::Error::Device`] saying what is
+//! missing.
+
+mod blas;
+mod context;
+pub mod host;
+pub mod mlp;
+pub mod ntk;
+pub mod nvrtc;
+pub mod ops;
+
+pub use blas::CudaReal;
+pub use context::CudaBackend;
+pub use mlp::{DeviceSignals, DeviceTrace};
+pub use ntk::DualStep;
+pub use nvrtc::{Family, Output, compile, compile_source, nvrtc_available, nvrtc_version};
+
+/// Re-export of the cudarc crate, so users can name device buffers (`CudaSlice`) without
+/// depending on a matching cudarc version themselves.
+pub use cudarc;
