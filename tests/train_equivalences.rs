@@ -328,3 +328,29 @@ fn gn_cross_entropy_matches_dense_primal() {
         1e-8,
     );
 }
+
+/// A diverging run stops with `Termination::Diverged` and leaves θ finite.
+#[test]
+fn divergence_is_reported_not_propagated() {
+    use itlin::train::Termination;
+    let (x, y, labels) = data(20, 4, 2, 3);
+    let mlp = Mlp::new(&[4, 16, 2], Activation::Relu).unwrap();
+    let cfg = TrainConfig::new()
+        .with_probe(2)
+        .with_period(Period::Steps(5))
+        .with_loss(Loss::Mse)
+        .with_inner(Inner::sgd(1e6))
+        .with_eval_every(1)
+        .with_steps(200);
+    let mut tr = Trainer::new(&mlp, mlp.init::<f64>(Init::Standard, 0), cfg).unwrap();
+    let rep = tr
+        .fit(
+            DataRef::new(x.as_ref(), y.as_ref(), Some(&labels)),
+            None,
+            &mut (),
+        )
+        .unwrap();
+    assert_eq!(rep.termination, Termination::Diverged, "{:?}", rep.last());
+    assert!(rep.steps < 200);
+    assert!(tr.theta().iter().all(|t| t.is_finite()));
+}

@@ -190,7 +190,9 @@ pub struct TrainConfig {
     pub inner: Inner,
     /// Training loss (mean over samples).
     pub loss: Loss,
-    /// L2 weight decay: adds `wd · θ` to the gradient (the gradient of `(wd/2)‖θ‖²`).
+    /// L2 weight decay: adds `wd · θ` to the gradient (the gradient of `(wd/2)‖θ‖²`) of the
+    /// SGD and Adam inner steps; the Gauss-Newton and spectral solves do not use it (their
+    /// damping plays that role).
     pub weight_decay: f64,
     /// Learning-rate schedule.
     pub schedule: Schedule,

@@ -114,7 +114,8 @@ pub enum Termination {
     Completed,
     /// An observer returned [`Control::Stop`].
     Stopped,
-    /// The training loss became non-finite; `θ` is left at the last finite step.
+    /// A batch gradient (that step is not applied) or the evaluated training loss became
+    /// non-finite; training stopped there.
     Diverged,
 }
 
