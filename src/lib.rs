@@ -13,7 +13,9 @@ pub mod memory;
 pub mod model;
 pub mod ntk;
 pub mod real;
+pub mod report;
 pub mod solve;
+pub mod train;
 
 pub use device::Device;
 pub use error::{Error, Result};

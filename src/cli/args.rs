@@ -1,0 +1,214 @@
+//! clap definitions of `itlin train` and `itlin sweep`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Iterative linearisation and damped Gauss-Newton for neural networks.
+#[derive(Parser, Debug)]
+#[command(name = "itlin", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train an MLP by iterative linearisation and write a run directory
+    /// (config.json, metrics.jsonl, summary.json, theta.npy, plots).
+    Train(TrainArgs),
+    /// The paper's experiments: test accuracy against the feature-update period K, a
+    /// Gauss-Newton damping sweep with the spectral λ ≈ 1/(ηK) correspondence, and
+    /// kernel-distance curves.
+    Sweep(SweepArgs),
+}
+
+/// Floating-point precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Precision {
+    /// 32-bit floats.
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+/// Compute device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Device {
+    /// The CPU (SIMD kernels, all cores).
+    Cpu,
+    /// An NVIDIA GPU (needs a build with the `cuda` feature).
+    Cuda,
+}
+
+/// Inner optimiser on the linearised model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum InnerKind {
+    /// Mini-batch SGD (with --momentum, --nesterov).
+    Sgd,
+    /// Adam.
+    Adam,
+    /// Damped Gauss-Newton on --gn-batch rows (with --damping, --adaptive).
+    Gn,
+    /// K gradient-descent steps in closed form (MSE only).
+    Spectral,
+}
+
+/// Flags of `itlin train` (and the model/optimiser part of `itlin sweep`).
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainArgs {
+    /// Data: `mnist` (embedded 10k digits: first 8,000 train, last 2,000 test) or a
+    /// directory with the four IDX files (train-images-idx3-ubyte, …, optionally .gz) or
+    /// x_train.npy, y_train.npy, x_test.npy, y_test.npy.
+    #[arg(long, default_value = "mnist")]
+    pub data: String,
+    /// Use only the first N training rows (for `mnist`: N train, the rest test).
+    #[arg(long)]
+    pub n_train: Option<usize>,
+    /// Layer widths, input to output (input must equal the data width, output the number of
+    /// classes / targets).
+    #[arg(long, default_value = "784,256,10", value_delimiter = ',')]
+    pub arch: Vec<usize>,
+    /// Hidden activation: identity, relu, tanh, gelu, softplus.
+    #[arg(long, default_value = "relu")]
+    pub act: String,
+    /// Loss: mse or ce (softmax cross-entropy).
+    #[arg(long, default_value = "ce")]
+    pub loss: String,
+    /// Feature-update period K in inner steps (1 = plain SGD; `inf` = never re-linearise).
+    #[arg(long, default_value = "20")]
+    pub k: String,
+    /// Inner optimiser on the linearised model.
+    #[arg(long, value_enum, default_value_t = InnerKind::Sgd)]
+    pub inner: InnerKind,
+    /// Learning rate (SGD, Adam, spectral).
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Use Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Gauss-Newton damping λ.
+    #[arg(long, default_value_t = 1e-3)]
+    pub damping: f64,
+    /// Adapt the Gauss-Newton damping (Levenberg-Marquardt).
+    #[arg(long)]
+    pub adaptive: bool,
+    /// Rows per Gauss-Newton / spectral solve (default: 256).
+    #[arg(long, default_value_t = 256)]
+    pub gn_batch: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 40.0)]
+    pub epochs: f64,
+    /// Total inner steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule: constant or cosine.
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    /// Evaluate every N steps (default: once per epoch).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Probe rows for linearisation error and kernel distance (0 = off).
+    #[arg(long, default_value_t = 32)]
+    pub probe: usize,
+    /// Do not measure kernel distances.
+    #[arg(long)]
+    pub no_kernel_distance: bool,
+    /// Seed of the initialisation and of the mini-batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Floating-point precision.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Run directory (default: a fresh runs/train-<UTC timestamp>). Must be empty or absent
+    /// unless --force.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Allow --out to be a non-empty directory (its run files are replaced).
+    #[arg(long)]
+    pub force: bool,
+    /// Continue the run in this directory from its checkpoint (its config.json is used; the
+    /// other flags are ignored except --quiet).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Checkpoint every N steps (default: at each evaluation).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Flags of `itlin sweep`.
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// Experiments to run: a (accuracy vs K), b (GN damping + spectral correspondence),
+    /// c (kernel distance vs step; uses the runs of a).
+    #[arg(long, default_value = "a,b,c", value_delimiter = ',')]
+    pub what: Vec<String>,
+    /// Feature-update periods of experiment (a).
+    #[arg(long, default_value = "1,10,100,1000,10000,inf", value_delimiter = ',')]
+    pub ks: Vec<String>,
+    /// Damping values of experiment (b).
+    #[arg(
+        long,
+        default_value = "1e-5,1e-4,1e-3,1e-2,1e-1,1,10",
+        value_delimiter = ','
+    )]
+    pub dampings: Vec<f64>,
+    /// Layer widths of the swept model.
+    #[arg(long, default_value = "784,128,10", value_delimiter = ',')]
+    pub arch: Vec<usize>,
+    /// Hidden activation.
+    #[arg(long, default_value = "relu")]
+    pub act: String,
+    /// Data (as for `train`).
+    #[arg(long, default_value = "mnist")]
+    pub data: String,
+    /// Inner steps of every run of (a) (the same for every K).
+    #[arg(long, default_value_t = 20_000)]
+    pub steps: u64,
+    /// Mini-batch size of (a).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// SGD learning rate of (a) (plain SGD, no momentum, constant).
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    /// Evaluations per run of (a).
+    #[arg(long, default_value_t = 20)]
+    pub evals: u64,
+    /// Gauss-Newton steps per damping value in (b).
+    #[arg(long, default_value_t = 100)]
+    pub gn_steps: u64,
+    /// Rows per Gauss-Newton solve in (b) (also the subset of the spectral comparison).
+    #[arg(long, default_value_t = 256)]
+    pub gn_batch: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Floating-point precision.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// Output directory (default: a fresh runs/sweep-<UTC timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Allow --out to be a non-empty directory.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}

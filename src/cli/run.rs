@@ -1,0 +1,357 @@
+//! One training run into a run directory: the body of `itlin train`, reused by `itlin sweep`.
+
+use super::args::{Device, InnerKind, Precision, TrainArgs};
+use super::load_data;
+use indicatif::{ProgressBar, ProgressStyle};
+use itlin::report::{MetricsWriter, plot_run, read_metrics, write_json_atomic};
+use itlin::train::{
+    Control, DataRef, Inner, Loss, Metrics, Observer, Period, Schedule, Termination, Timings,
+    TrainConfig, Trainer, checkpoint,
+};
+use itlin::{Activation, Error, Init, Mlp, Model, Real, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// What `summary.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    /// Why the run ended.
+    pub termination: Termination,
+    /// Inner steps taken.
+    pub steps: u64,
+    /// Re-linearisations.
+    pub relinearisations: u64,
+    /// Wall time of training (seconds, including time before a resume).
+    pub seconds: f64,
+    /// Number of parameters.
+    pub n_params: usize,
+    /// Training rows.
+    pub n_train: usize,
+    /// Test rows.
+    pub n_test: usize,
+    /// The last evaluation.
+    pub last: Metrics,
+    /// Best test accuracy over the evaluations (classification).
+    pub best_test_acc: Option<f64>,
+    /// Time per phase.
+    pub timings: Timings,
+    /// Rejected Gauss-Newton steps.
+    pub rejected_steps: u64,
+}
+
+/// What `config.json` holds: the flags as resolved and the trainer configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The crate version that made the run.
+    pub version: String,
+    /// The flags.
+    pub args: TrainArgs,
+    /// The trainer configuration derived from them.
+    pub train: TrainConfig,
+}
+
+/// Parses the flags into a trainer configuration for a training set of `n_train` rows.
+pub fn train_config(a: &TrainArgs, n_train: usize, dir: &Path) -> Result<TrainConfig> {
+    let loss: Loss = a.loss.parse()?;
+    let period: Period = a.k.parse()?;
+    let schedule: Schedule = a.schedule.parse()?;
+    let inner = match a.inner {
+        InnerKind::Sgd => Inner::Sgd {
+            lr: a.lr,
+            momentum: a.momentum,
+            nesterov: a.nesterov,
+        },
+        InnerKind::Adam => Inner::adam(a.lr),
+        InnerKind::Gn => Inner::GaussNewton {
+            damping: a.damping,
+            adaptive: a.adaptive,
+        },
+        InnerKind::Spectral => Inner::Spectral { lr: a.lr },
+    };
+    if a.batch == 0 {
+        return Err(Error::config("--batch must be at least 1"));
+    }
+    let per_epoch = n_train.div_ceil(a.batch.min(n_train).max(1)) as u64;
+    let steps = match a.steps {
+        Some(s) => s,
+        None => {
+            if !(a.epochs.is_finite() && a.epochs > 0.0) {
+                return Err(Error::config(format!(
+                    "--epochs must be positive, got {}",
+                    a.epochs
+                )));
+            }
+            ((a.epochs * per_epoch as f64).ceil() as u64).max(1)
+        }
+    };
+    if steps == 0 {
+        return Err(Error::config("--steps must be at least 1"));
+    }
+    let eval_every = a.eval_every.unwrap_or(per_epoch);
+    let cfg = TrainConfig::new()
+        .with_period(period)
+        .with_inner(inner)
+        .with_loss(loss)
+        .with_weight_decay(a.weight_decay)
+        .with_schedule(schedule)
+        .with_batch(a.batch)
+        .with_steps(steps)
+        .with_gn_batch(Some(a.gn_batch))
+        .with_eval_every(eval_every)
+        .with_probe(a.probe)
+        .with_kernel_distance(!a.no_kernel_distance)
+        .with_seed(a.seed)
+        .with_checkpoint(
+            dir.join("checkpoint.bin"),
+            a.checkpoint_every.unwrap_or(eval_every),
+        );
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Refuses plans that would not fit in memory, saying what to lower.
+fn check_memory<T: Real>(mlp: &Mlp, cfg: &TrainConfig, n_eval: usize) -> Result<()> {
+    let sz = size_of::<T>() as u64;
+    let p = Model::<T>::n_params(mlp) as u64;
+    let c = Model::<T>::n_outputs(mlp) as u64;
+    let widths: u64 = mlp.widths().iter().map(|&w| w as u64).sum();
+    let params = 8 * p * sz;
+    let eval = 4 * n_eval as u64 * widths * sz;
+    // three probe NTKs (at θ₀, θ̃, θ) and the signals behind them
+    let probe = if cfg.kernel_distance {
+        4 * (cfg.probe as u64 * c).pow(2) * sz + 2 * cfg.probe as u64 * c * widths * sz
+    } else {
+        0
+    };
+    let budget = itlin::memory::default_budget();
+    let need = params + eval + probe;
+    if need > budget {
+        let hint = if probe > params.max(eval) {
+            "lower --probe or pass --no-kernel-distance"
+        } else if eval > params {
+            "lower the widths in --arch or the number of rows (--n-train)"
+        } else {
+            "lower the widths in --arch"
+        };
+        return Err(Error::OutOfMemory {
+            what: format!("training {:?} ({} parameters)", mlp.widths(), p),
+            needed: need,
+            budget,
+            hint: hint.into(),
+        });
+    }
+    Ok(())
+}
+
+struct CliObserver {
+    bar: Option<ProgressBar>,
+    writer: MetricsWriter,
+    error: Option<Error>,
+}
+
+impl Observer for CliObserver {
+    fn on_step(&mut self, step: u64, _total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(step);
+        }
+    }
+    fn on_eval(&mut self, m: &Metrics) -> Control {
+        if let Some(b) = &self.bar {
+            let acc = m
+                .test_acc
+                .map_or(String::new(), |a| format!(" test acc {:.2}%", 100.0 * a));
+            b.set_message(format!(
+                "loss {:.4}{acc} relin {}",
+                m.train_loss, m.relinearisations
+            ));
+        }
+        match self.writer.write(m) {
+            Ok(()) => Control::Continue,
+            Err(e) => {
+                self.error = Some(e);
+                Control::Stop
+            }
+        }
+    }
+}
+
+/// Runs `itlin train` with precision `T` into `dir` (fresh, or the run to resume).
+pub fn run<T: Real>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
+    if a.device == Device::Cuda {
+        return Err(Error::config(if cfg!(feature = "cuda") {
+            "--device cuda: the trainer runs on the CPU for now; use --device cpu"
+        } else {
+            "--device cuda: this build has no CUDA support; rebuild with --features cuda or use --device cpu"
+        }));
+    }
+    let act: Activation = a.act.parse()?;
+    let split = load_data::<T>(&a.data, a.n_train)?;
+    let mlp = Mlp::new(&a.arch, act)?;
+    let (d, c) = (split.train.n_features(), split.train.n_outputs());
+    if a.arch[0] != d || *a.arch.last().expect("≥ 2 widths") != c {
+        return Err(Error::config(format!(
+            "--arch {}: the data has {d} inputs and {c} outputs, so --arch must start with {d} and end with {c}",
+            a.arch
+                .iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )));
+    }
+    let loss: Loss = a.loss.parse()?;
+    if loss == Loss::CrossEntropy && !split.train.is_classification() {
+        return Err(Error::config(
+            "--loss ce needs class labels; these targets are real-valued, use --loss mse",
+        ));
+    }
+    let cfg = train_config(a, split.train.len(), dir)?;
+    let n_eval = split.train.len().max(split.test.len());
+    check_memory::<T>(&mlp, &cfg, n_eval)?;
+
+    let ck_path = dir.join("checkpoint.bin");
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut trainer = if resume {
+        let state = checkpoint::load::<T>(&ck_path)?;
+        // keep only the evaluations the checkpoint has seen
+        if metrics_path.exists() {
+            let all =
+                std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+            let parsed = read_metrics(&metrics_path)?;
+            let mut text = String::new();
+            for (line, m) in all.lines().filter(|l| !l.trim().is_empty()).zip(&parsed) {
+                if m.step <= state.step {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            itlin::report::write_atomic(&metrics_path, text.as_bytes())?;
+        }
+        Trainer::from_state(&mlp, state, cfg.clone())?
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        write_json_atomic(
+            &dir.join("config.json"),
+            &RunConfig {
+                version: env!("CARGO_PKG_VERSION").into(),
+                args: a.clone(),
+                train: cfg.clone(),
+            },
+        )?;
+        std::fs::write(&metrics_path, b"").map_err(|e| Error::io(&metrics_path, e))?;
+        let theta0 = mlp.init::<T>(Init::Standard, a.seed);
+        Trainer::new(&mlp, theta0, cfg.clone())?
+    };
+    let bar = (!a.quiet).then(|| {
+        let b = ProgressBar::new(cfg.steps);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps (eta {eta}) {msg}",
+            )
+            .expect("valid template"),
+        );
+        b.set_position(trainer.state().step);
+        b
+    });
+    let mut obs = CliObserver {
+        bar,
+        writer: MetricsWriter::append(&metrics_path)?,
+        error: None,
+    };
+    let train = DataRef::new(
+        split.train.x.as_ref(),
+        split.train.y.as_ref(),
+        split.train.labels.as_deref(),
+    );
+    let test = DataRef::new(
+        split.test.x.as_ref(),
+        split.test.y.as_ref(),
+        split.test.labels.as_deref(),
+    );
+    let test = (!split.test.is_empty()).then_some(test);
+    let report = trainer.fit(train, test, &mut obs)?;
+    if let Some(b) = &obs.bar {
+        b.finish_and_clear();
+    }
+    if let Some(e) = obs.error {
+        return Err(e);
+    }
+    itlin::data::npy::write_npy(
+        &dir.join("theta.npy"),
+        &[trainer.theta().len()],
+        trainer.theta(),
+    )?;
+    let history = read_metrics(&metrics_path)?;
+    let title = format!("K={} {}", cfg.period, cfg.inner.name());
+    plot_run(dir, &history, &title)?;
+    let last = history.last().cloned().unwrap_or_default();
+    let summary = Summary {
+        termination: report.termination,
+        steps: report.steps,
+        relinearisations: report.relinearisations,
+        seconds: report.seconds,
+        n_params: Model::<T>::n_params(&mlp),
+        n_train: split.train.len(),
+        n_test: split.test.len(),
+        best_test_acc: history
+            .iter()
+            .filter_map(|m| m.test_acc)
+            .fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.max(v)))),
+        last,
+        timings: report.timings,
+        rejected_steps: report.rejected_steps,
+    };
+    write_json_atomic(&dir.join("summary.json"), &summary)?;
+    Ok(summary)
+}
+
+/// Runs with the precision of the flags.
+pub fn run_any(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
+    match a.precision {
+        Precision::F32 => run::<f32>(a, dir, resume),
+        Precision::F64 => run::<f64>(a, dir, resume),
+    }
+}
+
+/// The summary table printed on stdout.
+pub fn print_summary(s: &Summary, dir: &Path) {
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v));
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let l = &s.last;
+    let rows = [
+        ("run directory", dir.display().to_string()),
+        ("termination", format!("{:?}", s.termination)),
+        ("steps", s.steps.to_string()),
+        ("epochs", format!("{:.2}", l.epoch)),
+        ("re-linearisations", s.relinearisations.to_string()),
+        ("parameters", s.n_params.to_string()),
+        (
+            "train rows / test rows",
+            format!("{} / {}", s.n_train, s.n_test),
+        ),
+        ("train loss (f_lin)", format!("{:.4}", l.train_loss)),
+        ("train accuracy", pct(l.train_acc)),
+        ("test loss (f_lin)", num(l.test_loss)),
+        ("test accuracy (f_lin)", pct(l.test_acc)),
+        ("test accuracy (network)", pct(l.net_test_acc)),
+        ("best test accuracy", pct(s.best_test_acc)),
+        ("‖θ − θ₀‖", format!("{:.4}", l.dist_init)),
+        ("kernel distance to init", num(l.kernel_distance)),
+        ("linearisation error", num(l.lin_error)),
+        ("wall time", format!("{:.1} s", s.seconds)),
+        (
+            "time jvp / vjp / update / solve / eval",
+            format!(
+                "{:.1} / {:.1} / {:.1} / {:.1} / {:.1} s",
+                s.timings.jvp, s.timings.vjp, s.timings.update, s.timings.solve, s.timings.eval
+            ),
+        ),
+    ];
+    let w = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<w$}  {v}");
+    }
+}

@@ -1,0 +1,27 @@
+//! Iterative linearisation (DESIGN §1): train the linearised model
+//! `f_lin(x; θ) = f(x; θ̃) + J(x; θ̃)(θ − θ̃)` with an inner optimiser and move the
+//! linearisation point `θ̃ ← θ` every `K` inner steps ("feature updates").
+//!
+//! `K = 1` is ordinary (S)GD, `K = ∞` ([`Period::Never`]) is the finite-width NTK (lazy)
+//! regime. Inner optimisers: SGD (momentum, Nesterov), Adam, damped Gauss-Newton / LM and the
+//! spectral closed form of `K` gradient-descent steps ([`Inner`]).
+//!
+//! Build a [`TrainConfig`], make a [`Trainer`], call [`Trainer::fit`]; watch it with an
+//! [`Observer`]; read the [`Report`]. Checkpoints ([`checkpoint`]) resume bit-for-bit.
+
+pub mod checkpoint;
+mod config;
+mod inner;
+mod loss;
+mod metrics;
+mod optim;
+mod probe;
+mod trainer;
+
+pub use crate::data::Batcher;
+pub use config::{CheckpointConfig, Inner, Period, Schedule, TrainConfig};
+pub use inner::phi_k;
+pub use loss::{Loss, accuracy, loss_gradient, loss_value};
+pub use metrics::{Control, Metrics, Observer, OnEval, Report, Termination, Timings};
+pub use optim::OptState;
+pub use trainer::{DataRef, TrainState, Trainer};

@@ -1,0 +1,553 @@
+//! The iterative-linearisation [`Trainer`].
+
+use super::config::{Inner, Period, Schedule, TrainConfig};
+use super::inner::{gather, gn_inner_step, spectral_inner_step};
+use super::loss::{Loss, accuracy, loss_gradient, loss_value};
+use super::metrics::{Control, Metrics, Observer, Report, Termination, Timings};
+use super::optim::OptState;
+use super::probe::probe_ntk;
+use crate::data::{Batcher, Dataset};
+use crate::{Error, Model, Real, Result};
+use faer::{Mat, MatRef};
+use std::time::Instant;
+
+/// A borrowed supervised data set: features `x` (`N × d`), targets `y` (`N × C`, one-hot rows
+/// for classification) and, for classification, the class of each row.
+#[derive(Clone, Copy, Debug)]
+pub struct DataRef<'a, T> {
+    /// Features, `N × d`.
+    pub x: MatRef<'a, T>,
+    /// Targets, `N × C`.
+    pub y: MatRef<'a, T>,
+    /// Class labels (length `N`) when the task is classification.
+    pub labels: Option<&'a [u32]>,
+}
+
+impl<'a, T: Real> DataRef<'a, T> {
+    /// A view of `x`, `y` and optional labels.
+    pub fn new(x: MatRef<'a, T>, y: MatRef<'a, T>, labels: Option<&'a [u32]>) -> Self {
+        Self { x, y, labels }
+    }
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.x.nrows()
+    }
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.x.nrows() == 0
+    }
+
+    fn check(&self, what: &str, d: usize, c: usize) -> Result<()> {
+        if self.x.ncols() != d {
+            return Err(Error::data(format!(
+                "{what} data has {} features per row but the model takes {d} inputs; change --arch to start with {}",
+                self.x.ncols(),
+                self.x.ncols()
+            )));
+        }
+        if self.y.ncols() != c {
+            return Err(Error::data(format!(
+                "{what} data has {} targets per row but the model has {c} outputs; change --arch to end with {}",
+                self.y.ncols(),
+                self.y.ncols()
+            )));
+        }
+        if self.y.nrows() != self.x.nrows() {
+            return Err(Error::data(format!(
+                "{what} data has {} feature rows but {} target rows",
+                self.x.nrows(),
+                self.y.nrows()
+            )));
+        }
+        if let Some(l) = self.labels
+            && l.len() != self.x.nrows()
+        {
+            return Err(Error::data(format!(
+                "{what} data has {} rows but {} labels",
+                self.x.nrows(),
+                l.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<'a, T: Real> From<&'a Dataset<T>> for DataRef<'a, T> {
+    fn from(d: &'a Dataset<T>) -> Self {
+        Self::new(d.x.as_ref(), d.y.as_ref(), d.labels.as_deref())
+    }
+}
+
+/// Everything that evolves during training; a checkpoint stores exactly this.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState<T> {
+    /// Inner steps taken.
+    pub step: u64,
+    /// Current parameters `θ`.
+    pub theta: Vec<T>,
+    /// Linearisation point `θ̃`.
+    pub theta_tilde: Vec<T>,
+    /// Initial parameters `θ₀`.
+    pub theta0: Vec<T>,
+    /// Optimiser state.
+    pub opt: OptState<T>,
+    /// Mini-batch order (created at the first step).
+    pub batcher: Option<Batcher>,
+    /// Rows of the training set the batcher was made for.
+    pub n_train: usize,
+    /// Re-linearisations so far.
+    pub relinearisations: u64,
+    /// Inner steps since the last re-linearisation.
+    pub since_relin: u64,
+    /// Current Gauss-Newton damping.
+    pub damping: f64,
+    /// Rejected Gauss-Newton steps.
+    pub rejected: u64,
+    /// Wall time spent before this process (for resumed runs).
+    pub seconds: f64,
+    /// Phase timings accumulated so far.
+    pub timings: Timings,
+}
+
+/// Trains a [`Model`] by iterative linearisation (DESIGN §1): an inner optimiser trains
+/// `f_lin(x; θ) = f(x; θ̃) + J(x; θ̃)(θ − θ̃)`, and every `K` inner steps `θ̃ ← θ`.
+///
+/// A mini-batch step costs one JVP at `θ̃` with tangent `θ − θ̃` (which also returns
+/// `f(x; θ̃)`) and one VJP at `θ̃`; `J` is never formed. With `K = 1` this is exactly SGD.
+///
+/// ```no_run
+/// # use itlin::{Mlp, Activation, Init, Model};
+/// # use itlin::train::{Trainer, TrainConfig, Period, Inner, DataRef, Loss};
+/// # fn main() -> itlin::Result<()> {
+/// # let (x, y) = (faer::Mat::<f64>::zeros(8, 4), faer::Mat::<f64>::zeros(8, 2));
+/// let mlp = Mlp::new(&[4, 16, 2], Activation::Tanh)?;
+/// let theta0 = mlp.init::<f64>(Init::Standard, 0);
+/// let cfg = TrainConfig::new()
+///     .with_period(Period::Steps(10))
+///     .with_inner(Inner::sgd(0.1))
+///     .with_loss(Loss::Mse)
+///     .with_steps(100);
+/// let mut trainer = Trainer::new(&mlp, theta0, cfg)?;
+/// let report = trainer.fit(DataRef::new(x.as_ref(), y.as_ref(), None), None, &mut ())?;
+/// println!("{:?} after {} steps", report.termination, report.steps);
+/// # Ok(()) }
+/// ```
+pub struct Trainer<'m, T: Real, M: Model<T>> {
+    model: &'m M,
+    cfg: TrainConfig,
+    state: TrainState<T>,
+    ntk0: Option<Mat<T>>,
+    ntk_lin: Option<(u64, Mat<T>)>,
+}
+
+impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
+    /// A trainer starting at `theta0` (`θ = θ̃ = θ₀`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the configuration is invalid or `θ₀` has the wrong length.
+    pub fn new(model: &'m M, theta0: Vec<T>, cfg: TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        if theta0.len() != model.n_params() {
+            return Err(Error::config(format!(
+                "initial θ has {} entries, the model has {} parameters",
+                theta0.len(),
+                model.n_params()
+            )));
+        }
+        let damping = match cfg.inner {
+            Inner::GaussNewton { damping, .. } => damping,
+            _ => 0.0,
+        };
+        let state = TrainState {
+            step: 0,
+            theta: theta0.clone(),
+            theta_tilde: theta0.clone(),
+            theta0,
+            opt: OptState::default(),
+            batcher: None,
+            n_train: 0,
+            relinearisations: 0,
+            since_relin: 0,
+            damping,
+            rejected: 0,
+            seconds: 0.0,
+            timings: Timings::default(),
+        };
+        Ok(Self {
+            model,
+            cfg,
+            state,
+            ntk0: None,
+            ntk_lin: None,
+        })
+    }
+
+    /// A trainer continuing from a saved state (see [`super::checkpoint`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the configuration is invalid or the state does not fit the model.
+    pub fn from_state(model: &'m M, state: TrainState<T>, cfg: TrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        let p = model.n_params();
+        if state.theta.len() != p || state.theta_tilde.len() != p || state.theta0.len() != p {
+            return Err(Error::config(format!(
+                "the checkpoint holds θ of length {}, the model has {p} parameters",
+                state.theta.len()
+            )));
+        }
+        Ok(Self {
+            model,
+            cfg,
+            state,
+            ntk0: None,
+            ntk_lin: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+    /// The training state (θ, θ̃, optimiser, step, …).
+    pub fn state(&self) -> &TrainState<T> {
+        &self.state
+    }
+    /// Current parameters `θ`.
+    pub fn theta(&self) -> &[T] {
+        &self.state.theta
+    }
+    /// The linearisation point `θ̃`.
+    pub fn theta_tilde(&self) -> &[T] {
+        &self.state.theta_tilde
+    }
+
+    /// Predictions of the trained (linearised) model, `f_lin(X; θ)`, `N × C`.
+    ///
+    /// # Panics
+    /// If `X` does not have the model's input width.
+    #[track_caller]
+    pub fn predict(&self, x: MatRef<'_, T>) -> Mat<T> {
+        let v = self.delta();
+        let (f0, jv) = self.model.jvp(&self.state.theta_tilde, x, &v);
+        f0 + jv
+    }
+
+    /// `θ − θ̃`.
+    fn delta(&self) -> Vec<T> {
+        self.state
+            .theta
+            .iter()
+            .zip(&self.state.theta_tilde)
+            .map(|(&a, &b)| a - b)
+            .collect()
+    }
+
+    fn lr_at(&self, step: u64) -> f64 {
+        let base = self.cfg.inner.lr().unwrap_or(0.0);
+        match self.cfg.schedule {
+            Schedule::Constant => base,
+            Schedule::Cosine => {
+                let t = step as f64 / self.cfg.steps.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+            }
+        }
+    }
+
+    fn relinearise(&mut self, obs: &mut dyn Observer) {
+        self.state.theta_tilde.copy_from_slice(&self.state.theta);
+        self.state.relinearisations += 1;
+        self.state.since_relin = 0;
+        obs.on_relinearise(self.state.step, self.state.relinearisations);
+    }
+
+    fn due(&self) -> bool {
+        match self.cfg.period {
+            Period::Steps(k) => self.state.since_relin >= k,
+            Period::Never => false,
+        }
+    }
+
+    /// Trains until `cfg.steps` inner steps have been taken in total, evaluating every
+    /// `eval_every` steps and at the end, checkpointing when configured.
+    ///
+    /// # Errors
+    /// [`Error::Data`] if the data do not fit the model (input width, output width, row
+    /// counts) or the training set is empty; checkpoint I/O errors; memory-budget errors
+    /// of the Gauss-Newton / spectral solves.
+    pub fn fit(
+        &mut self,
+        train: DataRef<'_, T>,
+        test: Option<DataRef<'_, T>>,
+        obs: &mut dyn Observer,
+    ) -> Result<Report> {
+        let (d, c) = (self.model.n_inputs(), self.model.n_outputs());
+        train.check("training", d, c)?;
+        if let Some(t) = &test {
+            t.check("test", d, c)?;
+        }
+        if train.is_empty() {
+            return Err(Error::data("the training set is empty"));
+        }
+        if self.cfg.loss == Loss::CrossEntropy && c < 2 {
+            return Err(Error::config(
+                "cross-entropy needs at least 2 outputs; use --loss mse for a single output",
+            ));
+        }
+        match &self.state.batcher {
+            None => {
+                self.state.batcher = Some(Batcher::new(train.len(), self.cfg.batch, self.cfg.seed));
+                self.state.n_train = train.len();
+            }
+            Some(_) if self.state.n_train != train.len() => {
+                return Err(Error::data(format!(
+                    "the checkpoint was made with {} training rows, this data has {}",
+                    self.state.n_train,
+                    train.len()
+                )));
+            }
+            Some(_) => {}
+        }
+        let start = Instant::now();
+        let t0 = self.state.seconds;
+        let mut history = Vec::new();
+        let mut termination = Termination::Completed;
+        // a resumed state was evaluated when it was saved: do not repeat that evaluation
+        let mut last_eval = if self.state.step > 0 {
+            self.state.step
+        } else {
+            u64::MAX
+        };
+        while self.state.step < self.cfg.steps {
+            if self.due() {
+                let t = Instant::now();
+                self.relinearise(obs);
+                self.state.timings.update += t.elapsed().as_secs_f64();
+            }
+            let finite = match self.cfg.inner {
+                Inner::Sgd { .. } | Inner::Adam { .. } => self.first_order_step(train),
+                Inner::GaussNewton { adaptive, .. } => {
+                    let t = Instant::now();
+                    let ok =
+                        gn_inner_step(self.model, &mut self.state, &self.cfg, train, adaptive)?;
+                    self.state.timings.solve += t.elapsed().as_secs_f64();
+                    self.state.step += 1;
+                    self.state.since_relin += 1;
+                    ok
+                }
+                Inner::Spectral { lr } => {
+                    let t = Instant::now();
+                    let ok =
+                        spectral_inner_step(self.model, &mut self.state, &self.cfg, train, lr)?;
+                    self.state.timings.solve += t.elapsed().as_secs_f64();
+                    ok
+                }
+            };
+            obs.on_step(self.state.step, self.cfg.steps);
+            if !finite {
+                termination = Termination::Diverged;
+                break;
+            }
+            let at_end = self.state.step >= self.cfg.steps;
+            if self.state.step.is_multiple_of(self.cfg.eval_every) || at_end {
+                let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
+                last_eval = self.state.step;
+                let stop = obs.on_eval(&m) == Control::Stop;
+                let bad = !m.train_loss.is_finite();
+                history.push(m);
+                if bad {
+                    termination = Termination::Diverged;
+                    break;
+                }
+                if stop {
+                    termination = Termination::Stopped;
+                    break;
+                }
+            }
+            if let Some(ck) = &self.cfg.checkpoint
+                && (self.state.step.is_multiple_of(ck.every) || at_end)
+            {
+                let t = Instant::now();
+                self.state.seconds = t0 + start.elapsed().as_secs_f64();
+                super::checkpoint::save(&ck.path, &self.state)?;
+                self.state.timings.checkpoint += t.elapsed().as_secs_f64();
+            }
+        }
+        if last_eval != self.state.step && termination != Termination::Diverged {
+            let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
+            obs.on_eval(&m);
+            history.push(m);
+        }
+        self.state.seconds = t0 + start.elapsed().as_secs_f64();
+        Ok(Report {
+            termination,
+            steps: self.state.step,
+            relinearisations: self.state.relinearisations,
+            history,
+            seconds: self.state.seconds,
+            timings: self.state.timings,
+            rejected_steps: self.state.rejected,
+        })
+    }
+
+    /// One mini-batch SGD/Adam step on `f_lin`. Returns whether the batch loss was finite
+    /// (a non-finite step is not applied).
+    fn first_order_step(&mut self, train: DataRef<'_, T>) -> bool {
+        let t = Instant::now();
+        let rows = self
+            .state
+            .batcher
+            .as_mut()
+            .expect("batcher created in fit")
+            .next_batch();
+        let (xb, yb) = (gather(train.x, &rows), gather(train.y, &rows));
+        self.state.timings.update += t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        // f_lin = f(θ̃) + J(θ̃)(θ − θ̃); right after a re-linearisation the tangent is zero.
+        let flin = if self.state.since_relin == 0 {
+            self.model.forward(&self.state.theta_tilde, xb.as_ref())
+        } else {
+            let v = self.delta();
+            let (f0, jv) = self.model.jvp(&self.state.theta_tilde, xb.as_ref(), &v);
+            f0 + jv
+        };
+        self.state.timings.jvp += t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let g_out = loss_gradient(self.cfg.loss, flin.as_ref(), yb.as_ref());
+        let mut grad = self
+            .model
+            .vjp(&self.state.theta_tilde, xb.as_ref(), g_out.as_ref());
+        self.state.timings.vjp += t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let finite = grad.iter().all(|g| g.is_finite());
+        if finite {
+            if self.cfg.weight_decay > 0.0 {
+                T::axpy(
+                    T::from_f64(self.cfg.weight_decay),
+                    &self.state.theta,
+                    &mut grad,
+                );
+            }
+            let lr = self.lr_at(self.state.step);
+            self.state
+                .opt
+                .update(&self.cfg.inner, lr, &mut self.state.theta, &grad);
+            self.state.step += 1;
+            self.state.since_relin += 1;
+        }
+        self.state.timings.update += t.elapsed().as_secs_f64();
+        finite
+    }
+
+    /// Evaluates the current state (see [`Metrics`]).
+    fn evaluate(
+        &mut self,
+        train: DataRef<'_, T>,
+        test: Option<DataRef<'_, T>>,
+        seconds: f64,
+    ) -> Metrics {
+        let t = Instant::now();
+        let cap = |d: DataRef<'_, T>| -> Vec<usize> {
+            let n = self.cfg.eval_max.map_or(d.len(), |m| m.min(d.len()));
+            (0..n).collect()
+        };
+        let loss = self.cfg.loss;
+        let eval_set = |this: &Self, d: DataRef<'_, T>| {
+            let rows = cap(d);
+            let (x, y) = (gather(d.x, &rows), gather(d.y, &rows));
+            let f = this.predict(x.as_ref());
+            let l = loss_value(loss, f.as_ref(), y.as_ref());
+            let acc = d.labels.map(|lab| {
+                accuracy(
+                    f.as_ref(),
+                    &rows.iter().map(|&r| lab[r]).collect::<Vec<_>>(),
+                )
+            });
+            let net = if this.state.since_relin == 0 {
+                (l, acc)
+            } else {
+                let fnet = this.model.forward(&this.state.theta, x.as_ref());
+                (
+                    loss_value(loss, fnet.as_ref(), y.as_ref()),
+                    d.labels.map(|lab| {
+                        accuracy(
+                            fnet.as_ref(),
+                            &rows.iter().map(|&r| lab[r]).collect::<Vec<_>>(),
+                        )
+                    }),
+                )
+            };
+            (l, acc, net)
+        };
+        let (train_loss, train_acc, _) = eval_set(self, train);
+        let test_m = test.map(|d| eval_set(self, d));
+        let norm = |a: &[T], b: &[T]| {
+            a.iter()
+                .zip(b)
+                .map(|(&x, &y)| {
+                    let d = (x - y).to_f64();
+                    d * d
+                })
+                .sum::<f64>()
+                .sqrt()
+        };
+        let dist_init = norm(&self.state.theta, &self.state.theta0);
+        let dist_lin = norm(&self.state.theta, &self.state.theta_tilde);
+        let probe_n = self.cfg.probe.min(train.len());
+        let (mut lin_error, mut kd0, mut kd_lin, mut kd_feat) = (None, None, None, None);
+        if probe_n > 0 {
+            let rows: Vec<usize> = (0..probe_n).collect();
+            let xp = gather(train.x, &rows);
+            let fnet = self.model.forward(&self.state.theta, xp.as_ref());
+            let flin = self.predict(xp.as_ref());
+            let diff = fnet - flin;
+            lin_error = Some(diff.norm_l2().to_f64() / (probe_n as f64).sqrt());
+            if self.cfg.kernel_distance {
+                let k_now = probe_ntk(self.model, &self.state.theta, xp.as_ref());
+                if self.ntk0.is_none() {
+                    self.ntk0 = Some(probe_ntk(self.model, &self.state.theta0, xp.as_ref()));
+                }
+                let fresh = self
+                    .ntk_lin
+                    .as_ref()
+                    .is_some_and(|(r, _)| *r == self.state.relinearisations);
+                if !fresh {
+                    let k = probe_ntk(self.model, &self.state.theta_tilde, xp.as_ref());
+                    self.ntk_lin = Some((self.state.relinearisations, k));
+                }
+                let k0 = self.ntk0.as_ref().expect("set above");
+                let kl = &self.ntk_lin.as_ref().expect("set above").1;
+                kd0 = Some(super::probe::kernel_distance(k0.as_ref(), k_now.as_ref()));
+                kd_lin = Some(super::probe::kernel_distance(kl.as_ref(), k_now.as_ref()));
+                kd_feat = Some(super::probe::kernel_distance(k0.as_ref(), kl.as_ref()));
+            }
+        }
+        self.state.timings.eval += t.elapsed().as_secs_f64();
+        let epoch =
+            self.state.step as f64 * self.cfg.batch.min(train.len()) as f64 / train.len() as f64;
+        Metrics {
+            step: self.state.step,
+            epoch,
+            relinearisations: self.state.relinearisations,
+            train_loss,
+            train_acc,
+            test_loss: test_m.map(|m| m.0),
+            test_acc: test_m.and_then(|m| m.1),
+            net_test_loss: test_m.map(|m| m.2.0),
+            net_test_acc: test_m.and_then(|m| m.2.1),
+            dist_init,
+            dist_lin,
+            lin_error,
+            kernel_distance: kd0,
+            kernel_distance_lin: kd_lin,
+            kernel_distance_features: kd_feat,
+            lr: self.cfg.inner.lr().map(|_| self.lr_at(self.state.step)),
+            damping: matches!(self.cfg.inner, Inner::GaussNewton { .. })
+                .then_some(self.state.damping),
+            seconds,
+            timings: self.state.timings,
+        }
+    }
+}
