@@ -1,4 +1,4 @@
-//! The `itlin` command-line tool: `itlin train`, `itlin sweep` (see `itlin --help`).
+//! The `itlin` command-line tool: `itlin train`, `itlin sweep`, `itlin bench` (see `itlin --help`).
 
 mod cli;
 
@@ -26,6 +26,7 @@ fn main() {
     let result = match &cli.command {
         Command::Train(a) => cli::train::main(a),
         Command::Sweep(a) => cli::sweep::main(a),
+        Command::Bench(a) => cli::bench::main(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

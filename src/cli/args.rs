@@ -22,6 +22,46 @@ pub enum Command {
     /// Gauss-Newton damping sweep with the spectral λ ≈ 1/(ηK) correspondence, and
     /// kernel-distance curves.
     Sweep(SweepArgs),
+    /// Measure the kernels and solvers on this machine (the peer script's op names), with
+    /// the machine's ceilings measured in the same run.
+    Bench(BenchArgs),
+}
+
+/// Flags of `itlin bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// MLP widths, comma-separated.
+    #[arg(long, default_value = "784,128,128,10", value_delimiter = ',')]
+    pub arch: Vec<usize>,
+    /// Hidden activation: identity, relu, tanh, gelu, softplus.
+    #[arg(long, default_value = "tanh")]
+    pub act: String,
+    /// Batch sizes N, comma-separated.
+    #[arg(long, default_value = "256,1024", value_delimiter = ',')]
+    pub n: Vec<usize>,
+    /// Precisions to run, comma-separated (f32, f64).
+    #[arg(long, value_enum, default_value = "f32", value_delimiter = ',')]
+    pub precision: Vec<Precision>,
+    /// Device: cpu (cuda benchmarks: `cargo bench --features cuda --bench cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
+    /// Ops to run, comma-separated (default all: forward, jvp, vjp, jacobian, j_v, jt_u,
+    /// jt_j_v, ntk_structured, ntk_explicit, cholesky, gn_dual_step).
+    #[arg(long, value_delimiter = ',')]
+    pub ops: Vec<String>,
+    /// Timed repeats per op (after one warm-up; ops over ~2e11 flops use at most 3).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Largest N for ntk_explicit (2(NC)²P flops).
+    #[arg(long, default_value_t = 256)]
+    pub explicit_max_n: usize,
+    /// Size of the buffers the bandwidth ceilings stream through, in MiB (well above the
+    /// last-level cache).
+    #[arg(long, default_value_t = 1024)]
+    pub ceiling_mb: usize,
+    /// One JSON object per line on stdout ({"op","N","dtype","median_s",...}) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Floating-point precision.

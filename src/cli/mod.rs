@@ -2,6 +2,7 @@
 //! (data loading, run directories, memory plans).
 
 pub mod args;
+pub mod bench;
 pub mod run;
 pub mod sweep;
 pub mod train;
