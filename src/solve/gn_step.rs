@@ -248,20 +248,14 @@ impl GaussNewtonStep {
             report.status = StepStatus::DampingRaised;
         }
         if self.predicted_reduction {
-            let (_, jd) = model.jvp(theta, x, &delta);
-            let jd = sample_major(jd.as_ref());
-            let hjd = apply_h(probs.as_ref(), &jd, c);
-            let lin: f64 = g_vec
-                .iter()
-                .zip(&jd)
-                .map(|(a, b)| a.to_f64() * b.to_f64())
-                .sum();
-            let quad: f64 = jd
-                .iter()
-                .zip(&hjd)
-                .map(|(a, b)| a.to_f64() * b.to_f64())
-                .sum();
-            report.predicted_reduction = Some(-(lin + 0.5 * quad) / n as f64);
+            report.predicted_reduction = Some(predicted_reduction(
+                model,
+                theta,
+                x,
+                &delta,
+                &g_vec,
+                probs.as_ref(),
+            ));
         }
         (delta, report)
     }
@@ -466,7 +460,29 @@ pub(crate) fn apply_h<T: Real>(probs: Option<&Mat<T>>, v: &[T], c: usize) -> Vec
 }
 
 /// `H Θ` applied to the rows of a full `(N·C) × (N·C)` matrix.
-fn h_times_rows<T: Real>(probs: &Mat<T>, k: MatRef<'_, T>) -> Mat<T> {
+/// Decrease of the Gauss-Newton model of the mean loss for the step `δ`:
+/// `−(gᵀJδ + ½ (Jδ)ᵀH(Jδ)) / N`, with one JVP.
+pub(crate) fn predicted_reduction<T: Real, M: Model<T> + ?Sized>(
+    model: &M,
+    theta: &[T],
+    x: MatRef<'_, T>,
+    delta: &[T],
+    g: &[T],
+    probs: Option<&Mat<T>>,
+) -> f64 {
+    let (_, jd) = model.jvp(theta, x, delta);
+    let jd = sample_major(jd.as_ref());
+    let hjd = apply_h(probs, &jd, model.n_outputs());
+    let dot = |a: &[T], b: &[T]| {
+        a.iter()
+            .zip(b)
+            .map(|(u, v)| u.to_f64() * v.to_f64())
+            .sum::<f64>()
+    };
+    -(dot(g, &jd) + 0.5 * dot(&jd, &hjd)) / x.nrows().max(1) as f64
+}
+
+pub(crate) fn h_times_rows<T: Real>(probs: &Mat<T>, k: MatRef<'_, T>) -> Mat<T> {
     let (m, c) = (k.nrows(), probs.ncols());
     let mut out = Mat::<T>::zeros(m, k.ncols());
     for j in 0..k.ncols() {

@@ -9,7 +9,7 @@
 //! otherwise Θ (structured) is kept and only its damped factorisation is redone.
 
 use super::dense::{damped_cholesky_solve, damped_lu_solve};
-use super::gn_step::{apply_h, sample_major};
+use super::gn_step::{h_times_rows, predicted_reduction, sample_major};
 use super::spectral::{Filter, SpectralCache};
 use crate::linalg::mirror_lower;
 use crate::loss::{Loss, loss_value, output_residual, softmax};
@@ -274,11 +274,7 @@ impl<T: Real> DualCache<T> {
             Some(pr) => {
                 let mut k = self.theta_lower.clone();
                 mirror_lower(k.as_mut());
-                let hk = Mat::from_fn(m, m, |i, j| {
-                    let s = i / c;
-                    let pv: T = (0..c).map(|a| pr[(s, a)] * k[(s * c + a, j)]).sum();
-                    pr[(s, i % c)] * (k[(i, j)] - pv)
-                });
+                let hk = h_times_rows(pr, k.as_ref());
                 damped_lu_solve(hk.as_ref(), shift, rhs)
             }
         };
@@ -287,21 +283,7 @@ impl<T: Real> DualCache<T> {
         };
         let alpha: Vec<T> = (0..m).map(|i| -sol.x[(i, 0)]).collect();
         let delta = model.vjp(theta, x, MatRef::from_row_major_slice(&alpha, n, c));
-        // Jδ = −Θα: predicted decrease −(gᵀJδ + ½ JδᵀHJδ)/N from one JVP.
-        let (_, jd) = model.jvp(theta, x, &delta);
-        let jd = sample_major(jd.as_ref());
-        let hjd = apply_h(self.probs.as_ref(), &jd, c);
-        let lin: f64 = self
-            .g
-            .iter()
-            .zip(&jd)
-            .map(|(a, b)| a.to_f64() * b.to_f64())
-            .sum();
-        let quad: f64 = jd
-            .iter()
-            .zip(&hjd)
-            .map(|(a, b)| a.to_f64() * b.to_f64())
-            .sum();
-        (delta, -(lin + 0.5 * quad) / n as f64)
+        let predicted = predicted_reduction(model, theta, x, &delta, &self.g, self.probs.as_ref());
+        (delta, predicted)
     }
 }
