@@ -706,6 +706,74 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                     cb,
                     "signals + write v2",
                 );
+                // v3: per (sample, chunk) tiles of a and G in shared memory. Default options
+                // (streaming stores, 8 persistent blocks per SM), then plain stores, then one
+                // block per item; each checked against v2 through J v (must be exactly 0).
+                let v3_rows = [
+                    (
+                        "jacobian_write_v3",
+                        ops::JacobianV3Opts::default(),
+                        "cs, 8 x SM persistent",
+                    ),
+                    (
+                        "jacobian_write_v3_plain",
+                        ops::JacobianV3Opts {
+                            streaming: false,
+                            ..Default::default()
+                        },
+                        "plain st.global.v4, 8 x SM persistent",
+                    ),
+                    (
+                        "jacobian_write_v3_grid",
+                        ops::JacobianV3Opts {
+                            blocks_per_sm: 0,
+                            ..Default::default()
+                        },
+                        "cs, one block per item",
+                    ),
+                ];
+                let dims: Vec<(usize, usize)> =
+                    mlp.layers().iter().map(|l| (l.fan_in, l.fan_out)).collect();
+                let own = ops::jacobian_v3_applies::<T>(m / n, p, &dims);
+                for (name, opts, what) in v3_rows {
+                    let timed = b.time(
+                        0.3,
+                        || Ok(()),
+                        || Ok(dmlp::write_jacobian_v3(&b.be, &mlp, &sig, &mut j, opts)?),
+                    );
+                    let note = |t3: f64| {
+                        format!(
+                            "{what}{}; v2/v3 = {:.2}",
+                            if own { "" } else { " (fell back to v2)" },
+                            t2 / t3
+                        )
+                    };
+                    let t3 = b.report(name, n, dt, timed, j_bytes, "GB/s", cb, note(0.0));
+                    if let Some(t3) = t3 {
+                        if let Some(r) = b.rows.last_mut() {
+                            r.note = note(t3);
+                        }
+                        let mut y3 = b.be.zeros::<T>(m)?;
+                        ops::j_v(&b.be, &j, m, p, &vd, &mut y3)?;
+                        let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y3)?);
+                        println!(
+                            "jacobian {name} vs v2 (J v): max relative difference {d:.2e}{}",
+                            if d == 0.0 { "" } else { "  MISMATCH" }
+                        );
+                        if name == "jacobian_write_v3" {
+                            b.push(
+                                "jacobian_v3",
+                                n,
+                                dt,
+                                t3 + t_sig,
+                                j_bytes,
+                                "GB/s",
+                                cb,
+                                "signals + write v3",
+                            );
+                        }
+                    }
+                }
                 dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
             }
         }

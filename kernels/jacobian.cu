@@ -208,3 +208,222 @@ __device__ void jacobian_all_impl(T* __restrict__ J, i64 m, i64 p, const JacLaye
 
 ITLIN_JACOBIAN_ALL(float, f32)
 ITLIN_JACOBIAN_ALL(double, f64)
+
+// v3: sample tiles from shared memory. The rows n*C .. n*C+C-1 of J (all outputs of sample
+// n) are one contiguous flat range of C*p elements that all read the same activations a_n.
+// A work item is (sample n, chunk h of that range, `chunk` packets long); its block first
+// copies a_{l-1,n} of every layer (W shifted copies, so that the W activations of any packet
+// inside one weight row are one aligned 16-byte shared load) and the C signal rows
+// G_l[n*C .. n*C+C-1] into shared memory, then writes its packets: consecutive threads write
+// consecutive 16-byte packets, each thread UNROLL independent packets per iteration, the
+// (row, column) of its packets advanced by additions; one 32-bit division per packet finds
+// the weight row i. Packets that cross a weight row, a weight/bias, layer or row boundary
+// take the per-element path from shared memory; those that run into the next sample read
+// global memory. Requires C*p < 2^31 and the tile to fit the shared memory (the host checks
+// and otherwise launches v2). Stores are streaming (`.cs`) or plain (`streaming` = 0).
+#define ITLIN_JAC3_UNROLL 4
+
+// Offsets (in elements of T) of layer l's activation copies and signal rows in the tile, and
+// its total size; every part starts 16-byte aligned. Must match `jacobian_v3_smem` in Rust.
+template <typename T>
+struct Jac3Layout {
+    int a_off[ITLIN_JAC_MAX_LAYERS];
+    int a_len[ITLIN_JAC_MAX_LAYERS];  // one shifted copy, rounded up to W
+    int g_off[ITLIN_JAC_MAX_LAYERS];
+    int total;
+};
+
+template <typename T>
+__device__ __forceinline__ Jac3Layout<T> jac3_layout(const JacLayer<T>* tab, int count, int C) {
+    constexpr int W = PackWidth<T>::value;
+    Jac3Layout<T> s;
+    int off = 0;
+    for (int l = 0; l < count; ++l) {
+        s.a_len[l] = (tab[l].fan_in + W - 1) / W * W;
+        s.a_off[l] = off;
+        off += W * s.a_len[l];
+    }
+    for (int l = 0; l < count; ++l) {
+        s.g_off[l] = off;
+        off += (C * tab[l].fan_out + W - 1) / W * W;
+    }
+    s.total = off;
+    return s;
+}
+
+// Phase 1 of an item: fill the tile of sample n (block-cooperative; barrier before and after).
+template <typename T>
+__device__ void jac3_load(T* __restrict__ sm, const JacLayer<T>* tab, const Jac3Layout<T>& s,
+                          int count, int C, i64 n) {
+    constexpr int W = PackWidth<T>::value;
+    for (int l = 0; l < count; ++l) {
+        const JacLayer<T>& L = tab[l];
+        const T* a = L.a + n * L.fan_in;
+        const int la = s.a_len[l];
+#pragma unroll
+        for (int sh = 0; sh < W; ++sh)
+            for (int j = threadIdx.x; j < la; j += blockDim.x)
+                sm[s.a_off[l] + sh * la + j] = j + sh < L.fan_in ? a[j + sh] : T(0);
+        const T* g = L.g + n * C * L.fan_out;
+        for (int t = threadIdx.x; t < C * L.fan_out; t += blockDim.x) sm[s.g_off[l] + t] = g[t];
+    }
+}
+
+// Element (rl, e) of sample n's rows from the tile; rl == C is the next sample (global).
+template <typename T>
+__device__ __forceinline__ T jac3_elem(const T* sm, const JacLayer<T>* tab,
+                                       const Jac3Layout<T>& s, int count, int C, i64 n, int rl,
+                                       int e) {
+    if (rl >= C) {
+        const i64 r = n * C + rl;
+        return jac_any(tab, count, r, r / C, (i64)e);
+    }
+    int l = 0;
+    while (l + 1 < count && e >= tab[l + 1].w_off) ++l;
+    const JacLayer<T>& L = tab[l];
+    const int el = e - (int)L.w_off;
+    const int n_w = L.fan_out * L.fan_in;
+    const T* g = sm + s.g_off[l] + rl * L.fan_out;
+    if (el < n_w) {
+        const int i = el / L.fan_in;
+        return (L.sw * g[i]) * sm[s.a_off[l] + el - i * L.fan_in];
+    }
+    return L.sb * g[el - n_w];
+}
+
+// First packet (index into the aligned packet array starting at J + head) whose first element
+// lies at or after flat element f.
+template <int W>
+__device__ __forceinline__ i64 jac3_first_packet(i64 f, i64 head, i64 nvec) {
+    const i64 d = f - head;
+    const i64 q = d <= 0 ? 0 : (d + W - 1) / W;
+    return q < nvec ? q : nvec;
+}
+
+// Phase 2 of an item: write its packets from the tile.
+template <typename T>
+__device__ void jac3_write(T* __restrict__ J, i64 p, i64 head, i64 nvec, const T* sm,
+                           const JacLayer<T>* tab, const Jac3Layout<T>& s, int count, int C,
+                           i64 n, i64 h, i64 chunk, int streaming) {
+    constexpr int W = PackWidth<T>::value;
+    const i64 base = n * C * p;
+    const i64 q_lo = jac3_first_packet<W>(base, head, nvec);
+    const i64 q_hi = jac3_first_packet<W>(base + C * p, head, nvec);
+    const i64 q0 = q_lo + h * chunk;
+    i64 q1 = q0 + chunk;
+    if (q1 > q_hi) q1 = q_hi;
+    if (q0 >= q1) return;
+    Pack<T>* out = reinterpret_cast<Pack<T>*>(J + head);
+    const int pi = (int)p;
+    // (row in the sample, column) of this thread's first packet, and the step between its
+    // packets, W * blockDim.x elements.
+    const int loc = (int)(head + (q0 + threadIdx.x) * W - base);
+    int rl = loc / pi, e = loc - rl * pi;
+    const int step = W * blockDim.x;
+    for (i64 q = q0 + threadIdx.x; q < q1; q += (i64)ITLIN_JAC3_UNROLL * blockDim.x) {
+#pragma unroll
+        for (int u = 0; u < ITLIN_JAC3_UNROLL; ++u) {
+            const i64 qu = q + (i64)u * blockDim.x;
+            if (qu < q1) {
+                Pack<T> o;
+                int l = 0;
+                while (l + 1 < count && e >= tab[l + 1].w_off) ++l;
+                const JacLayer<T>& L = tab[l];
+                const int el = e - (int)L.w_off;
+                const int fi = L.fan_in;
+                const int n_w = L.fan_out * fi;
+                const T* g = sm + s.g_off[l] + rl * L.fan_out;
+                bool done = false;
+                if (el < n_w && rl < C) {
+                    const int i = el / fi;
+                    const int k = el - i * fi;
+                    if (k + W <= fi) {
+                        // Inside one weight row: W activations in one aligned shared load.
+                        const int sh = k & (W - 1);
+                        const Pack<T> av = *reinterpret_cast<const Pack<T>*>(
+                            sm + s.a_off[l] + sh * s.a_len[l] + (k - sh));
+                        const T gi = L.sw * g[i];
+#pragma unroll
+                        for (int j = 0; j < W; ++j) o.x[j] = gi * av.x[j];
+                        done = true;
+                    }
+                } else if (rl < C && el >= n_w && el + W <= n_w + L.fan_out) {
+#pragma unroll
+                    for (int j = 0; j < W; ++j) o.x[j] = L.sb * g[el - n_w + j];
+                    done = true;
+                }
+                if (!done) {
+#pragma unroll
+                    for (int j = 0; j < W; ++j) {
+                        int ej = e + j, rj = rl;
+                        if (ej >= pi) {
+                            ej -= pi;
+                            ++rj;
+                        }
+                        o.x[j] = jac3_elem(sm, tab, s, count, C, n, rj, ej);
+                    }
+                }
+                if (streaming)
+                    store_cs(out + qu, o);
+                else
+                    out[qu] = o;
+            }
+            e += step;
+            while (e >= pi) {
+                e -= pi;
+                ++rl;
+            }
+        }
+    }
+}
+
+// The scalar head and tail of the flat J (fewer than W elements each), by the first block.
+template <typename T>
+__device__ void jac3_edges(T* __restrict__ J, i64 m, i64 p, i64 head, i64 nvec,
+                           const JacLayer<T>* tab, int count, int C) {
+    constexpr int W = PackWidth<T>::value;
+    const i64 total = m * p;
+    const i64 tail0 = head + nvec * W;
+    for (i64 t = threadIdx.x; t < head + (total - tail0); t += blockDim.x) {
+        const i64 f = t < head ? t : tail0 + (t - head);
+        const i64 r = f / p;
+        J[f] = jac_any(tab, count, r, r / C, f - r * p);
+    }
+}
+
+// Copies the layer table (kernel parameter) into shared memory with compile-time indices.
+template <typename T>
+__device__ __forceinline__ void jac3_table(JacLayer<T>* tab, const JacLayers<T>& layers) {
+#pragma unroll
+    for (int l = 0; l < ITLIN_JAC_MAX_LAYERS; ++l)
+        if (threadIdx.x == 0 && l < layers.count) tab[l] = layers.l[l];
+}
+
+#define ITLIN_JACOBIAN_V3(T, SUF)                                                                 \
+    extern "C" __global__ void __launch_bounds__(256) jacobian_v3_##SUF(                          \
+        T* J, i64 m, i64 p, const JacLayers<T> layers, i64 items_per_sample, i64 chunk,          \
+        int streaming) {                                                                          \
+        extern __shared__ __align__(16) unsigned char jac3_raw_##SUF[];                           \
+        T* sm = reinterpret_cast<T*>(jac3_raw_##SUF);                                             \
+        __shared__ JacLayer<T> tab[ITLIN_JAC_MAX_LAYERS];                                         \
+        jac3_table<T>(tab, layers);                                                               \
+        __syncthreads();                                                                          \
+        const int count = layers.count, C = layers.C;                                             \
+        const Jac3Layout<T> s = jac3_layout<T>(tab, count, C);                                    \
+        const i64 head = head_to_aligned(J, m * p);                                               \
+        const i64 nvec = (m * p - head) / PackWidth<T>::value;                                    \
+        if (blockIdx.x == 0) jac3_edges<T>(J, m, p, head, nvec, tab, count, C);                   \
+        const i64 items = (m / C) * items_per_sample;                                             \
+        for (i64 it = blockIdx.x; it < items; it += gridDim.x) {                                  \
+            const i64 n = it / items_per_sample, h = it - n * items_per_sample;                   \
+            __syncthreads();                                                                      \
+            jac3_load<T>(sm, tab, s, count, C, n);                                                \
+            __syncthreads();                                                                      \
+            jac3_write<T>(J, p, head, nvec, sm, tab, s, count, C, n, h, chunk, streaming);        \
+        }                                                                                         \
+    }
+
+#ifndef ITLIN_HOST_EMULATION
+ITLIN_JACOBIAN_V3(float, f32)
+ITLIN_JACOBIAN_V3(double, f64)
+#endif

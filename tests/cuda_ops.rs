@@ -284,6 +284,8 @@ fn mlps() -> Vec<Mlp> {
         .unwrap(),
     );
     v.push(Mlp::new(&[3, 1], Activation::Relu).unwrap());
+    // Odd widths over a 16-byte packet: jacobian_v3's weight-row fast path and its crossings.
+    v.push(Mlp::new(&[13, 9, 3], Activation::Tanh).unwrap());
     // Four layers: the fused NTK assembly's middle pass (Θ added as it is).
     v.push(Mlp::new(&[4, 6, 5, 3, 2], Activation::Gelu).unwrap());
     v
@@ -372,25 +374,39 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
     // Jacobian written into a caller buffer poisoned with NaN, by both kernels, also into a
     // view one element in (misaligned for 16-byte stores); nothing outside J is touched.
     let s = dmlp::signals(be, mlp, &td, &xd, n).unwrap();
-    for v1 in [false, true] {
-        for offset in [0, 1] {
-            let mut jn = nan_buf::<T>(be, nc * p + 2);
+    // Versions: 1, 2, then v3 with streaming / plain stores, persistent / one block per item,
+    // and chunks of 1 packet-group (many items per sample) or the default.
+    let v3 = |streaming, blocks_per_sm, chunk_packets| ops::JacobianV3Opts {
+        streaming,
+        blocks_per_sm,
+        chunk_packets,
+    };
+    let variants = [
+        (1, None),
+        (2, None),
+        (3, Some(ops::JacobianV3Opts::default())),
+        (3, Some(v3(false, 0, 1))),
+        (3, Some(v3(true, 1, 1))),
+    ];
+    for (ver, opts) in variants {
+        for offset in [0, 1, 2] {
+            let mut jn = nan_buf::<T>(be, nc * p + 3);
             {
                 let mut view = jn.slice_mut(offset..offset + nc * p);
-                if v1 {
-                    dmlp::write_jacobian_v1(be, mlp, &s, &mut view).unwrap();
-                } else {
-                    dmlp::write_jacobian(be, mlp, &s, &mut view).unwrap();
+                match (ver, opts) {
+                    (1, _) => dmlp::write_jacobian_v1(be, mlp, &s, &mut view).unwrap(),
+                    (3, Some(o)) => dmlp::write_jacobian_v3(be, mlp, &s, &mut view, o).unwrap(),
+                    _ => dmlp::write_jacobian(be, mlp, &s, &mut view).unwrap(),
                 }
             }
             let all = be.download(&jn).unwrap();
             let outside = all[..offset].iter().chain(&all[offset + nc * p..]);
             assert!(
                 outside.into_iter().all(|x| !x.is_finite()),
-                "write_jacobian (v1 = {v1}) wrote outside J"
+                "write_jacobian (v{ver} {opts:?}) wrote outside J"
             );
             check(
-                &format!("write_jacobian v1={v1} offset={offset} {name}"),
+                &format!("write_jacobian v{ver} {opts:?} offset={offset} {name}"),
                 &all[offset..offset + nc * p],
                 &to_f64(j.as_slice()),
                 tol::<T>(),

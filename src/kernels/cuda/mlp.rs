@@ -463,8 +463,15 @@ pub fn write_jacobian<T: CudaReal>(
     if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
         return write_jacobian_v1(be, mlp, s, j);
     }
-    let layers: Vec<ops::JacobianLayer<'_, T>> = mlp
-        .layers()
+    ops::jacobian_all(be, j, m, p, c, &jacobian_layers(mlp, s))
+}
+
+/// The per-layer table of [`write_jacobian`] and [`write_jacobian_v3`].
+fn jacobian_layers<'a, T: CudaReal>(
+    mlp: &Mlp,
+    s: &'a DeviceSignals<T>,
+) -> Vec<ops::JacobianLayer<'a, T>> {
+    mlp.layers()
         .iter()
         .enumerate()
         .map(|(l, layer)| ops::JacobianLayer {
@@ -475,8 +482,45 @@ pub fn write_jacobian<T: CudaReal>(
             sw: T::from_f64(layer.w_scale),
             sb: T::from_f64(layer.b_scale),
         })
-        .collect();
-    ops::jacobian_all(be, j, m, p, c, &layers)
+        .collect()
+}
+
+/// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`, the
+/// same values as [`write_jacobian`] bit for bit, by `ops::jacobian_v3` (per sample and chunk,
+/// activations and signals in shared memory; `opts` picks the store kind and the grid).
+/// MLPs with more than `ops::JACOBIAN_MAX_LAYERS` layers take [`write_jacobian_v1`].
+///
+/// # Panics
+/// If `j.len() != N·C·P` or the signals are not those of `mlp`.
+///
+/// # Errors
+/// [`crate::Error::Device`] on a kernel failure.
+#[track_caller]
+pub fn write_jacobian_v3<T: CudaReal>(
+    be: &CudaBackend,
+    mlp: &Mlp,
+    s: &DeviceSignals<T>,
+    j: &mut impl DevicePtrMut<T>,
+    opts: ops::JacobianV3Opts,
+) -> Result<()> {
+    let c = <Mlp as Model<f64>>::n_outputs(mlp);
+    let p = <Mlp as Model<f64>>::n_params(mlp);
+    let m = s.trace.n * c;
+    assert_eq!(
+        j.len(),
+        m * p,
+        "cuda::mlp::write_jacobian_v3: buffer of {} for a {m}×{p} Jacobian",
+        j.len()
+    );
+    assert_eq!(
+        s.grads.len(),
+        mlp.layers().len(),
+        "cuda::mlp::write_jacobian_v3: signals of another MLP"
+    );
+    if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
+        return write_jacobian_v1(be, mlp, s, j);
+    }
+    ops::jacobian_v3(be, j, m, p, c, &jacobian_layers(mlp, s), opts)
 }
 
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`,

@@ -113,7 +113,7 @@ struct JacLayerRaw<T> {
 /// `struct JacLayers<T>` of `kernels/jacobian.cu`, passed by value as a kernel parameter.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct JacLayersRaw<T> {
+pub(super) struct JacLayersRaw<T> {
     l: [JacLayerRaw<T>; JACOBIAN_MAX_LAYERS],
     count: c_int,
     c: c_int,
@@ -143,64 +143,7 @@ pub fn jacobian_all<T: CudaReal>(
     c: usize,
     layers: &[JacobianLayer<'_, T>],
 ) -> Result<()> {
-    assert!(
-        !layers.is_empty() && layers.len() <= JACOBIAN_MAX_LAYERS,
-        "jacobian_all: {} layers, expected 1..={JACOBIAN_MAX_LAYERS}",
-        layers.len()
-    );
-    let shape = format!("J {m}×{p}, C={c}");
-    check_len("jacobian_all: J", j.len(), m * p, &shape);
-    assert!(
-        c > 0 && m.is_multiple_of(c),
-        "jacobian_all: m = {m} is not a multiple of C = {c}"
-    );
-    let empty = JacLayerRaw {
-        a: 0,
-        g: 0,
-        w_off: 0,
-        fan_in: 0,
-        fan_out: 0,
-        sw: T::zero_impl(),
-        sb: T::zero_impl(),
-    };
-    let mut raw = JacLayersRaw {
-        l: [empty; JACOBIAN_MAX_LAYERS],
-        count: 0,
-        c: 0,
-    };
-    let mut w_off = 0usize;
-    for (l, layer) in layers.iter().enumerate() {
-        check_len(
-            "jacobian_all: A",
-            layer.a.dyn_len(),
-            (m / c) * layer.fan_in,
-            &shape,
-        );
-        check_len(
-            "jacobian_all: G",
-            layer.g.dyn_len(),
-            m * layer.fan_out,
-            &shape,
-        );
-        raw.l[l] = JacLayerRaw {
-            a: layer.a.read_ptr(be),
-            g: layer.g.read_ptr(be),
-            w_off: w_off as i64,
-            fan_in: to_int("fan_in", layer.fan_in)?,
-            fan_out: to_int("fan_out", layer.fan_out)?,
-            sw: layer.sw,
-            sb: layer.sb,
-        };
-        w_off += layer.fan_out * (layer.fan_in + 1);
-    }
-    assert_eq!(
-        w_off, p,
-        "jacobian_all: the layers cover {w_off} columns, J has p = {p}"
-    );
-    raw.count = layers.len() as c_int;
-    raw.c = to_int("C", c)?;
-    to_int("p", p)?;
-    to_int("m", m)?;
+    let raw = jac_table(j.len(), m, p, c, layers, be, "jacobian_all")?;
     if m == 0 {
         return Ok(());
     }
@@ -228,6 +171,79 @@ pub fn jacobian_all<T: CudaReal>(
         [&jp, &mi, &pi, &raw]
     );
     Ok(())
+}
+
+/// Checks the shapes of [`jacobian_all`] / `jacobian_v3` (panicking as they document) and
+/// builds the kernels' layer table.
+#[track_caller]
+pub(super) fn jac_table<T: CudaReal>(
+    j_len: usize,
+    m: usize,
+    p: usize,
+    c: usize,
+    layers: &[JacobianLayer<'_, T>],
+    be: &CudaBackend,
+    name: &str,
+) -> Result<JacLayersRaw<T>> {
+    assert!(
+        !layers.is_empty() && layers.len() <= JACOBIAN_MAX_LAYERS,
+        "{name}: {} layers, expected 1..={JACOBIAN_MAX_LAYERS}",
+        layers.len()
+    );
+    let shape = format!("J {m}×{p}, C={c}");
+    check_len(&format!("{name}: J"), j_len, m * p, &shape);
+    assert!(
+        c > 0 && m.is_multiple_of(c),
+        "{name}: m = {m} is not a multiple of C = {c}"
+    );
+    let empty = JacLayerRaw {
+        a: 0,
+        g: 0,
+        w_off: 0,
+        fan_in: 0,
+        fan_out: 0,
+        sw: T::zero_impl(),
+        sb: T::zero_impl(),
+    };
+    let mut raw = JacLayersRaw {
+        l: [empty; JACOBIAN_MAX_LAYERS],
+        count: 0,
+        c: 0,
+    };
+    let mut w_off = 0usize;
+    for (l, layer) in layers.iter().enumerate() {
+        check_len(
+            &format!("{name}: A"),
+            layer.a.dyn_len(),
+            (m / c) * layer.fan_in,
+            &shape,
+        );
+        check_len(
+            &format!("{name}: G"),
+            layer.g.dyn_len(),
+            m * layer.fan_out,
+            &shape,
+        );
+        raw.l[l] = JacLayerRaw {
+            a: layer.a.read_ptr(be),
+            g: layer.g.read_ptr(be),
+            w_off: w_off as i64,
+            fan_in: to_int("fan_in", layer.fan_in)?,
+            fan_out: to_int("fan_out", layer.fan_out)?,
+            sw: layer.sw,
+            sb: layer.sb,
+        };
+        w_off += layer.fan_out * (layer.fan_in + 1);
+    }
+    assert_eq!(
+        w_off, p,
+        "{name}: the layers cover {w_off} columns, J has p = {p}"
+    );
+    raw.count = layers.len() as c_int;
+    raw.c = to_int("C", c)?;
+    to_int("p", p)?;
+    to_int("m", m)?;
+    Ok(raw)
 }
 
 /// The activation code of `kernels/activation.cu`.
