@@ -28,7 +28,10 @@ for line in sys.stdin:
 
 echo "== building the CUDA tests (release)"
 cargo test --release --features cuda --no-run --message-format=json \
-    --test cuda_ops --test cuda_ptx | executables > "$BUNDLE/.tests"
+    --test cuda_ops --test cuda_ptx --test cuda_train | executables > "$BUNDLE/.tests"
+echo "== building the itlin binary with CUDA (for tests/cuda_train.rs, via ITLIN_BIN)"
+cargo build --release --features cuda --bin itlin --message-format=json \
+    | executables > "$BUNDLE/.bins"
 echo "== building the CUDA benchmark"
 cargo bench --features cuda --no-run --message-format=json --bench cuda \
     | executables > "$BUNDLE/.benches"
@@ -39,7 +42,10 @@ done < "$BUNDLE/.tests"
 while read -r name exe; do
     cp "$exe" "$BUNDLE/bench_$name"
 done < "$BUNDLE/.benches"
-rm -f "$BUNDLE/.tests" "$BUNDLE/.benches"
+while read -r name exe; do
+    cp "$exe" "$BUNDLE/$name"
+done < "$BUNDLE/.bins"
+rm -f "$BUNDLE/.tests" "$BUNDLE/.benches" "$BUNDLE/.bins"
 
 for f in "$BUNDLE"/*; do
     strip --strip-debug "$f"

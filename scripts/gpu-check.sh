@@ -49,6 +49,8 @@ nvidia-smi || echo "nvidia-smi failed"
 # ---- tests ---------------------------------------------------------------------------
 status=0
 export ITLIN_REQUIRE_GPU=1
+# tests/cuda_train.rs runs `itlin train --device cuda` with the binary the bundle carries.
+[ -x "$BUNDLE/itlin" ] && export ITLIN_BIN="$(cd "$BUNDLE" && pwd)/itlin"
 # NVRTC must load here; ptxas too, if the machine has one (else that half of cuda_ptx skips).
 [ -n "$PTXAS" ] && export ITLIN_REQUIRE_NVRTC=1
 for t in "$BUNDLE"/cuda_*; do

@@ -175,14 +175,29 @@ impl Observer for CliObserver {
     }
 }
 
-/// Runs `itlin train` with precision `T` into `dir` (fresh, or the run to resume).
-pub fn run<T: Real>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
-    if a.device == Device::Cuda {
-        return Err(Error::config(if cfg!(feature = "cuda") {
-            "--device cuda: the trainer runs on the CPU for now; use --device cpu"
-        } else {
-            "--device cuda: this build has no CUDA support; rebuild with --features cuda or use --device cpu"
-        }));
+/// The precisions a run can use: [`Real`], and in a build with the `cuda` feature also
+/// [`CudaReal`](itlin::kernels::cuda::CudaReal) (both hold for `f32` and `f64`).
+#[cfg(feature = "cuda")]
+pub trait RunReal: itlin::kernels::cuda::CudaReal {}
+/// The precisions a run can use: [`Real`] (`f32` and `f64`).
+#[cfg(not(feature = "cuda"))]
+pub trait RunReal: Real {}
+impl RunReal for f32 {}
+impl RunReal for f64 {}
+
+/// The one-line refusal of `--device cuda` in a build without the `cuda` feature.
+fn no_cuda() -> Error {
+    Error::config(
+        "--device cuda: this build has no CUDA support; rebuild with --features cuda or use --device cpu",
+    )
+}
+
+/// Runs `itlin train` with precision `T` into `dir` (fresh, or the run to resume), on the
+/// device of the flags. Every check (flags, data, memory, the CUDA device) happens before
+/// anything is written to `dir`.
+pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
+    if a.device == Device::Cuda && !cfg!(feature = "cuda") {
+        return Err(no_cuda());
     }
     let act: Activation = a.act.parse()?;
     let split = load_data::<T>(&a.data, a.n_train)?;
@@ -208,6 +223,37 @@ pub fn run<T: Real>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> 
     let n_eval = split.train.len().max(split.test.len());
     check_memory::<T>(&mlp, &cfg, n_eval)?;
 
+    match a.device {
+        Device::Cpu => fit(a, dir, resume, &mlp, &mlp, &split, &cfg),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => {
+            let model = itlin::kernels::cuda::CudaMlp::new(mlp.clone()).map_err(|e| {
+                Error::Device(format!(
+                    "no usable CUDA device: {}",
+                    match e {
+                        Error::Device(m) => m,
+                        e => e.to_string(),
+                    }
+                ))
+            })?;
+            fit(a, dir, resume, &mlp, &model, &split, &cfg)
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(no_cuda()),
+    }
+}
+
+/// The training itself, with `model` (the network `mlp`, evaluated on the CPU or the GPU):
+/// writes the run files into `dir` (or resumes from its checkpoint) and returns the summary.
+fn fit<T: Real, M: Model<T>>(
+    a: &TrainArgs,
+    dir: &Path,
+    resume: bool,
+    mlp: &Mlp,
+    model: &M,
+    split: &itlin::data::Split<T>,
+    cfg: &TrainConfig,
+) -> Result<Summary> {
     let ck_path = dir.join("checkpoint.bin");
     let metrics_path = dir.join("metrics.jsonl");
     let mut trainer = if resume {
@@ -226,7 +272,7 @@ pub fn run<T: Real>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> 
             }
             itlin::report::write_atomic(&metrics_path, text.as_bytes())?;
         }
-        Trainer::from_state(&mlp, state, cfg.clone())?
+        Trainer::from_state(model, state, cfg.clone())?
     } else {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         write_json_atomic(
@@ -239,7 +285,7 @@ pub fn run<T: Real>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> 
         )?;
         std::fs::write(&metrics_path, b"").map_err(|e| Error::io(&metrics_path, e))?;
         let theta0 = mlp.init::<T>(Init::Standard, a.seed);
-        Trainer::new(&mlp, theta0, cfg.clone())?
+        Trainer::new(model, theta0, cfg.clone())?
     };
     let bar = (!a.quiet).then(|| {
         let b = ProgressBar::new(cfg.steps);
@@ -289,7 +335,7 @@ pub fn run<T: Real>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> 
         steps: report.steps,
         relinearisations: report.relinearisations,
         seconds: report.seconds,
-        n_params: Model::<T>::n_params(&mlp),
+        n_params: model.n_params(),
         n_train: split.train.len(),
         n_test: split.test.len(),
         best_test_acc: history

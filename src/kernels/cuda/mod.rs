@@ -2,8 +2,9 @@
 //! cuSOLVER handles, NVRTC module cache), the kernel families of `kernels/*.cu` compiled at
 //! run time by NVRTC ([`nvrtc`]), one safe wrapper per kernel ([`ops`]), and the device-side
 //! MLP: forward, JVP, VJP, backprop signals, explicit Jacobian ([`mlp`]), structured NTK and
-//! the dual damped Gauss-Newton step ([`ntk`]), and host-in/host-out versions of the `Model`
-//! API ([`host`]).
+//! the dual damped Gauss-Newton step ([`ntk`]), host-in/host-out versions of the `Model`
+//! API ([`host`]), and [`CudaMlp`], an `Mlp` implementing `Model` on the GPU (what the
+//! trainer uses with `--device cuda`).
 //!
 //! Every library is loaded dynamically: the crate builds and its tests pass on a machine
 //! without CUDA; [`CudaBackend::new`] then returns [`crate::Error::Device`] saying what is
@@ -13,6 +14,7 @@ mod blas;
 mod context;
 pub mod host;
 pub mod mlp;
+mod model;
 pub mod ntk;
 pub mod nvrtc;
 pub mod ops;
@@ -20,6 +22,7 @@ pub mod ops;
 pub use blas::CudaReal;
 pub use context::CudaBackend;
 pub use mlp::{DeviceSignals, DeviceTrace};
+pub use model::CudaMlp;
 pub use ntk::DualStep;
 pub use nvrtc::{Family, Output, compile, compile_source, nvrtc_available, nvrtc_version};
 
