@@ -21,20 +21,20 @@ for line in sys.stdin:
     except ValueError:
         continue
     exe = msg.get("executable")
-    if msg.get("reason") == "compiler-artifact" and exe:
+    if msg.get("reason") == "compiler-artifact" and exe and sys.argv[1] in msg["target"]["kind"]:
         print(msg["target"]["name"] + " " + exe)
-'
+' "$1"
 }
 
 echo "== building the CUDA tests (release)"
 cargo test --release --features cuda --no-run --message-format=json \
-    --test cuda_ops --test cuda_ptx --test cuda_train | executables > "$BUNDLE/.tests"
+    --test cuda_ops --test cuda_ptx --test cuda_train | executables test > "$BUNDLE/.tests"
 echo "== building the itlin binary with CUDA (for tests/cuda_train.rs, via ITLIN_BIN)"
 cargo build --release --features cuda --bin itlin --message-format=json \
-    | executables > "$BUNDLE/.bins"
+    | executables bin > "$BUNDLE/.bins"
 echo "== building the CUDA benchmark"
 cargo bench --features cuda --no-run --message-format=json --bench cuda \
-    | executables > "$BUNDLE/.benches"
+    | executables bench > "$BUNDLE/.benches"
 
 while read -r name exe; do
     cp "$exe" "$BUNDLE/$name"
