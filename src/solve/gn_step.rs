@@ -278,7 +278,7 @@ impl GaussNewtonStep {
         match probs {
             None => gram_lower(a.as_mut(), j.as_ref().transpose(), T::one_impl(), false),
             Some(pr) => {
-                let hj = h_times_jacobian(pr, &j);
+                let hj = h_times_rows(pr, j.as_ref());
                 matmul(
                     a.as_mut(),
                     Accum::Replace,
@@ -497,11 +497,6 @@ pub(crate) fn h_times_rows<T: Real>(probs: &Mat<T>, k: MatRef<'_, T>) -> Mat<T> 
         }
     }
     out
-}
-
-/// `H J` as a column-major `(N·C) × P` matrix.
-fn h_times_jacobian<T: Real>(probs: &Mat<T>, j: &Jacobian<T>) -> Mat<T> {
-    h_times_rows(probs, j.as_ref())
 }
 
 /// `diag(JᵀHJ)`.

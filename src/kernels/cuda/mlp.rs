@@ -429,6 +429,31 @@ pub fn signals<T: CudaReal>(
     })
 }
 
+/// `(N·C, P, C)` of the Jacobian built from `s`, checking the output buffer and that the
+/// signals belong to `mlp` (the shared precondition of every `write_jacobian*`).
+#[track_caller]
+fn jacobian_shape<T: CudaReal>(
+    what: &str,
+    mlp: &Mlp,
+    s: &DeviceSignals<T>,
+    len: usize,
+) -> (usize, usize, usize) {
+    let c = <Mlp as Model<f64>>::n_outputs(mlp);
+    let p = <Mlp as Model<f64>>::n_params(mlp);
+    let m = s.trace.n * c;
+    assert_eq!(
+        len,
+        m * p,
+        "cuda::mlp::{what}: buffer of {len} for a {m}×{p} Jacobian"
+    );
+    assert_eq!(
+        s.grads.len(),
+        mlp.layers().len(),
+        "cuda::mlp::{what}: signals of another MLP"
+    );
+    (m, p, c)
+}
+
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`, all
 /// layers in one launch (`ops::jacobian_all`: one pass of 16-byte streaming stores over the
 /// flat `J`); MLPs with more than `ops::JACOBIAN_MAX_LAYERS` layers take
@@ -446,20 +471,7 @@ pub fn write_jacobian<T: CudaReal>(
     s: &DeviceSignals<T>,
     j: &mut impl DevicePtrMut<T>,
 ) -> Result<()> {
-    let c = <Mlp as Model<f64>>::n_outputs(mlp);
-    let p = <Mlp as Model<f64>>::n_params(mlp);
-    let m = s.trace.n * c;
-    assert_eq!(
-        j.len(),
-        m * p,
-        "cuda::mlp::write_jacobian: buffer of {} for a {m}×{p} Jacobian",
-        j.len()
-    );
-    assert_eq!(
-        s.grads.len(),
-        mlp.layers().len(),
-        "cuda::mlp::write_jacobian: signals of another MLP"
-    );
+    let (m, p, c) = jacobian_shape("write_jacobian", mlp, s, j.len());
     if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
         return write_jacobian_v1(be, mlp, s, j);
     }
@@ -503,20 +515,7 @@ pub fn write_jacobian_v3<T: CudaReal>(
     j: &mut impl DevicePtrMut<T>,
     opts: ops::JacobianV3Opts,
 ) -> Result<()> {
-    let c = <Mlp as Model<f64>>::n_outputs(mlp);
-    let p = <Mlp as Model<f64>>::n_params(mlp);
-    let m = s.trace.n * c;
-    assert_eq!(
-        j.len(),
-        m * p,
-        "cuda::mlp::write_jacobian_v3: buffer of {} for a {m}×{p} Jacobian",
-        j.len()
-    );
-    assert_eq!(
-        s.grads.len(),
-        mlp.layers().len(),
-        "cuda::mlp::write_jacobian_v3: signals of another MLP"
-    );
+    let (m, p, c) = jacobian_shape("write_jacobian_v3", mlp, s, j.len());
     if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
         return write_jacobian_v1(be, mlp, s, j);
     }
@@ -539,20 +538,7 @@ pub fn write_jacobian_v1<T: CudaReal>(
     s: &DeviceSignals<T>,
     j: &mut impl DevicePtrMut<T>,
 ) -> Result<()> {
-    let c = <Mlp as Model<f64>>::n_outputs(mlp);
-    let p = <Mlp as Model<f64>>::n_params(mlp);
-    let m = s.trace.n * c;
-    assert_eq!(
-        j.len(),
-        m * p,
-        "cuda::mlp::write_jacobian_v1: buffer of {} for a {m}×{p} Jacobian",
-        j.len()
-    );
-    assert_eq!(
-        s.grads.len(),
-        mlp.layers().len(),
-        "cuda::mlp::write_jacobian_v1: signals of another MLP"
-    );
+    let (m, p, c) = jacobian_shape("write_jacobian_v1", mlp, s, j.len());
     for (l, layer) in mlp.layers().iter().enumerate() {
         ops::jacobian_layer(
             be,
