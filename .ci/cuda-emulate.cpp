@@ -247,6 +247,87 @@ template <class T> void test_elem() {
     vector<T> sq(49, 1);
     launch(1, 1, 32, [&] { add_diag_impl<T>(sq.data(), 7, T(2)); });
     for (int i = 0; i < 49; ++i) CHECK(sq[i] == (i % 8 == 0 ? 3 : 1), "diag %d", i);
+    // fill: misaligned starts, lengths below and above a packet, few threads (grid-stride)
+    for (int off = 0; off < 3; ++off)
+        for (long long n : {0LL, 1LL, 3LL, 17LL, 70LL}) {
+            vector<T> f(n + 8, NAN);
+            launch(2, 1, 8, [&] { fill_impl<T>(f.data() + off, n, T(2.5)); });
+            for (long long i = 0; i < (long long)f.size(); ++i) {
+                bool inside = i >= off && i < off + n;
+                CHECK(inside ? f[i] == T(2.5) : std::isnan(f[i]), "fill off=%d n=%lld i=%lld", off, n, i);
+            }
+        }
+}
+
+// v4 (weight stripes + gaps): J 16-byte aligned (shift = whole packets before it). The stripes
+// of every layer and the gaps are run into two separate NaN-filled copies: the elements each
+// writes must be disjoint, together cover J exactly, and equal the direct formula bit for bit.
+// `cap` bounds the slots per block (forces several column chunks), `rpb_groups` the weight-row
+// groups per block (forces a split over blockIdx.z).
+template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift, int cap, int rpb_groups, unsigned gap_blocks) {
+    constexpr int W = PackWidth<T>::value;
+    long long m = (long long)n * C, p = 0;
+    int L = (int)widths.size() - 1;
+    mt19937 r(13);
+    uniform_real_distribution<double> U(-1, 1);
+    vector<vector<T>> A(L), G(L);
+    JacLayers<T> tab{};
+    tab.count = L; tab.C = C;
+    for (int l = 0; l < L; ++l) {
+        int fi = widths[l], fo = widths[l + 1];
+        A[l].resize((size_t)n * fi); G[l].resize((size_t)m * fo);
+        for (auto& a : A[l]) a = U(r);
+        for (auto& g : G[l]) g = U(r);
+        tab.l[l] = JacLayer<T>{A[l].data(), G[l].data(), p, fi, fo, T(0.5 + l), T(1.5 - 0.25 * l)};
+        p += (long long)fo * (fi + 1);
+    }
+    const long long pad = 2 * W;
+    vector<T> Sbuf(m * p + 2 * pad, NAN), Gbuf(m * p + 2 * pad, NAN);
+    T* JS = Sbuf.data() + shift * W;
+    T* JG = Gbuf.data() + shift * W;
+    CHECK(((uintptr_t)JS & 15) == 0 && ((uintptr_t)JG & 15) == 0, "v4 test: J not 16-byte aligned");
+    for (int l = 0; l < L; ++l) {
+        const JacLayer<T>& Ly = tab.l[l];
+        const int tpr = Ly.fan_in / W;
+        const int tc = tpr < cap ? tpr : cap;
+        const int chunks = (tpr + tc - 1) / tc;
+        const int R = tc < 256 ? 256 / tc : 1;
+        const int groups = (Ly.fan_out + R - 1) / R;
+        const int g_per = rpb_groups < groups ? rpb_groups : groups;
+        const int rpb = g_per * R;
+        const int zs = (Ly.fan_out + rpb - 1) / rpb;
+        gridDim.x = (unsigned)m; gridDim.y = chunks; gridDim.z = zs; blockDim.x = tc * R;
+        for (unsigned z = 0; z < (unsigned)zs; ++z)
+            for (unsigned y = 0; y < (unsigned)chunks; ++y)
+                for (unsigned x = 0; x < (unsigned)m; ++x)
+                    for (unsigned t = 0; t < blockDim.x; ++t) {
+                        blockIdx.x = x; blockIdx.y = y; blockIdx.z = z; threadIdx.x = t;
+                        jacobian_stripes_impl<T>(JS, p, C, Ly.a, Ly.g, Ly.w_off, Ly.fan_in, Ly.fan_out, Ly.sw, tc, rpb);
+                    }
+    }
+    gridDim.y = gridDim.z = 1; blockIdx.y = blockIdx.z = 0;
+    launch(gap_blocks, 1, 32, [&] { jacobian_gaps_impl<T>(JG, m, p, tab); });
+    for (long long k = 0; k < (long long)Sbuf.size(); ++k) {
+        const long long f = k - shift * W;
+        if (f >= 0 && f < m * p) continue;
+        CHECK(std::isnan(Sbuf[k]) && std::isnan(Gbuf[k]), "jac_v4 wrote outside J at %lld", f);
+    }
+    long long n_stripes = 0;
+    for (long long rr = 0; rr < m; ++rr)
+        for (long long k = 0; k < p; ++k) {
+            int l = 0;
+            while (l + 1 < L && k >= tab.l[l + 1].w_off) ++l;
+            const JacLayer<T>& Ly = tab.l[l];
+            long long e = k - Ly.w_off, nw = (long long)Ly.fan_out * Ly.fan_in;
+            T want = e < nw ? (Ly.sw * G[l][rr * Ly.fan_out + e / Ly.fan_in]) * A[l][(rr / C) * Ly.fan_in + e % Ly.fan_in]
+                            : Ly.sb * G[l][rr * Ly.fan_out + e - nw];
+            T s = JS[rr * p + k], g = JG[rr * p + k];
+            n_stripes += !std::isnan(s);
+            CHECK(std::isnan(s) != std::isnan(g), "jac_v4 r=%lld k=%lld written by %s", rr, k, std::isnan(s) ? "neither kernel" : "both kernels");
+            T got = std::isnan(s) ? g : s;
+            CHECK(got == want, "jac_v4 r=%lld k=%lld got %g want %g (shift %d, cap %d)", rr, k, (double)got, (double)want, shift, cap);
+        }
+    CHECK(n_stripes > 0 || m * p < 4 * W, "jac_v4: the stripes wrote nothing");
 }
 
 int main() {
@@ -280,6 +361,17 @@ int main() {
         test_jac_v3<double>(2, 10, {9, 6, 10}, off, 3, 32, 7);
         test_jac_v3<double>(3, 3, {7, 5, 4, 3}, off, 1, 64, 2);
         test_jac_v3<float>(3, 2, {17, 9, 5}, off, 7, 32, 64);        // fan_in > W, i-row crossings
+    }
+    for (int shift = 0; shift < 2; ++shift) {
+        // v4: weight stripes + gaps. p % 4 == 2 (as 784-128-128-10), odd p, spilling slots,
+        // several column chunks (cap), weight rows split over z (rpb_groups), fan_out = 1.
+        test_jac_v4<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1000, 3);
+        test_jac_v4<float>(3, 3, {8, 4, 12, 3}, shift, 2, 1, 2);
+        test_jac_v4<float>(5, 1, {4, 1}, shift, 1024, 1000, 1);
+        test_jac_v4<float>(2, 2, {20, 4, 8, 1}, shift, 3, 2, 4);
+        test_jac_v4<double>(2, 10, {8, 6, 10}, shift, 1024, 1000, 3);
+        test_jac_v4<double>(3, 3, {6, 4, 4, 3}, shift, 2, 1, 1);
+        test_jac_v4<double>(3, 2, {2, 6, 3}, shift, 1, 3, 2);
     }
     test_col_sum<float>(37, 45, 8, 2);
     test_col_sum<double>(100, 10, 7, 1);

@@ -39,6 +39,8 @@ struct Bench {
     rows: Vec<Row>,
     quick: bool,
     copy_gbs: f64,
+    /// Write-only ceiling: the better of `cuMemsetD8` and the `fill` kernel (GB written / s).
+    write_gbs: f64,
     gemm_gflops: [f64; 2],
     /// (N, dtype, seconds of cuBLAS Grams + cuSOLVER + VJP) of each run, for the v2 GN row.
     gn_parts: Vec<(usize, &'static str, f64)>,
@@ -774,6 +776,58 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                         }
                     }
                 }
+                // v4: weight stripes (activations in registers, one store per weight row)
+                // plus the gaps kernel; checked against v2 through J v (must be exactly 0).
+                let dims: Vec<(usize, usize)> =
+                    mlp.layers().iter().map(|l| (l.fan_in, l.fan_out)).collect();
+                let own = ops::jacobian_v4_applies::<T>(m, &dims);
+                let timed = b.time(
+                    0.3,
+                    || Ok(()),
+                    || Ok(dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j)?),
+                );
+                let wc = b.write_gbs;
+                let note = |t4: f64| {
+                    format!(
+                        "stripes + gaps{}; v2/v4 = {:.2}; {:.2} of the write-only ceiling {:.0} GB/s",
+                        if own { "" } else { " (fell back to v2)" },
+                        t2 / t4,
+                        j_bytes / t4 / 1e9 / wc,
+                        wc
+                    )
+                };
+                let t4 = b.report(
+                    "jacobian_write_v4",
+                    n,
+                    dt,
+                    timed,
+                    j_bytes,
+                    "GB/s",
+                    cb,
+                    note(f64::NAN),
+                );
+                if let Some(t4) = t4 {
+                    if let Some(r) = b.rows.last_mut() {
+                        r.note = note(t4);
+                    }
+                    let mut y4 = b.be.zeros::<T>(m)?;
+                    ops::j_v(&b.be, &j, m, p, &vd, &mut y4)?;
+                    let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y4)?);
+                    println!(
+                        "jacobian jacobian_write_v4 vs v2 (J v): max relative difference {d:.2e}{}",
+                        if d == 0.0 { "" } else { "  MISMATCH" }
+                    );
+                    b.push(
+                        "jacobian_v4",
+                        n,
+                        dt,
+                        t4 + t_sig,
+                        j_bytes,
+                        "GB/s",
+                        cb,
+                        "signals + write v4",
+                    );
+                }
                 dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
             }
         }
@@ -945,6 +999,39 @@ fn ceilings<T: CudaReal>(b: &mut Bench, j: &CudaSlice<T>) -> Res<()> {
         b.copy_gbs,
         "read + write; the bandwidth ceiling",
     );
+    // Write-only ceilings on the same buffer: the driver's memset and our 16-byte streaming
+    // store kernel (the store the Jacobian kernels use). A Jacobian assembly writes J and
+    // reads almost nothing, so these, not the copy, bound it.
+    let wbytes = (len * std::mem::size_of::<T>()) as f64;
+    let t = b.time(0.3, || Ok(()), || Ok(b.be.stream().memset_zeros(&mut dst)?))?;
+    b.write_gbs = b.write_gbs.max(wbytes / t / 1e9);
+    let cb = b.copy_gbs;
+    b.push(
+        "write_memset",
+        0,
+        dt,
+        t,
+        wbytes,
+        "GB/s",
+        cb,
+        "cuMemsetD8, write only",
+    );
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(ops::fill(&b.be, &mut dst, T::one_impl())?),
+    )?;
+    b.write_gbs = b.write_gbs.max(wbytes / t / 1e9);
+    b.push(
+        "write_fill",
+        0,
+        dt,
+        t,
+        wbytes,
+        "GB/s",
+        cb,
+        "fill kernel, 16-byte st.global.cs, write only",
+    );
     drop(dst);
     let (mm, nn, kk) = (8192usize, 8192usize, 4096usize);
     if j.len() >= mm * kk + kk * nn {
@@ -1015,6 +1102,7 @@ fn main() -> Res<()> {
         rows: Vec::new(),
         quick,
         copy_gbs: 0.0,
+        write_gbs: 0.0,
         gemm_gflops: [0.0; 2],
         gn_parts: Vec::new(),
     };

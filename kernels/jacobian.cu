@@ -427,3 +427,122 @@ __device__ __forceinline__ void jac3_table(JacLayer<T>* tab, const JacLayers<T>&
 ITLIN_JACOBIAN_V3(float, f32)
 ITLIN_JACOBIAN_V3(double, f64)
 #endif
+
+// v4: weight stripes. For a layer whose fan_in is a multiple of W, the packets of one weight
+// row i of one J row r that lie wholly inside the layer's weight block repeat the same
+// pattern for every i: packet slot t (0 <= t < fan_in / W) of weight row i starts u + t*W
+// elements after the row's start, u = (W - (r*p + w_off) % W) % W the distance from the
+// block's start to its first 16-byte boundary, so its element j reads the fixed activation
+// a[n, k_j] (k_j = (u + t*W + j) mod fan_in) and the signal of weight row i + d_j
+// (d_j = (u + t*W + j) div fan_in, 0 or 1: the last slot spills into the next weight row
+// when u > 0). A thread owns one slot: it loads its W activations once and then writes one
+// 16-byte streaming store per weight row, with one (broadcast) load of g[i] (two for the
+// spilling slot): no division, no layer search, no per-element loads in the loop.
+// Block (tc * R threads): blockIdx.x = row r of J, blockIdx.y = chunk of tc slots,
+// blockIdx.z = range of `rows_per_block` weight rows (a multiple of R); thread
+// (slot t = y*tc + tid % tc, ii = tid / tc) writes weight rows i = i0 + ii, i0 + ii + R, ...
+// The packets that are not wholly inside a weight block (around the biases, the layer and
+// row boundaries, and the scalar tail of J) are written by `jacobian_gaps`. J must be
+// 16-byte aligned (the host checks). Values are bit-identical to v1-v3: (s_w*g)*a, s_b*g.
+template <typename T>
+__device__ void jacobian_stripes_impl(T* __restrict__ J, i64 p, int C, const T* __restrict__ A,
+                                      const T* __restrict__ G, i64 w_off, int fan_in,
+                                      int fan_out, T sw, int tc, int rows_per_block) {
+    constexpr int W = PackWidth<T>::value;
+    const int tpr = fan_in / W;
+    const int t = (int)blockIdx.y * tc + (int)(threadIdx.x % tc);
+    const int R = (int)blockDim.x / tc;
+    const int ii = (int)threadIdx.x / tc;
+    if (t >= tpr) return;
+    const i64 r = blockIdx.x;
+    const i64 n = r / C;
+    const i64 base = r * p + w_off;
+    const int u = (int)((W - base % W) % W);
+    const T* a = A + n * fan_in;
+    T av[W];
+    bool next[W];
+#pragma unroll
+    for (int j = 0; j < W; ++j) {
+        const int o = u + t * W + j;
+        next[j] = o >= fan_in;
+        av[j] = a[next[j] ? o - fan_in : o];
+    }
+    const bool spill = next[W - 1];
+    const int i0 = (int)blockIdx.z * rows_per_block + ii;
+    const i64 i_end = ((i64)blockIdx.z + 1) * rows_per_block;
+    int i1 = i_end > fan_out ? fan_out : (int)i_end;
+    // The spilling slot's packet of the last weight row runs into the bias: not ours.
+    if (spill && i1 > fan_out - 1) i1 = fan_out - 1;
+    const T* g = G + r * fan_out;
+    Pack<T>* dst = reinterpret_cast<Pack<T>*>(J + base + u) + (i64)i0 * tpr + t;
+    const i64 step = (i64)R * tpr;
+    for (int i = i0; i < i1; i += R, dst += step) {
+        const T g0 = sw * g[i];
+        const T g1 = spill ? sw * g[i + 1] : g0;
+        Pack<T> o;
+#pragma unroll
+        for (int j = 0; j < W; ++j) o.x[j] = (next[j] ? g1 : g0) * av[j];
+        store_cs(dst, o);
+    }
+}
+
+// The complement of `jacobian_stripes`: for every row r and layer l, the packets that overlap
+// the gap [r*p + w_off_l + fan_out_l*fan_in_l, r*p + w_off_{l+1}) between the layer's weight
+// block and the next one (w_off_L = p: the next row's first layer), i.e. its biases plus the
+// packets straddling a weight block's edge or a row boundary, element by element as `jac_any`.
+// Packets past the end of J are written element-wise up to m*p. Grid-stride over rows.
+template <typename T>
+__device__ void jacobian_gaps_impl(T* __restrict__ J, i64 m, i64 p, const JacLayers<T>& layers) {
+    constexpr int W = PackWidth<T>::value;
+    __shared__ JacLayer<T> tab[ITLIN_JAC_MAX_LAYERS];
+    const int count = layers.count;
+    const i64 C = layers.C;
+#pragma unroll
+    for (int l = 0; l < ITLIN_JAC_MAX_LAYERS; ++l)
+        if (threadIdx.x == 0 && l < count) tab[l] = layers.l[l];
+    __syncthreads();
+    const i64 total = m * p;
+    for (i64 r = blockIdx.x; r < m; r += gridDim.x) {
+        for (int l = 0; l < count; ++l) {
+            const JacLayer<T>& L = tab[l];
+            const i64 gs = r * p + L.w_off + (i64)L.fan_out * L.fan_in;
+            const i64 ge = r * p + (l + 1 < count ? tab[l + 1].w_off : p);
+            const i64 q1 = (ge + W - 1) / W;
+            for (i64 q = gs / W + threadIdx.x; q < q1; q += blockDim.x) {
+                Pack<T> o;
+#pragma unroll
+                for (int j = 0; j < W; ++j) {
+                    const i64 f = q * W + j;
+                    if (f < total) {
+                        const i64 rj = f / p;
+                        o.x[j] = jac_any(tab, count, rj, rj / C, f - rj * p);
+                    } else {
+                        o.x[j] = T(0);
+                    }
+                }
+                if ((q + 1) * W <= total) {
+                    store_cs(reinterpret_cast<Pack<T>*>(J) + q, o);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < W; ++j)
+                        if (q * W + j < total) J[q * W + j] = o.x[j];
+                }
+            }
+        }
+    }
+}
+
+#define ITLIN_JACOBIAN_V4(T, SUF)                                                                 \
+    extern "C" __global__ void jacobian_stripes_##SUF(T* J, i64 p, int C, const T* A,             \
+                                                      const T* G, i64 w_off, int fan_in,          \
+                                                      int fan_out, T sw, int tc,                  \
+                                                      int rows_per_block) {                       \
+        jacobian_stripes_impl<T>(J, p, C, A, G, w_off, fan_in, fan_out, sw, tc, rows_per_block); \
+    }                                                                                             \
+    extern "C" __global__ void jacobian_gaps_##SUF(T* J, i64 m, i64 p,                            \
+                                                   const JacLayers<T> layers) {                   \
+        jacobian_gaps_impl<T>(J, m, p, layers);                                                   \
+    }
+
+ITLIN_JACOBIAN_V4(float, f32)
+ITLIN_JACOBIAN_V4(double, f64)

@@ -1,0 +1,198 @@
+//! The fourth Jacobian assembly (`jacobian_stripes` + `jacobian_gaps` of
+//! `kernels/jacobian.cu`): one thread per 16-byte column slot of a layer's weight rows, its
+//! activations held in registers, one streaming store per weight row; the packets around the
+//! biases and the layer and row boundaries in a second, small kernel.
+
+use super::layer::jac_table;
+use super::{CudaBackend, JacobianLayer, Result, wr};
+use crate::kernels::cuda::blas::CudaReal;
+use crate::kernels::cuda::context::dev_err;
+use crate::kernels::cuda::nvrtc::Family;
+use cudarc::driver::{DevicePtrMut, LaunchConfig, PushKernelArg};
+
+/// Threads per block of `jacobian_gaps` (a row's gaps hold a few hundred elements).
+const GAP_THREADS: u32 = 128;
+
+/// Launch geometry of `jacobian_stripes` for one layer (see [`stripe_geometry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StripeGeometry {
+    /// Slots (16-byte packets) per weight row: `fan_in / W`.
+    pub slots: usize,
+    /// Slots per block (`tc`), at most 1024.
+    pub slots_per_block: usize,
+    /// Weight rows written at once by one block (`R`): `tc · R` threads.
+    pub rows_at_once: usize,
+    /// Weight rows per block along `blockIdx.z` (a multiple of `R`).
+    pub rows_per_block: usize,
+    /// Grid: `(m, ⌈slots / tc⌉, ⌈fan_out / rows_per_block⌉)`.
+    pub grid: (usize, usize, usize),
+}
+
+/// The geometry of `jacobian_stripes` for a layer `fan_in → fan_out` in a Jacobian of `m`
+/// rows on a device with `sms` multiprocessors, `w = 16 / size_of::<T>()`: a block covers
+/// `tc = min(fan_in / w, 1024)` slots of `R = max(1, 256 / tc)` weight rows at a time, and the
+/// weight rows are split over `blockIdx.z` only when `m` rows alone would give fewer than
+/// `8 · sms` blocks. `None` when the kernel does not apply: `fan_in` is not a multiple of `w`,
+/// or a grid dimension would overflow.
+pub fn stripe_geometry(
+    w: usize,
+    fan_in: usize,
+    fan_out: usize,
+    m: usize,
+    sms: usize,
+) -> Option<StripeGeometry> {
+    if w == 0 || fan_in == 0 || !fan_in.is_multiple_of(w) || fan_out == 0 || m == 0 {
+        return None;
+    }
+    let slots = fan_in / w;
+    let tc = slots.min(1024);
+    let chunks = slots.div_ceil(tc);
+    let r = if tc < 256 { 256 / tc } else { 1 };
+    let groups = fan_out.div_ceil(r);
+    let want = (8 * sms.max(1)).div_ceil(m * chunks);
+    let split = want.clamp(1, groups);
+    let rows_per_block = groups.div_ceil(split) * r;
+    let z = fan_out.div_ceil(rows_per_block);
+    let fits = m <= i32::MAX as usize && chunks <= 65_535 && z <= 65_535;
+    fits.then_some(StripeGeometry {
+        slots,
+        slots_per_block: tc,
+        rows_at_once: r,
+        rows_per_block,
+        grid: (m, chunks, z),
+    })
+}
+
+/// Whether [`jacobian_v4`] runs its own kernels for these layers (`(fan_in, fan_out)`) rather
+/// than falling back to [`super::jacobian_all`]: every `fan_in` is a multiple of
+/// `16 / size_of::<T>()` (then each weight row repeats the same 16-byte packet pattern) and
+/// the grids fit. The Jacobian buffer must also be 16-byte aligned, checked at the call.
+pub fn jacobian_v4_applies<T>(m: usize, dims: &[(usize, usize)]) -> bool {
+    let w = 16 / std::mem::size_of::<T>();
+    dims.iter()
+        .all(|&(fi, fo)| stripe_geometry(w, fi, fo, m.max(1), 1).is_some())
+}
+
+/// The whole explicit Jacobian `J` (row-major `m × p`, `m = N·C`), the same values as
+/// [`super::jacobian_all`] bit for bit:
+/// `J[r, w_l + i·fan_in + k] = (s_w G_l[r, i]) A_{l−1}[r / C, k]`,
+/// `J[r, w_l + fan_out·fan_in + i] = s_b G_l[r, i]`.
+/// Per layer, `jacobian_stripes` writes every 16-byte packet lying wholly inside the weight
+/// block: a thread holds the `W` activations of one column slot in registers and stores one
+/// packet per weight row (no division, no per-element loads). Then `jacobian_gaps` writes the
+/// packets around the biases and the layer and row boundaries element by element. Layers
+/// whose `fan_in` is not a multiple of `W` or a misaligned `J` go to
+/// [`super::jacobian_all`] ([`jacobian_v4_applies`]).
+///
+/// # Panics
+/// As [`super::jacobian_all`].
+///
+/// # Errors
+/// [`crate::Error::Device`] if a kernel cannot be compiled or launched, or a size exceeds 32 bits.
+#[track_caller]
+pub fn jacobian_v4<T: CudaReal>(
+    be: &CudaBackend,
+    j: &mut impl DevicePtrMut<T>,
+    m: usize,
+    p: usize,
+    c: usize,
+    layers: &[JacobianLayer<'_, T>],
+) -> Result<()> {
+    let raw = jac_table(j.len(), m, p, c, layers, be, "jacobian_v4")?;
+    if m == 0 {
+        return Ok(());
+    }
+    let w = 16 / std::mem::size_of::<T>();
+    let sms = be.sm_count();
+    let geoms: Option<Vec<StripeGeometry>> = layers
+        .iter()
+        .map(|l| stripe_geometry(w, l.fan_in, l.fan_out, m, sms))
+        .collect();
+    let jp = wr(be, j);
+    let Some(geoms) = geoms.filter(|_| jp % 16 == 0) else {
+        return super::jacobian_all(be, j, m, p, c, layers);
+    };
+    let (mi, pi, ci) = (m as i64, p as i64, c as i32);
+    let gaps = LaunchConfig {
+        grid_dim: (m.min(be.sm_count().max(1) * 16) as u32, 1, 1),
+        block_dim: (GAP_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    launch!(
+        be,
+        Family::Jacobian,
+        "jacobian_gaps",
+        T,
+        gaps,
+        [&jp, &mi, &pi, &raw]
+    );
+    for (l, g) in raw.l.iter().zip(&geoms) {
+        let cfg = LaunchConfig {
+            grid_dim: (g.grid.0 as u32, g.grid.1 as u32, g.grid.2 as u32),
+            block_dim: ((g.slots_per_block * g.rows_at_once) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // tc ≤ 1024; rows_per_block < fan_out + R, and fan_out fits 32 bits (jac_table)
+        let (tc, rpb) = (g.slots_per_block as i32, g.rows_per_block as i32);
+        launch!(
+            be,
+            Family::Jacobian,
+            "jacobian_stripes",
+            T,
+            cfg,
+            [
+                &jp, &pi, &ci, &l.a, &l.g, &l.w_off, &l.fan_in, &l.fan_out, &l.sw, &tc, &rpb
+            ]
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_of_the_benchmark_mlp() {
+        // 784-128-128-10, f32 (W = 4), N = 1024: m = 10240 rows, 132 SMs.
+        let g = stripe_geometry(4, 784, 128, 10_240, 132).unwrap();
+        assert_eq!(
+            (g.slots, g.slots_per_block, g.rows_at_once, g.grid),
+            (196, 196, 1, (10_240, 1, 1))
+        );
+        assert_eq!(g.rows_per_block, 128);
+        let g = stripe_geometry(4, 128, 10, 10_240, 132).unwrap();
+        assert_eq!((g.slots_per_block, g.rows_at_once), (32, 8));
+        assert_eq!(g.grid, (10_240, 1, 1));
+        // f64 (W = 2): 392 slots per block.
+        let g = stripe_geometry(2, 784, 128, 10, 132).unwrap();
+        assert_eq!((g.slots_per_block, g.rows_at_once), (392, 1));
+        // few rows (m = 10): the 128 weight rows are split over z, 2 per block (asked for
+        // ⌈8·132 / 10⌉ = 106 parts, got 64 of ⌈128 / 106⌉ = 2 rows)
+        assert_eq!((g.rows_per_block, g.grid), (2, (10, 1, 64)));
+    }
+
+    #[test]
+    fn geometry_covers_every_weight_row_and_slot() {
+        for w in [2, 4] {
+            for fi in [4, 8, 12, 128, 784, 1028, 4096, 5000] {
+                for fo in [1, 2, 3, 7, 10, 128, 1000] {
+                    for m in [1, 3, 10, 10_240] {
+                        let Some(g) = stripe_geometry(w, fi, fo, m, 132) else {
+                            assert!(!fi.is_multiple_of(w));
+                            continue;
+                        };
+                        assert!(g.slots_per_block * g.rows_at_once <= 1024);
+                        assert!(g.rows_per_block.is_multiple_of(g.rows_at_once));
+                        assert!(g.grid.1 * g.slots_per_block >= g.slots);
+                        assert!((g.grid.1 - 1) * g.slots_per_block < g.slots);
+                        assert!(g.grid.2 * g.rows_per_block >= fo);
+                        assert!((g.grid.2 - 1) * g.rows_per_block < fo);
+                    }
+                }
+            }
+        }
+        assert!(stripe_geometry(4, 10, 3, 5, 132).is_none());
+        assert!(stripe_geometry(4, 0, 3, 5, 132).is_none());
+    }
+}
