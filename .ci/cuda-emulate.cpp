@@ -264,7 +264,7 @@ template <class T> void test_elem() {
 // writes must be disjoint, together cover J exactly, and equal the direct formula bit for bit.
 // `cap` bounds the slots per block (forces several column chunks), `rpb_groups` the weight-row
 // groups per block (forces a split over blockIdx.z).
-template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift, int cap, int rpb_groups, unsigned gap_blocks) {
+template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift, int cap, int rpb_groups, unsigned gap_blocks, int rmin = 1) {
     constexpr int W = PackWidth<T>::value;
     long long m = (long long)n * C, p = 0;
     int L = (int)widths.size() - 1;
@@ -291,19 +291,19 @@ template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift,
         const int tpr = Ly.fan_in / W;
         const int tc = tpr < cap ? tpr : cap;
         const int chunks = (tpr + tc - 1) / tc;
-        const int R = tc < 256 ? 256 / tc : 1;
+        const int R0 = tc < 256 ? 256 / tc : 1;
+        const int R = R0 > rmin ? R0 : rmin;
         const int groups = (Ly.fan_out + R - 1) / R;
         const int g_per = rpb_groups < groups ? rpb_groups : groups;
         const int rpb = g_per * R;
         const int zs = (Ly.fan_out + rpb - 1) / rpb;
-        gridDim.x = (unsigned)m; gridDim.y = chunks; gridDim.z = zs; blockDim.x = tc * R;
-        for (unsigned z = 0; z < (unsigned)zs; ++z)
-            for (unsigned y = 0; y < (unsigned)chunks; ++y)
-                for (unsigned x = 0; x < (unsigned)m; ++x)
-                    for (unsigned t = 0; t < blockDim.x; ++t) {
-                        blockIdx.x = x; blockIdx.y = y; blockIdx.z = z; threadIdx.x = t;
-                        jacobian_stripes_impl<T>(JS, p, C, Ly.a, Ly.g, Ly.w_off, Ly.fan_in, Ly.fan_out, Ly.sw, tc, rpb);
-                    }
+        gridDim.x = (unsigned)(m * zs); gridDim.y = chunks; blockDim.x = tc * R;
+        for (unsigned y = 0; y < (unsigned)chunks; ++y)
+            for (unsigned x = 0; x < gridDim.x; ++x)
+                for (unsigned t = 0; t < blockDim.x; ++t) {
+                    blockIdx.x = x; blockIdx.y = y; threadIdx.x = t;
+                    jacobian_stripes_impl<T>(JS, p, C, Ly.a, Ly.g, Ly.w_off, Ly.fan_in, Ly.fan_out, Ly.sw, tc, rpb, zs);
+                }
     }
     gridDim.y = gridDim.z = 1; blockIdx.y = blockIdx.z = 0;
     launch(gap_blocks, 1, 32, [&] { jacobian_gaps_impl<T>(JG, m, p, tab); });
@@ -372,6 +372,8 @@ int main() {
         test_jac_v4<double>(2, 10, {8, 6, 10}, shift, 1024, 1000, 3);
         test_jac_v4<double>(3, 3, {6, 4, 4, 3}, shift, 2, 1, 1);
         test_jac_v4<double>(3, 2, {2, 6, 3}, shift, 1, 3, 2);
+        test_jac_v4<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1, 3, 2);  // 2 weight rows at once
+        test_jac_v4<double>(3, 3, {6, 4, 4, 3}, shift, 1024, 1, 2, 3);    // R = 3 (odd)
     }
     test_col_sum<float>(37, 45, 8, 2);
     test_col_sum<double>(100, 10, 7, 1);

@@ -590,6 +590,8 @@ fn max_rel<T: Real>(a: &[T], b: &[T]) -> f64 {
         .iter()
         .zip(b)
         .map(|(x, y)| (x.to_f64() - y.to_f64()).abs())
+        // a NaN (an element some kernel never wrote) is an infinite difference, not skipped
+        .map(|d| if d.is_nan() { f64::INFINITY } else { d })
         .fold(0.0, f64::max);
     if diff == 0.0 {
         0.0
@@ -692,6 +694,8 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                         t / t2
                     );
                 }
+                ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
+                dmlp::write_jacobian(&b.be, &mlp, &sig, &mut j)?;
                 ops::j_v(&b.be, &j, m, p, &vd, &mut y2)?;
                 let d = max_rel(&b.be.download(&y1)?, &b.be.download(&y2)?);
                 println!(
@@ -755,6 +759,8 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                         if let Some(r) = b.rows.last_mut() {
                             r.note = note(t3);
                         }
+                        ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
+                        dmlp::write_jacobian_v3(&b.be, &mlp, &sig, &mut j, opts)?;
                         let mut y3 = b.be.zeros::<T>(m)?;
                         ops::j_v(&b.be, &j, m, p, &vd, &mut y3)?;
                         let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y3)?);
@@ -777,56 +783,101 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                     }
                 }
                 // v4: weight stripes (activations in registers, one store per weight row)
-                // plus the gaps kernel; checked against v2 through J v (must be exactly 0).
+                // plus the gaps kernel, in several block shapes; each checked against v2
+                // through J v (must be exactly 0). Then each kernel of the default alone.
                 let dims: Vec<(usize, usize)> =
                     mlp.layers().iter().map(|l| (l.fan_in, l.fan_out)).collect();
                 let own = ops::jacobian_v4_applies::<T>(m, &dims);
-                let timed = b.time(
-                    0.3,
-                    || Ok(()),
-                    || Ok(dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j)?),
-                );
+                let o4 =
+                    |rows: usize, at_once: usize, kernels: ops::V4Kernels| ops::JacobianV4Opts {
+                        weight_rows_per_block: rows,
+                        min_rows_at_once: at_once,
+                        kernels,
+                    };
+                let both = ops::V4Kernels::Both;
+                let v4_rows = [
+                    (
+                        "jacobian_write_v4",
+                        o4(0, 0, both),
+                        "all weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w1",
+                        o4(1, 0, both),
+                        "1 weight row per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w1x2",
+                        o4(1, 2, both),
+                        "2 weight rows per block, at once",
+                    ),
+                    (
+                        "jacobian_write_v4_w4",
+                        o4(4, 0, both),
+                        "4 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w16",
+                        o4(16, 0, both),
+                        "16 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_stripes",
+                        o4(0, 0, ops::V4Kernels::StripesOnly),
+                        "the stripes kernels alone (default shape)",
+                    ),
+                    (
+                        "jacobian_write_v4_gaps",
+                        o4(0, 0, ops::V4Kernels::GapsOnly),
+                        "the gaps kernel alone",
+                    ),
+                ];
                 let wc = b.write_gbs;
-                let note = |t4: f64| {
-                    format!(
-                        "stripes + gaps{}; v2/v4 = {:.2}; {:.2} of the write-only ceiling {:.0} GB/s",
-                        if own { "" } else { " (fell back to v2)" },
-                        t2 / t4,
-                        j_bytes / t4 / 1e9 / wc,
-                        wc
-                    )
-                };
-                let t4 = b.report(
-                    "jacobian_write_v4",
-                    n,
-                    dt,
-                    timed,
-                    j_bytes,
-                    "GB/s",
-                    cb,
-                    note(f64::NAN),
-                );
-                if let Some(t4) = t4 {
+                for (name, opts, what) in v4_rows {
+                    let timed = b.time(
+                        0.3,
+                        || Ok(()),
+                        || Ok(dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j, opts)?),
+                    );
+                    let note = |t4: f64| {
+                        format!(
+                            "{what}{}; v2/v4 = {:.2}; {:.2} of the write-only ceiling {:.0} GB/s",
+                            if own { "" } else { " (fell back to v2)" },
+                            t2 / t4,
+                            j_bytes / t4 / 1e9 / wc,
+                            wc
+                        )
+                    };
+                    let t4 = b.report(name, n, dt, timed, j_bytes, "GB/s", cb, note(f64::NAN));
+                    let Some(t4) = t4 else { continue };
                     if let Some(r) = b.rows.last_mut() {
                         r.note = note(t4);
                     }
+                    if opts.kernels != both {
+                        continue;
+                    }
+                    // one more call into a NaN-poisoned J, so an element it misses shows
+                    ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
+                    dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j, opts)?;
                     let mut y4 = b.be.zeros::<T>(m)?;
                     ops::j_v(&b.be, &j, m, p, &vd, &mut y4)?;
                     let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y4)?);
                     println!(
-                        "jacobian jacobian_write_v4 vs v2 (J v): max relative difference {d:.2e}{}",
+                        "jacobian {name} vs v2 (J v): max relative difference {d:.2e}{}",
                         if d == 0.0 { "" } else { "  MISMATCH" }
                     );
-                    b.push(
-                        "jacobian_v4",
-                        n,
-                        dt,
-                        t4 + t_sig,
-                        j_bytes,
-                        "GB/s",
-                        cb,
-                        "signals + write v4",
-                    );
+                    if name == "jacobian_write_v4" {
+                        b.push(
+                            "jacobian_v4",
+                            n,
+                            dt,
+                            t4 + t_sig,
+                            j_bytes,
+                            "GB/s",
+                            cb,
+                            "signals + write v4",
+                        );
+                    }
                 }
                 dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
             }

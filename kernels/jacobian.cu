@@ -438,8 +438,9 @@ ITLIN_JACOBIAN_V3(double, f64)
 // when u > 0). A thread owns one slot: it loads its W activations once and then writes one
 // 16-byte streaming store per weight row, with one (broadcast) load of g[i] (two for the
 // spilling slot): no division, no layer search, no per-element loads in the loop.
-// Block (tc * R threads): blockIdx.x = row r of J, blockIdx.y = chunk of tc slots,
-// blockIdx.z = range of `rows_per_block` weight rows (a multiple of R); thread
+// Block (tc * R threads): blockIdx.x = r * zs + iz (row r of J, range iz of `rows_per_block`
+// weight rows, a multiple of R: consecutive blocks write consecutive memory, so the blocks
+// resident at one time write a narrow window of J), blockIdx.y = chunk of tc slots; thread
 // (slot t = y*tc + tid % tc, ii = tid / tc) writes weight rows i = i0 + ii, i0 + ii + R, ...
 // The packets that are not wholly inside a weight block (around the biases, the layer and
 // row boundaries, and the scalar tail of J) are written by `jacobian_gaps`. J must be
@@ -447,14 +448,15 @@ ITLIN_JACOBIAN_V3(double, f64)
 template <typename T>
 __device__ void jacobian_stripes_impl(T* __restrict__ J, i64 p, int C, const T* __restrict__ A,
                                       const T* __restrict__ G, i64 w_off, int fan_in,
-                                      int fan_out, T sw, int tc, int rows_per_block) {
+                                      int fan_out, T sw, int tc, int rows_per_block, int zs) {
     constexpr int W = PackWidth<T>::value;
     const int tpr = fan_in / W;
     const int t = (int)blockIdx.y * tc + (int)(threadIdx.x % tc);
     const int R = (int)blockDim.x / tc;
     const int ii = (int)threadIdx.x / tc;
     if (t >= tpr) return;
-    const i64 r = blockIdx.x;
+    const i64 r = blockIdx.x / zs;
+    const int iz = (int)(blockIdx.x - r * zs);
     const i64 n = r / C;
     const i64 base = r * p + w_off;
     const int u = (int)((W - base % W) % W);
@@ -468,8 +470,8 @@ __device__ void jacobian_stripes_impl(T* __restrict__ J, i64 p, int C, const T* 
         av[j] = a[next[j] ? o - fan_in : o];
     }
     const bool spill = next[W - 1];
-    const int i0 = (int)blockIdx.z * rows_per_block + ii;
-    const i64 i_end = ((i64)blockIdx.z + 1) * rows_per_block;
+    const int i0 = iz * rows_per_block + ii;
+    const i64 i_end = ((i64)iz + 1) * rows_per_block;
     int i1 = i_end > fan_out ? fan_out : (int)i_end;
     // The spilling slot's packet of the last weight row runs into the bias: not ours.
     if (spill && i1 > fan_out - 1) i1 = fan_out - 1;
@@ -536,8 +538,9 @@ __device__ void jacobian_gaps_impl(T* __restrict__ J, i64 m, i64 p, const JacLay
     extern "C" __global__ void jacobian_stripes_##SUF(T* J, i64 p, int C, const T* A,             \
                                                       const T* G, i64 w_off, int fan_in,          \
                                                       int fan_out, T sw, int tc,                  \
-                                                      int rows_per_block) {                       \
-        jacobian_stripes_impl<T>(J, p, C, A, G, w_off, fan_in, fan_out, sw, tc, rows_per_block); \
+                                                      int rows_per_block, int zs) {               \
+        jacobian_stripes_impl<T>(J, p, C, A, G, w_off, fan_in, fan_out, sw, tc, rows_per_block,  \
+                                 zs);                                                             \
     }                                                                                             \
     extern "C" __global__ void jacobian_gaps_##SUF(T* J, i64 m, i64 p,                            \
                                                    const JacLayers<T> layers) {                   \

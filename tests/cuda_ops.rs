@@ -396,7 +396,14 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
         (3, Some(v3(false, 0, 1))),
         (3, Some(v3(true, 1, 1))),
         (4, None),
+        (5, None),
     ];
+    // v5 = v4 with one weight row per block written two at a time (the narrow-window order)
+    let v4_narrow = ops::JacobianV4Opts {
+        weight_rows_per_block: 1,
+        min_rows_at_once: 2,
+        ..Default::default()
+    };
     for (ver, opts) in variants {
         for offset in [0, 1, 2, 4] {
             let mut jn = nan_buf::<T>(be, nc * p + 4);
@@ -405,7 +412,10 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
                 match (ver, opts) {
                     (1, _) => dmlp::write_jacobian_v1(be, mlp, &s, &mut view).unwrap(),
                     (3, Some(o)) => dmlp::write_jacobian_v3(be, mlp, &s, &mut view, o).unwrap(),
-                    (4, _) => dmlp::write_jacobian_v4(be, mlp, &s, &mut view).unwrap(),
+                    (4, _) => {
+                        dmlp::write_jacobian_v4(be, mlp, &s, &mut view, Default::default()).unwrap()
+                    }
+                    (5, _) => dmlp::write_jacobian_v4(be, mlp, &s, &mut view, v4_narrow).unwrap(),
                     _ => dmlp::write_jacobian(be, mlp, &s, &mut view).unwrap(),
                 }
             }

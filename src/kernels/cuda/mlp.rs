@@ -525,9 +525,10 @@ pub fn write_jacobian_v3<T: CudaReal>(
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`, the
 /// same values as [`write_jacobian`] bit for bit, by `ops::jacobian_v4` (per layer, one thread
 /// per 16-byte column slot of the weight rows with its activations in registers; a second
-/// kernel for the packets around biases and boundaries). Falls back to `ops::jacobian_all`
-/// when a `fan_in` is not a multiple of `16 / size_of::<T>()` or `j` is misaligned, and to
-/// [`write_jacobian_v1`] for more than `ops::JACOBIAN_MAX_LAYERS` layers.
+/// kernel for the packets around biases and boundaries; `opts` sets the block shape). Falls
+/// back to `ops::jacobian_all` when a `fan_in` is not a multiple of `16 / size_of::<T>()` or
+/// `j` is misaligned, and to [`write_jacobian_v1`] for more than `ops::JACOBIAN_MAX_LAYERS`
+/// layers.
 ///
 /// # Panics
 /// If `j.len() != N·C·P` or the signals are not those of `mlp`.
@@ -540,12 +541,13 @@ pub fn write_jacobian_v4<T: CudaReal>(
     mlp: &Mlp,
     s: &DeviceSignals<T>,
     j: &mut impl DevicePtrMut<T>,
+    opts: ops::JacobianV4Opts,
 ) -> Result<()> {
     let (m, p, c) = jacobian_shape("write_jacobian_v4", mlp, s, j.len());
     if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
         return write_jacobian_v1(be, mlp, s, j);
     }
-    ops::jacobian_v4(be, j, m, p, c, &jacobian_layers(mlp, s))
+    ops::jacobian_v4(be, j, m, p, c, &jacobian_layers(mlp, s), opts)
 }
 
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`,

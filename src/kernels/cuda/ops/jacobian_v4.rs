@@ -13,6 +13,32 @@ use cudarc::driver::{DevicePtrMut, LaunchConfig, PushKernelArg};
 /// Threads per block of `jacobian_gaps` (a row's gaps hold a few hundred elements).
 const GAP_THREADS: u32 = 128;
 
+/// Launch options of [`jacobian_v4`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JacobianV4Opts {
+    /// Weight rows each block writes (rounded up to a multiple of the rows it writes at
+    /// once); `0` picks all of a layer's rows unless the grid would then be too small.
+    pub weight_rows_per_block: usize,
+    /// Weight rows a block writes at once (`R`), at least; `0` or `1` keeps the default
+    /// (`max(1, 256 / tc)`).
+    pub min_rows_at_once: usize,
+    /// Which of the two kernels to run: both (the default), or one of them alone to time it
+    /// (then part of `J` is left unwritten).
+    pub kernels: V4Kernels,
+}
+
+/// The kernels [`jacobian_v4`] launches ([`JacobianV4Opts::kernels`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum V4Kernels {
+    /// `jacobian_gaps` and `jacobian_stripes`: every element of `J`.
+    #[default]
+    Both,
+    /// Only the weight stripes (timing).
+    StripesOnly,
+    /// Only the gaps (timing).
+    GapsOnly,
+}
+
 /// Launch geometry of `jacobian_stripes` for one layer (see [`stripe_geometry`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StripeGeometry {
@@ -22,24 +48,28 @@ pub struct StripeGeometry {
     pub slots_per_block: usize,
     /// Weight rows written at once by one block (`R`): `tc · R` threads.
     pub rows_at_once: usize,
-    /// Weight rows per block along `blockIdx.z` (a multiple of `R`).
+    /// Weight rows per block (a multiple of `R`).
     pub rows_per_block: usize,
-    /// Grid: `(m, ⌈slots / tc⌉, ⌈fan_out / rows_per_block⌉)`.
-    pub grid: (usize, usize, usize),
+    /// Blocks per row of `J`: `zs = ⌈fan_out / rows_per_block⌉`.
+    pub blocks_per_row: usize,
+    /// Grid: `(m · zs, ⌈slots / tc⌉)`, block `x = r · zs + iz` (consecutive blocks write
+    /// consecutive memory).
+    pub grid: (usize, usize),
 }
 
 /// The geometry of `jacobian_stripes` for a layer `fan_in → fan_out` in a Jacobian of `m`
 /// rows on a device with `sms` multiprocessors, `w = 16 / size_of::<T>()`: a block covers
-/// `tc = min(fan_in / w, 1024)` slots of `R = max(1, 256 / tc)` weight rows at a time, and the
-/// weight rows are split over `blockIdx.z` only when `m` rows alone would give fewer than
-/// `8 · sms` blocks. `None` when the kernel does not apply: `fan_in` is not a multiple of `w`,
-/// or a grid dimension would overflow.
+/// `tc = min(fan_in / w, 1024)` slots of `R = max(1, 256 / tc, opts.min_rows_at_once)` weight
+/// rows at a time (`tc · R ≤ 1024`), and `opts.weight_rows_per_block` rows in all; by default
+/// all of them, unless `m` rows would give fewer than `8 · sms` blocks. `None` when the kernel
+/// does not apply: `fan_in` is not a multiple of `w`, or the grid would overflow.
 pub fn stripe_geometry(
     w: usize,
     fan_in: usize,
     fan_out: usize,
     m: usize,
     sms: usize,
+    opts: JacobianV4Opts,
 ) -> Option<StripeGeometry> {
     if w == 0 || fan_in == 0 || !fan_in.is_multiple_of(w) || fan_out == 0 || m == 0 {
         return None;
@@ -47,19 +77,26 @@ pub fn stripe_geometry(
     let slots = fan_in / w;
     let tc = slots.min(1024);
     let chunks = slots.div_ceil(tc);
-    let r = if tc < 256 { 256 / tc } else { 1 };
+    let r = (if tc < 256 { 256 / tc } else { 1 })
+        .max(opts.min_rows_at_once)
+        .min(1024 / tc);
     let groups = fan_out.div_ceil(r);
-    let want = (8 * sms.max(1)).div_ceil(m * chunks);
-    let split = want.clamp(1, groups);
-    let rows_per_block = groups.div_ceil(split) * r;
-    let z = fan_out.div_ceil(rows_per_block);
-    let fits = m <= i32::MAX as usize && chunks <= 65_535 && z <= 65_535;
+    let per_block = if opts.weight_rows_per_block == 0 {
+        let want = (8 * sms.max(1)).div_ceil(m * chunks);
+        groups.div_ceil(want.clamp(1, groups))
+    } else {
+        opts.weight_rows_per_block.div_ceil(r).min(groups)
+    };
+    let rows_per_block = per_block * r;
+    let zs = fan_out.div_ceil(rows_per_block);
+    let fits = m.checked_mul(zs).is_some_and(|x| x <= i32::MAX as usize) && chunks <= 65_535;
     fits.then_some(StripeGeometry {
         slots,
         slots_per_block: tc,
         rows_at_once: r,
         rows_per_block,
-        grid: (m, chunks, z),
+        blocks_per_row: zs,
+        grid: (m * zs, chunks),
     })
 }
 
@@ -69,8 +106,9 @@ pub fn stripe_geometry(
 /// the grids fit. The Jacobian buffer must also be 16-byte aligned, checked at the call.
 pub fn jacobian_v4_applies<T>(m: usize, dims: &[(usize, usize)]) -> bool {
     let w = 16 / std::mem::size_of::<T>();
-    dims.iter()
-        .all(|&(fi, fo)| stripe_geometry(w, fi, fo, m.max(1), 1).is_some())
+    dims.iter().all(|&(fi, fo)| {
+        stripe_geometry(w, fi, fo, m.max(1), 1, JacobianV4Opts::default()).is_some()
+    })
 }
 
 /// The whole explicit Jacobian `J` (row-major `m × p`, `m = N·C`), the same values as
@@ -97,6 +135,7 @@ pub fn jacobian_v4<T: CudaReal>(
     p: usize,
     c: usize,
     layers: &[JacobianLayer<'_, T>],
+    opts: JacobianV4Opts,
 ) -> Result<()> {
     let raw = jac_table(j.len(), m, p, c, layers, be, "jacobian_v4")?;
     if m == 0 {
@@ -106,7 +145,7 @@ pub fn jacobian_v4<T: CudaReal>(
     let sms = be.sm_count();
     let geoms: Option<Vec<StripeGeometry>> = layers
         .iter()
-        .map(|l| stripe_geometry(w, l.fan_in, l.fan_out, m, sms))
+        .map(|l| stripe_geometry(w, l.fan_in, l.fan_out, m, sms, opts))
         .collect();
     let jp = wr(be, j);
     let Some(geoms) = geoms.filter(|_| jp % 16 == 0) else {
@@ -118,22 +157,31 @@ pub fn jacobian_v4<T: CudaReal>(
         block_dim: (GAP_THREADS, 1, 1),
         shared_mem_bytes: 0,
     };
-    launch!(
-        be,
-        Family::Jacobian,
-        "jacobian_gaps",
-        T,
-        gaps,
-        [&jp, &mi, &pi, &raw]
-    );
+    if opts.kernels != V4Kernels::StripesOnly {
+        launch!(
+            be,
+            Family::Jacobian,
+            "jacobian_gaps",
+            T,
+            gaps,
+            [&jp, &mi, &pi, &raw]
+        );
+    }
+    if opts.kernels == V4Kernels::GapsOnly {
+        return Ok(());
+    }
     for (l, g) in raw.l.iter().zip(&geoms) {
         let cfg = LaunchConfig {
-            grid_dim: (g.grid.0 as u32, g.grid.1 as u32, g.grid.2 as u32),
+            grid_dim: (g.grid.0 as u32, g.grid.1 as u32, 1),
             block_dim: ((g.slots_per_block * g.rows_at_once) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         // tc ≤ 1024; rows_per_block < fan_out + R, and fan_out fits 32 bits (jac_table)
-        let (tc, rpb) = (g.slots_per_block as i32, g.rows_per_block as i32);
+        let (tc, rpb, zs) = (
+            g.slots_per_block as i32,
+            g.rows_per_block as i32,
+            g.blocks_per_row as i32,
+        );
         launch!(
             be,
             Family::Jacobian,
@@ -141,7 +189,7 @@ pub fn jacobian_v4<T: CudaReal>(
             T,
             cfg,
             [
-                &jp, &pi, &ci, &l.a, &l.g, &l.w_off, &l.fan_in, &l.fan_out, &l.sw, &tc, &rpb
+                &jp, &pi, &ci, &l.a, &l.g, &l.w_off, &l.fan_in, &l.fan_out, &l.sw, &tc, &rpb, &zs
             ]
         );
     }
@@ -152,24 +200,43 @@ pub fn jacobian_v4<T: CudaReal>(
 mod tests {
     use super::*;
 
+    fn geo(w: usize, fi: usize, fo: usize, m: usize) -> StripeGeometry {
+        stripe_geometry(w, fi, fo, m, 132, JacobianV4Opts::default()).unwrap()
+    }
+
     #[test]
     fn geometry_of_the_benchmark_mlp() {
         // 784-128-128-10, f32 (W = 4), N = 1024: m = 10240 rows, 132 SMs.
-        let g = stripe_geometry(4, 784, 128, 10_240, 132).unwrap();
+        let g = geo(4, 784, 128, 10_240);
         assert_eq!(
             (g.slots, g.slots_per_block, g.rows_at_once, g.grid),
-            (196, 196, 1, (10_240, 1, 1))
+            (196, 196, 1, (10_240, 1))
         );
-        assert_eq!(g.rows_per_block, 128);
-        let g = stripe_geometry(4, 128, 10, 10_240, 132).unwrap();
+        assert_eq!((g.rows_per_block, g.blocks_per_row), (128, 1));
+        let g = geo(4, 128, 10, 10_240);
         assert_eq!((g.slots_per_block, g.rows_at_once), (32, 8));
-        assert_eq!(g.grid, (10_240, 1, 1));
+        assert_eq!(g.grid, (10_240, 1));
         // f64 (W = 2): 392 slots per block.
-        let g = stripe_geometry(2, 784, 128, 10, 132).unwrap();
+        let g = geo(2, 784, 128, 10);
         assert_eq!((g.slots_per_block, g.rows_at_once), (392, 1));
-        // few rows (m = 10): the 128 weight rows are split over z, 2 per block (asked for
+        // few rows (m = 10): the 128 weight rows are split, 2 per block (asked for
         // ⌈8·132 / 10⌉ = 106 parts, got 64 of ⌈128 / 106⌉ = 2 rows)
-        assert_eq!((g.rows_per_block, g.grid), (2, (10, 1, 64)));
+        assert_eq!(
+            (g.rows_per_block, g.blocks_per_row, g.grid),
+            (2, 64, (640, 1))
+        );
+        // options: one weight row per block, two at once
+        let o = JacobianV4Opts {
+            weight_rows_per_block: 1,
+            min_rows_at_once: 2,
+            ..Default::default()
+        };
+        let g = stripe_geometry(4, 784, 128, 10_240, 132, o).unwrap();
+        assert_eq!(
+            (g.rows_at_once, g.rows_per_block, g.blocks_per_row),
+            (2, 2, 64)
+        );
+        assert_eq!(g.grid, (10_240 * 64, 1));
     }
 
     #[test]
@@ -178,21 +245,32 @@ mod tests {
             for fi in [4, 8, 12, 128, 784, 1028, 4096, 5000] {
                 for fo in [1, 2, 3, 7, 10, 128, 1000] {
                     for m in [1, 3, 10, 10_240] {
-                        let Some(g) = stripe_geometry(w, fi, fo, m, 132) else {
-                            assert!(!fi.is_multiple_of(w));
-                            continue;
-                        };
-                        assert!(g.slots_per_block * g.rows_at_once <= 1024);
-                        assert!(g.rows_per_block.is_multiple_of(g.rows_at_once));
-                        assert!(g.grid.1 * g.slots_per_block >= g.slots);
-                        assert!((g.grid.1 - 1) * g.slots_per_block < g.slots);
-                        assert!(g.grid.2 * g.rows_per_block >= fo);
-                        assert!((g.grid.2 - 1) * g.rows_per_block < fo);
+                        for (rows, rmin) in [(0, 0), (1, 0), (3, 2), (5, 3), (10_000, 1)] {
+                            let o = JacobianV4Opts {
+                                weight_rows_per_block: rows,
+                                min_rows_at_once: rmin,
+                                ..Default::default()
+                            };
+                            let Some(g) = stripe_geometry(w, fi, fo, m, 132, o) else {
+                                assert!(!fi.is_multiple_of(w));
+                                continue;
+                            };
+                            let zs = g.blocks_per_row;
+                            assert!(g.slots_per_block * g.rows_at_once <= 1024);
+                            assert!(g.rows_at_once >= rmin.min(1024 / g.slots_per_block));
+                            assert!(g.rows_per_block.is_multiple_of(g.rows_at_once));
+                            assert!(g.grid.1 * g.slots_per_block >= g.slots);
+                            assert!((g.grid.1 - 1) * g.slots_per_block < g.slots);
+                            assert!(zs * g.rows_per_block >= fo);
+                            assert!((zs - 1) * g.rows_per_block < fo);
+                            assert_eq!(g.grid.0, m * zs);
+                        }
                     }
                 }
             }
         }
-        assert!(stripe_geometry(4, 10, 3, 5, 132).is_none());
-        assert!(stripe_geometry(4, 0, 3, 5, 132).is_none());
+        let o = JacobianV4Opts::default();
+        assert!(stripe_geometry(4, 10, 3, 5, 132, o).is_none());
+        assert!(stripe_geometry(4, 0, 3, 5, 132, o).is_none());
     }
 }

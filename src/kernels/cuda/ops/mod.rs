@@ -112,7 +112,9 @@ mod layer;
 mod linalg;
 
 pub use jacobian_v3::{JacobianV3Opts, jacobian_v3, jacobian_v3_applies, jacobian_v3_smem};
-pub use jacobian_v4::{StripeGeometry, jacobian_v4, jacobian_v4_applies, stripe_geometry};
+pub use jacobian_v4::{
+    JacobianV4Opts, StripeGeometry, V4Kernels, jacobian_v4, jacobian_v4_applies, stripe_geometry,
+};
 pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u, jt_u_v1};
 pub use layer::{
     COL_SUM_ONE_STAGE_ROWS, JACOBIAN_MAX_LAYERS, JacobianLayer, bias_act, bias_act_in_place,
