@@ -98,54 +98,6 @@ template <class T> void test_jac_all(int n, int C, vector<int> widths, int off, 
         }
 }
 
-// v3 (sample tiles in shared memory): the kernel's item loop, with its two barrier-separated
-// phases (fill the tile, write the chunk) each run for every thread of the block in turn.
-template <class T> void test_jac_v3(int n, int C, vector<int> widths, int off, unsigned gx, unsigned bx, long long chunk) {
-    long long m = (long long)n * C, p = 0;
-    int L = (int)widths.size() - 1;
-    mt19937 r(9);
-    uniform_real_distribution<double> U(-1, 1);
-    vector<vector<T>> A(L), G(L);
-    JacLayers<T> tab{};
-    tab.count = L; tab.C = C;
-    for (int l = 0; l < L; ++l) {
-        int fi = widths[l], fo = widths[l + 1];
-        A[l].resize((size_t)n * fi); G[l].resize((size_t)m * fo);
-        for (auto& a : A[l]) a = U(r);
-        for (auto& g : G[l]) g = U(r);
-        tab.l[l] = JacLayer<T>{A[l].data(), G[l].data(), p, fi, fo, T(0.5 + l), T(1.5 - 0.25 * l)};
-        p += (long long)fo * (fi + 1);
-    }
-    vector<T> Jbuf(m * p + 8, NAN), ref(m * p + 8, NAN);
-    T* J = Jbuf.data() + off;
-    launch(3, 1, 32, [&] { jacobian_all_impl<T>(ref.data() + off, m, p, tab); });
-    constexpr int W = PackWidth<T>::value;
-    const Jac3Layout<T> s = jac3_layout<T>(tab.l, L, C);
-    vector<T> sm(s.total + W, NAN);
-    const long long head = head_to_aligned(J, m * p), nvec = (m * p - head) / W;
-    const long long ips = ((C * p) / W + 1 + chunk - 1) / chunk, items = n * ips;
-    gridDim.x = gx; blockDim.x = bx;
-    for (unsigned b = 0; b < gx; ++b) {
-        blockIdx.x = b;
-        if (b == 0) for (unsigned t = 0; t < bx; ++t) { threadIdx.x = t; jac3_edges<T>(J, m, p, head, nvec, tab.l, L, C); }
-        for (long long it = b; it < items; it += gx) {
-            const long long nn = it / ips, h = it - nn * ips;
-            fill(sm.begin(), sm.end(), T(NAN));
-            for (unsigned t = 0; t < bx; ++t) { threadIdx.x = t; jac3_load<T>(sm.data(), tab.l, s, L, C, nn); }
-            for (unsigned t = 0; t < bx; ++t) {
-                threadIdx.x = t;
-                jac3_write<T>(J, p, head, nvec, sm.data(), tab.l, s, L, C, nn, h, chunk, (int)(it & 1));
-            }
-        }
-    }
-    for (long long k = 0; k < (long long)Jbuf.size(); ++k) {
-        bool in = k >= off && k < off + m * p;
-        if (!in) { CHECK(std::isnan(Jbuf[k]), "jac_v3 wrote outside J at %lld", k); continue; }
-        CHECK(Jbuf[k] == ref[k], "jac_v3 flat %lld got %g want %g (off %d, grid %u x %u, chunk %lld)", k - off,
-              (double)Jbuf[k], (double)ref[k], off, gx, bx, chunk);
-    }
-}
-
 template <class T> void test_col_sum(long long rows, int cols, long long rows_per, unsigned gy) {
     mt19937 r(6); uniform_real_distribution<double> U(-1, 1);
     vector<T> x(rows * cols);
@@ -351,16 +303,6 @@ int main() {
         test_jac_all<float>(3, 2, {5, 3}, off, 1, 32);
         test_jac_all<float>(4, 10, {11, 8, 8, 10}, off, 7, 64);  // p % 4 == 2, as 784-128-128-10
         test_jac_all<double>(3, 3, {7, 5, 4, 3}, off, 1000, 64);  // more threads than packets
-    }
-    for (int off = 0; off < 4; ++off) {
-        // v3 against v2 (bit-identical): chunks smaller and larger than a sample, few blocks.
-        test_jac_v3<float>(4, 10, {11, 8, 8, 10}, off, 3, 32, 5);    // p % 4 == 2, as 784-128-128-10
-        test_jac_v3<float>(4, 10, {11, 8, 8, 10}, off, 50, 64, 1000);
-        test_jac_v3<float>(3, 3, {7, 5, 4, 3}, off, 2, 32, 3);       // p odd
-        test_jac_v3<float>(5, 1, {2, 1}, off, 4, 32, 1);             // p = 3 < W, C = 1
-        test_jac_v3<double>(2, 10, {9, 6, 10}, off, 3, 32, 7);
-        test_jac_v3<double>(3, 3, {7, 5, 4, 3}, off, 1, 64, 2);
-        test_jac_v3<float>(3, 2, {17, 9, 5}, off, 7, 32, 64);        // fan_in > W, i-row crossings
     }
     for (int shift = 0; shift < 2; ++shift) {
         // v4: weight stripes + gaps. p % 4 == 2 (as 784-128-128-10), odd p, spilling slots,

@@ -672,7 +672,7 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
             let timed = b.time(
                 0.3,
                 || Ok(()),
-                || Ok(dmlp::write_jacobian(&b.be, &mlp, &sig, &mut j)?),
+                || Ok(dmlp::write_jacobian_v2(&b.be, &mlp, &sig, &mut j)?),
             );
             let t2 = b.report(
                 "jacobian_write_v2",
@@ -695,7 +695,7 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                     );
                 }
                 ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
-                dmlp::write_jacobian(&b.be, &mlp, &sig, &mut j)?;
+                dmlp::write_jacobian_v2(&b.be, &mlp, &sig, &mut j)?;
                 ops::j_v(&b.be, &j, m, p, &vd, &mut y2)?;
                 let d = max_rel(&b.be.download(&y1)?, &b.be.download(&y2)?);
                 println!(
@@ -712,76 +712,6 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                     cb,
                     "signals + write v2",
                 );
-                // v3: per (sample, chunk) tiles of a and G in shared memory. Default options
-                // (streaming stores, 8 persistent blocks per SM), then plain stores, then one
-                // block per item; each checked against v2 through J v (must be exactly 0).
-                let v3_rows = [
-                    (
-                        "jacobian_write_v3",
-                        ops::JacobianV3Opts::default(),
-                        "cs, 8 x SM persistent",
-                    ),
-                    (
-                        "jacobian_write_v3_plain",
-                        ops::JacobianV3Opts {
-                            streaming: false,
-                            ..Default::default()
-                        },
-                        "plain st.global.v4, 8 x SM persistent",
-                    ),
-                    (
-                        "jacobian_write_v3_grid",
-                        ops::JacobianV3Opts {
-                            blocks_per_sm: 0,
-                            ..Default::default()
-                        },
-                        "cs, one block per item",
-                    ),
-                ];
-                let dims: Vec<(usize, usize)> =
-                    mlp.layers().iter().map(|l| (l.fan_in, l.fan_out)).collect();
-                let own = ops::jacobian_v3_applies::<T>(m / n, p, &dims);
-                for (name, opts, what) in v3_rows {
-                    let timed = b.time(
-                        0.3,
-                        || Ok(()),
-                        || Ok(dmlp::write_jacobian_v3(&b.be, &mlp, &sig, &mut j, opts)?),
-                    );
-                    let note = |t3: f64| {
-                        format!(
-                            "{what}{}; v2/v3 = {:.2}",
-                            if own { "" } else { " (fell back to v2)" },
-                            t2 / t3
-                        )
-                    };
-                    let t3 = b.report(name, n, dt, timed, j_bytes, "GB/s", cb, note(0.0));
-                    if let Some(t3) = t3 {
-                        if let Some(r) = b.rows.last_mut() {
-                            r.note = note(t3);
-                        }
-                        ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
-                        dmlp::write_jacobian_v3(&b.be, &mlp, &sig, &mut j, opts)?;
-                        let mut y3 = b.be.zeros::<T>(m)?;
-                        ops::j_v(&b.be, &j, m, p, &vd, &mut y3)?;
-                        let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y3)?);
-                        println!(
-                            "jacobian {name} vs v2 (J v): max relative difference {d:.2e}{}",
-                            if d == 0.0 { "" } else { "  MISMATCH" }
-                        );
-                        if name == "jacobian_write_v3" {
-                            b.push(
-                                "jacobian_v3",
-                                n,
-                                dt,
-                                t3 + t_sig,
-                                j_bytes,
-                                "GB/s",
-                                cb,
-                                "signals + write v3",
-                            );
-                        }
-                    }
-                }
                 // v4: weight stripes (activations in registers, one store per weight row)
                 // plus the gaps kernel, in several block shapes; each checked against v2
                 // through J v (must be exactly 0). Then each kernel of the default alone.
@@ -799,17 +729,12 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                     (
                         "jacobian_write_v4",
                         o4(0, 0, both),
-                        "all weight rows per block",
+                        "default: 4 (f32) / 16 (f64) weight rows per block",
                     ),
                     (
-                        "jacobian_write_v4_w1",
-                        o4(1, 0, both),
-                        "1 weight row per block",
-                    ),
-                    (
-                        "jacobian_write_v4_w1x2",
-                        o4(1, 2, both),
-                        "2 weight rows per block, at once",
+                        "jacobian_write_v4_w2",
+                        o4(2, 0, both),
+                        "2 weight rows per block",
                     ),
                     (
                         "jacobian_write_v4_w4",
@@ -817,9 +742,24 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                         "4 weight rows per block",
                     ),
                     (
+                        "jacobian_write_v4_w8",
+                        o4(8, 0, both),
+                        "8 weight rows per block",
+                    ),
+                    (
                         "jacobian_write_v4_w16",
                         o4(16, 0, both),
                         "16 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w32",
+                        o4(32, 0, both),
+                        "32 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_all",
+                        o4(1 << 20, 0, both),
+                        "all weight rows per block",
                     ),
                     (
                         "jacobian_write_v4_stripes",

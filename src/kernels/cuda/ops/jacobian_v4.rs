@@ -13,11 +13,20 @@ use cudarc::driver::{DevicePtrMut, LaunchConfig, PushKernelArg};
 /// Threads per block of `jacobian_gaps` (a row's gaps hold a few hundred elements).
 const GAP_THREADS: u32 = 128;
 
+/// Weight rows per block of [`jacobian_v4`] by default, for `W = 4` (f32) and `W = 2` (f64)
+/// elements per 16-byte packet: the best of 4, 16 and all (128) rows on an H100 for
+/// 784-128-128-10 (N = 1024 and 8192; `docs/bench/gpu-h100-cuda-bench-run5.log`): f32 4 rows
+/// 2606 GB/s, 16 rows 2484, all 1998; f64 16 rows 2893, 4 rows 2785, all 2786. Blocks that
+/// each write a whole J row's weight block keep about a thousand far-apart write streams
+/// open at once; a few rows per block keep the resident blocks' stores in a narrow window.
+pub const DEFAULT_WEIGHT_ROWS: [(usize, usize); 2] = [(4, 4), (2, 16)];
+
 /// Launch options of [`jacobian_v4`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JacobianV4Opts {
     /// Weight rows each block writes (rounded up to a multiple of the rows it writes at
-    /// once); `0` picks all of a layer's rows unless the grid would then be too small.
+    /// once); `0` picks [`DEFAULT_WEIGHT_ROWS`] for the type (fewer when the grid would
+    /// otherwise have under `8 ·` SM count blocks).
     pub weight_rows_per_block: usize,
     /// Weight rows a block writes at once (`R`), at least; `0` or `1` keeps the default
     /// (`max(1, 256 / tc)`).
@@ -60,8 +69,8 @@ pub struct StripeGeometry {
 /// The geometry of `jacobian_stripes` for a layer `fan_in → fan_out` in a Jacobian of `m`
 /// rows on a device with `sms` multiprocessors, `w = 16 / size_of::<T>()`: a block covers
 /// `tc = min(fan_in / w, 1024)` slots of `R = max(1, 256 / tc, opts.min_rows_at_once)` weight
-/// rows at a time (`tc · R ≤ 1024`), and `opts.weight_rows_per_block` rows in all; by default
-/// all of them, unless `m` rows would give fewer than `8 · sms` blocks. `None` when the kernel
+/// rows at a time (`tc · R ≤ 1024`), and `opts.weight_rows_per_block` rows in all (by default
+/// [`DEFAULT_WEIGHT_ROWS`], fewer if `m` rows would give under `8 · sms` blocks). `None` when the kernel
 /// does not apply: `fan_in` is not a multiple of `w`, or the grid would overflow.
 pub fn stripe_geometry(
     w: usize,
@@ -82,8 +91,13 @@ pub fn stripe_geometry(
         .min(1024 / tc);
     let groups = fan_out.div_ceil(r);
     let per_block = if opts.weight_rows_per_block == 0 {
+        let rows = DEFAULT_WEIGHT_ROWS
+            .iter()
+            .find(|&&(wd, _)| wd == w)
+            .map_or(4, |&(_, rows)| rows);
         let want = (8 * sms.max(1)).div_ceil(m * chunks);
-        groups.div_ceil(want.clamp(1, groups))
+        let max_per_block = groups.div_ceil(want.clamp(1, groups));
+        rows.div_ceil(r).clamp(1, max_per_block)
     } else {
         opts.weight_rows_per_block.div_ceil(r).min(groups)
     };
@@ -210,21 +224,30 @@ mod tests {
         let g = geo(4, 784, 128, 10_240);
         assert_eq!(
             (g.slots, g.slots_per_block, g.rows_at_once, g.grid),
-            (196, 196, 1, (10_240, 1))
+            (196, 196, 1, (10_240 * 32, 1))
         );
-        assert_eq!((g.rows_per_block, g.blocks_per_row), (128, 1));
+        assert_eq!((g.rows_per_block, g.blocks_per_row), (4, 32));
+        // 32 slots: 8 weight rows at once, so 8 rows per block
         let g = geo(4, 128, 10, 10_240);
         assert_eq!((g.slots_per_block, g.rows_at_once), (32, 8));
-        assert_eq!(g.grid, (10_240, 1));
-        // f64 (W = 2): 392 slots per block.
-        let g = geo(2, 784, 128, 10);
+        assert_eq!((g.rows_per_block, g.grid), (8, (20_480, 1)));
+        // f64 (W = 2): 392 slots per block, 16 weight rows.
+        let g = geo(2, 784, 128, 10_240);
         assert_eq!((g.slots_per_block, g.rows_at_once), (392, 1));
-        // few rows (m = 10): the 128 weight rows are split, 2 per block (asked for
-        // ⌈8·132 / 10⌉ = 106 parts, got 64 of ⌈128 / 106⌉ = 2 rows)
+        assert_eq!((g.rows_per_block, g.blocks_per_row), (16, 8));
+        // few rows (m = 10): at most ⌈128 / ⌈8·132 / 10⌉⌉ = 2 weight rows per block
+        let g = geo(2, 784, 128, 10);
         assert_eq!(
             (g.rows_per_block, g.blocks_per_row, g.grid),
             (2, 64, (640, 1))
         );
+        // the whole weight block per block on request
+        let all = JacobianV4Opts {
+            weight_rows_per_block: 128,
+            ..Default::default()
+        };
+        let g = stripe_geometry(4, 784, 128, 10_240, 132, all).unwrap();
+        assert_eq!((g.rows_per_block, g.grid), (128, (10_240, 1)));
         // options: one weight row per block, two at once
         let o = JacobianV4Opts {
             weight_rows_per_block: 1,

@@ -105,15 +105,14 @@ impl<T, S: DevicePtrMut<T>> DevicePtrMutDyn<T> for S {
     }
 }
 
-mod jacobian_v3;
 mod jacobian_v4;
 mod jvec;
 mod layer;
 mod linalg;
 
-pub use jacobian_v3::{JacobianV3Opts, jacobian_v3, jacobian_v3_applies, jacobian_v3_smem};
 pub use jacobian_v4::{
-    JacobianV4Opts, StripeGeometry, V4Kernels, jacobian_v4, jacobian_v4_applies, stripe_geometry,
+    DEFAULT_WEIGHT_ROWS, JacobianV4Opts, StripeGeometry, V4Kernels, jacobian_v4,
+    jacobian_v4_applies, stripe_geometry,
 };
 pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u, jt_u_v1};
 pub use layer::{
