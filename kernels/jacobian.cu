@@ -10,8 +10,9 @@ template <typename T>
 __device__ __forceinline__ T jac_elem(const T* __restrict__ a, const T* __restrict__ g, i64 e,
                                       i64 n_w, int fan_in, T sw, T sb) {
     if (e < n_w) {
-        const i64 i = e / fan_in;
-        return (sw * g[i]) * a[e - i * fan_in];
+        // e < n_w <= p < 2^31 (the host checks p): a 32-bit division
+        const int i = (int)e / fan_in;
+        return (sw * g[i]) * a[(int)e - i * fan_in];
     }
     return sb * g[e - n_w];
 }
@@ -286,22 +287,27 @@ __device__ void jacobian_gaps_impl(T* __restrict__ J, i64 m, i64 p, const JacLay
     __syncthreads();
     const i64 total = m * p;
     for (i64 r = blockIdx.x; r < m; r += gridDim.x) {
+        // A gap packet starts after row r's first weight block (fan_out * fan_in >= W) and
+        // ends before row r + 1's first packet boundary past its start: its elements lie in
+        // row r or r + 1, so (row, n) come from these two, without a division per element.
+        const i64 base = r * p, n0 = r / C, n1 = (r + 1) / C;
         for (int l = 0; l < count; ++l) {
             const JacLayer<T>& L = tab[l];
-            const i64 gs = r * p + L.w_off + (i64)L.fan_out * L.fan_in;
-            const i64 ge = r * p + (l + 1 < count ? tab[l + 1].w_off : p);
+            const i64 gs = base + L.w_off + (i64)L.fan_out * L.fan_in;
+            const i64 ge = base + (l + 1 < count ? tab[l + 1].w_off : p);
             const i64 q1 = (ge + W - 1) / W;
             for (i64 q = gs / W + threadIdx.x; q < q1; q += blockDim.x) {
                 Pack<T> o;
 #pragma unroll
                 for (int j = 0; j < W; ++j) {
                     const i64 f = q * W + j;
-                    if (f < total) {
-                        const i64 rj = f / p;
-                        o.x[j] = jac_any(tab, count, rj, rj / C, f - rj * p);
-                    } else {
+                    const i64 e = f - base;
+                    if (f >= total)
                         o.x[j] = T(0);
-                    }
+                    else if (e < p)
+                        o.x[j] = jac_any(tab, count, r, n0, e);
+                    else
+                        o.x[j] = jac_any(tab, count, r + 1, n1, e - p);
                 }
                 if ((q + 1) * W <= total) {
                     store_cs(reinterpret_cast<Pack<T>*>(J) + q, o);
