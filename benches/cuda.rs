@@ -1,18 +1,40 @@
-//! GPU benchmark (feature `cuda`): the MLP 784-128-128-10 (tanh) at N = 1024 and 8192.
+//! GPU benchmark (feature `cuda`): the MLP 784-128-128-10 (tanh) at N = 1024 and 8192, in f32
+//! and (up to N = 4096, where `J` fits) f64.
 //!
-//! Times with CUDA events around each call (median of several after a warm-up; module
-//! compilation and handle creation happen before). Measures its own ceilings on the same
-//! device: device-to-device copy bandwidth (bytes read + written, on a real Jacobian) and
-//! cuBLAS GEMM rate (8192² · 4096 from Jacobian data); and cuBLAS gemv on the same `J` as the
-//! baseline of the J-vector kernels, cuBLAS/cuSOLVER parts timed alone for the structured NTK
-//! and the dual GN step.
+//! One pass per (N, dtype); every row is timed with CUDA events around the call (median of
+//! several after a warm-up; module compilation and handle creation happen before). In order:
+//! 1. ceilings, measured on the first N of each dtype: `copy_d2d` (device-to-device copy of a
+//!    real Jacobian, bytes read + written: the bandwidth ceiling), `write_memset` and
+//!    `write_fill` (write only: the driver's memset and the crate's 16-byte streaming-store
+//!    fill; the better of the two is the write-only ceiling quoted by the Jacobian rows),
+//!    `cublas_gemm` (8192 × 8192 × 4096 from Jacobian data: the GEMM ceiling);
+//! 2. `forward`, `jvp`, `vjp`, `signals` (batched backprop);
+//! 3. Jacobian assembly: `jacobian_write` (the default, `write_jacobian`), `jacobian`
+//!    (signals and write), then the kept alternatives `jacobian_write_v1` (one launch per
+//!    layer, the fallback above 8 layers), `jacobian_write_v2` (one flat launch, the fallback
+//!    when a `fan_in` is not a multiple of the packet width) and the block-shape sweep of the
+//!    default kernels `jacobian_write_v4_{w2,w4,w8,w16,w32,all}`; each is written once more
+//!    into a NaN-poisoned `J` and checked against the default through `J v` (all write the
+//!    same values bit for bit: `max relative difference` must be 0, else `MISMATCH`).
+//!    `jacobian_write_v4_stripes` and `jacobian_write_v4_gaps` time the default's two kernels
+//!    alone (each leaves part of `J` unwritten, so neither is checked);
+//! 4. `j_v`, `jt_u`, `jt_j_v`, each followed by cuBLAS gemv on the same `J`
+//!    (`cublas_gemv_*`) and checked against it (rounding only);
+//! 5. `ntk_structured` (cuBLAS Grams + the fused assembly) and the Gram GEMMs alone
+//!    (`ntk_cublas_grams`), `cholesky` (cuSOLVER potrf + potrs of `Θ + NλI`), `gn_dual_step`
+//!    against the sum of its parts (Grams + Cholesky + one VJP);
+//! 6. `col_sum` (the bias gradient's column sum, N × 128) and `col_sum_one_stage` (the kernel
+//!    `col_sum` uses for few rows), checked against it.
+//!
+//! A failing row other than a default's prints `FAILED` and the pass goes on; an error
+//! elsewhere prints `... stopped` and the next section runs. The summary table comes last.
 //!
 //! `cargo bench --features cuda --bench cuda [-- --quick] [-- --n 1024,8192]`; with
 //! `ITLIN_BENCH_JSON=path` also one JSON object per row. Without a GPU it prints why and exits 0.
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaSlice, CudaView};
 use itlin::kernels::cuda::{
-    CudaBackend, CudaReal, DualStep, cudarc, mlp as dmlp, ntk as dntk, ops,
+    CudaBackend, CudaReal, DeviceSignals, DualStep, cudarc, mlp as dmlp, ntk as dntk, ops,
 };
 use itlin::{Activation, Init, Mlp, Model, Real};
 use rand::{Rng, SeedableRng};
@@ -38,12 +60,14 @@ struct Bench {
     be: CudaBackend,
     rows: Vec<Row>,
     quick: bool,
+    /// Device-to-device copy bandwidth (GB read + written / s), measured once.
     copy_gbs: f64,
     /// Write-only ceiling: the better of `cuMemsetD8` and the `fill` kernel (GB written / s).
     write_gbs: f64,
+    /// cuBLAS GEMM rate per dtype (f32, f64), GFLOP/s.
     gemm_gflops: [f64; 2],
-    /// (N, dtype, seconds of cuBLAS Grams + cuSOLVER + VJP) of each run, for the v2 GN row.
-    gn_parts: Vec<(usize, &'static str, f64)>,
+    /// Whether the ceilings of each dtype (f32, f64) have been measured.
+    ceilings_done: [bool; 2],
 }
 
 impl Bench {
@@ -79,16 +103,8 @@ impl Bench {
         Ok(t[t.len() / 2])
     }
 
-    /// Median seconds of an earlier row.
-    fn prev(&self, op: &str, n: usize, dtype: &str) -> Option<f64> {
-        self.rows
-            .iter()
-            .find(|r| r.op == op && r.n == n && r.dtype == dtype)
-            .map(|r| r.median_s)
-    }
-
-    /// Pushes the row of a new kernel variant from its timing result; a failure prints one
-    /// line and the benchmark goes on, so that it never hides the rows of the old variants.
+    /// Pushes the row of a non-default variant from its timing result (its note made from the
+    /// median seconds); a failure prints one `FAILED` line and the benchmark goes on.
     #[allow(clippy::too_many_arguments)]
     fn report(
         &mut self,
@@ -99,11 +115,11 @@ impl Bench {
         work: f64,
         unit: &'static str,
         ceiling: f64,
-        note: impl Into<String>,
+        note: impl FnOnce(f64) -> String,
     ) -> Option<f64> {
         match timed {
             Ok(t) => {
-                self.push(op, n, dtype, t, work, unit, ceiling, note);
+                self.push(op, n, dtype, t, work, unit, ceiling, note(t));
                 Some(t)
             }
             Err(e) => {
@@ -156,6 +172,35 @@ impl Bench {
     }
 }
 
+/// The inputs of one (N, dtype) pass.
+struct Pass<T: CudaReal> {
+    mlp: Mlp,
+    n: usize,
+    /// Rows of `J`: `N · C`.
+    m: usize,
+    /// Parameters: columns of `J`.
+    p: usize,
+    dt: &'static str,
+    /// Bytes of `J`.
+    j_bytes: f64,
+    /// Flops of one forward pass.
+    flops_fwd: f64,
+    td: CudaSlice<T>,
+    xd: CudaSlice<T>,
+    /// Random vector of length `P`.
+    vd: CudaSlice<T>,
+    /// Random vector of length `N · C`.
+    ud: CudaSlice<T>,
+    /// Random targets, `N × C`.
+    yd: CudaSlice<T>,
+}
+
+impl<T: CudaReal> Pass<T> {
+    fn gemm(&self, b: &Bench) -> f64 {
+        b.gemm_gflops[dtype_index::<T>()]
+    }
+}
+
 fn rand_host<T: Real>(rng: &mut ChaCha8Rng, n: usize) -> Vec<T> {
     (0..n)
         .map(|_| T::from_f64(rng.random::<f64>() * 2.0 - 1.0))
@@ -166,424 +211,8 @@ fn dtype_index<T: Real>() -> usize {
     usize::from(T::NAME == "f64")
 }
 
-fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
-    let mlp = Mlp::new(&[784, 128, 128, 10], Activation::Tanh)?;
-    let p = <Mlp as Model<T>>::n_params(&mlp);
-    let c = 10;
-    let m = n * c;
-    let es = std::mem::size_of::<T>() as f64;
-    let dt = T::NAME;
-    b.be.synchronize()?;
-    let (free, _) = b.be.mem_info()?;
-    let j_bytes = (m * p) as f64 * es;
-    if j_bytes * 1.1 > free as f64 {
-        println!(
-            "skipping N={n} {dt}: J needs {:.1} GB, {:.1} GB free",
-            j_bytes / 1e9,
-            free as f64 / 1e9
-        );
-        return Ok(());
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
-    let theta: Vec<T> = mlp.init(Init::Standard, 1);
-    let be = &b.be;
-    let td = be.upload(&theta)?;
-    let xd = be.upload(&rand_host::<T>(&mut rng, n * 784))?;
-    let vd = be.upload(&rand_host::<T>(&mut rng, p))?;
-    let ud = be.upload(&rand_host::<T>(&mut rng, m))?;
-    let yd = be.upload(&rand_host::<T>(&mut rng, m))?;
-    let flops_fwd: f64 = 2.0
-        * n as f64
-        * mlp
-            .layers()
-            .iter()
-            .map(|l| (l.fan_in * l.fan_out) as f64)
-            .sum::<f64>();
-    let gemm = b.gemm_gflops[dtype_index::<T>()];
-
-    let t = b.time(
-        0.2,
-        || Ok(()),
-        || {
-            dmlp::forward(&b.be, &mlp, &td, &xd, n)?;
-            Ok(())
-        },
-    )?;
-    b.push("forward", n, dt, t, flops_fwd, "GFLOP/s", gemm, "");
-    let t = b.time(
-        0.2,
-        || Ok(()),
-        || {
-            dmlp::jvp(&b.be, &mlp, &td, &xd, n, &vd)?;
-            Ok(())
-        },
-    )?;
-    b.push("jvp", n, dt, t, 3.0 * flops_fwd, "GFLOP/s", gemm, "");
-    let t = b.time(
-        0.2,
-        || Ok(()),
-        || {
-            dmlp::vjp(&b.be, &mlp, &td, &xd, n, &ud)?;
-            Ok(())
-        },
-    )?;
-    b.push(
-        "vjp",
-        n,
-        dt,
-        t,
-        3.0 * flops_fwd,
-        "GFLOP/s",
-        gemm,
-        "bias gradients by the two-stage col_sum",
-    );
-    // The bias-gradient column sum of the widest layer (N × 128), both kernels.
-    {
-        let xs = b.be.upload(&rand_host::<T>(&mut rng, n * 128))?;
-        let mut o1 = b.be.zeros::<T>(128)?;
-        let cs_bytes = (n * 128) as f64 * es;
-        let t = b.time(
-            0.1,
-            || Ok(()),
-            || {
-                Ok(ops::col_sum_one_stage(
-                    &b.be,
-                    &xs,
-                    n,
-                    128,
-                    T::one_impl(),
-                    &mut o1,
-                )?)
-            },
-        )?;
-        b.push(
-            "col_sum_v1",
-            n,
-            dt,
-            t,
-            cs_bytes,
-            "GB/s",
-            b.copy_gbs,
-            "N x 128, one stage",
-        );
-    }
-
-    let sig = dmlp::signals(&b.be, &mlp, &td, &xd, n)?;
-    let t_sig = b.time(
-        0.2,
-        || Ok(()),
-        || {
-            dmlp::signals(&b.be, &mlp, &td, &xd, n)?;
-            Ok(())
-        },
-    )?;
-    let sig_flops: f64 = 2.0
-        * m as f64
-        * mlp.layers()[1..]
-            .iter()
-            .map(|l| (l.fan_in * l.fan_out) as f64)
-            .sum::<f64>();
-    b.push(
-        "signals",
-        n,
-        dt,
-        t_sig,
-        sig_flops + flops_fwd,
-        "GFLOP/s",
-        gemm,
-        "batched backprop, cuBLAS",
-    );
-
-    let mut j = b.be.zeros::<T>(m * p)?;
-    dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
-    let t = b.time(
-        0.3,
-        || Ok(()),
-        || {
-            dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
-            Ok(())
-        },
-    )?;
-    let cb = b.copy_gbs;
-    b.push(
-        "jacobian_write",
-        n,
-        dt,
-        t,
-        j_bytes,
-        "GB/s",
-        cb,
-        format!("J {m}x{p}"),
-    );
-    b.push(
-        "jacobian",
-        n,
-        dt,
-        t + t_sig,
-        j_bytes,
-        "GB/s",
-        cb,
-        "signals + write",
-    );
-
-    if n == 1024 {
-        ceilings::<T>(b, &j)?;
-    }
-    let cb = b.copy_gbs;
-    let be = &b.be;
-    let mut out_m = be.zeros::<T>(m)?;
-    let mut out_p = be.zeros::<T>(p)?;
-    let t = b.time(
-        0.3,
-        || Ok(()),
-        || Ok(ops::j_v(&b.be, &j, m, p, &vd, &mut out_m)?),
-    )?;
-    b.push("j_v", n, dt, t, j_bytes, "GB/s", cb, "");
-    let t = b.time(
-        0.3,
-        || Ok(()),
-        || Ok(ops::gemv_rm(&b.be, false, &j, m, p, &vd, &mut out_m)?),
-    )?;
-    b.push("cublas_gemv_j_v", n, dt, t, j_bytes, "GB/s", cb, "baseline");
-    let t = b.time(
-        0.3,
-        || Ok(()),
-        || Ok(ops::jt_u_v1(&b.be, &j, m, p, &ud, &mut out_p)?),
-    )?;
-    b.push("jt_u", n, dt, t, j_bytes, "GB/s", cb, "first version");
-    let t = b.time(
-        0.3,
-        || Ok(()),
-        || Ok(ops::gemv_rm(&b.be, true, &j, m, p, &ud, &mut out_p)?),
-    )?;
-    b.push(
-        "cublas_gemv_jt_u",
-        n,
-        dt,
-        t,
-        j_bytes,
-        "GB/s",
-        cb,
-        "baseline",
-    );
-    let t = b.time(
-        0.3,
-        || Ok(()),
-        || Ok(ops::jt_j_v(&b.be, &j, m, p, &vd, &mut out_p)?),
-    )?;
-    b.push(
-        "jt_j_v",
-        n,
-        dt,
-        t,
-        2.0 * j_bytes,
-        "GB/s",
-        cb,
-        "2 passes over J",
-    );
-    let t = b.time(
-        0.3,
-        || Ok(()),
-        || {
-            ops::gemv_rm(&b.be, false, &j, m, p, &vd, &mut out_m)?;
-            Ok(ops::gemv_rm(&b.be, true, &j, m, p, &out_m, &mut out_p)?)
-        },
-    )?;
-    b.push(
-        "cublas_gemv_jt_j_v",
-        n,
-        dt,
-        t,
-        2.0 * j_bytes,
-        "GB/s",
-        cb,
-        "baseline, 2 gemv",
-    );
-    drop(j);
-
-    // Structured NTK and the dual GN step (no J). Synchronise first so that the stream-ordered
-    // pool has given J's memory back before we read how much is free.
-    b.be.synchronize()?;
-    let (free, _) = b.be.mem_info()?;
-    let theta_bytes = (m * m) as f64 * es;
-    if 2.1 * theta_bytes + 2e9 > free as f64 {
-        println!(
-            "skipping NTK / GN at N={n} {dt}: Θ is {:.1} GB, {:.1} GB free",
-            theta_bytes / 1e9,
-            free as f64 / 1e9
-        );
-        return Ok(());
-    }
-    let gram_flops: f64 = mlp
-        .layers()
-        .iter()
-        .enumerate()
-        .map(|(l, layer)| {
-            let aa = 2.0 * (n * n * layer.fan_in) as f64;
-            let gg = if l + 1 < mlp.layers().len() {
-                2.0 * (m as f64).powi(2) * layer.fan_out as f64
-            } else {
-                0.0
-            };
-            aa + gg
-        })
-        .sum();
-    let t_ntk = b.time(
-        0.5,
-        || Ok(()),
-        || {
-            dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::PerLayer)?;
-            Ok(())
-        },
-    )?;
-    b.push(
-        "ntk_structured",
-        n,
-        dt,
-        t_ntk,
-        gram_flops,
-        "GFLOP/s",
-        gemm,
-        "Gram flops",
-    );
-    // The cuBLAS part alone: the Gram GEMMs into preallocated buffers.
-    let mut aa = b.be.zeros::<T>(n * n)?;
-    let mut gg = b.be.zeros::<T>(m * m)?;
-    let t_grams = b.time(
-        0.5,
-        || Ok(()),
-        || {
-            for (l, layer) in mlp.layers().iter().enumerate() {
-                let a = &sig.trace.acts[l];
-                ops::gemm_rm(
-                    &b.be,
-                    false,
-                    true,
-                    n,
-                    n,
-                    layer.fan_in,
-                    T::one_impl(),
-                    a,
-                    a,
-                    T::zero_impl(),
-                    &mut aa,
-                )?;
-                if l + 1 < mlp.layers().len() {
-                    let g = &sig.grads[l];
-                    ops::gemm_rm(
-                        &b.be,
-                        false,
-                        true,
-                        m,
-                        m,
-                        layer.fan_out,
-                        T::one_impl(),
-                        g,
-                        g,
-                        T::zero_impl(),
-                        &mut gg,
-                    )?;
-                }
-            }
-            Ok(())
-        },
-    )?;
-    b.push(
-        "ntk_cublas_grams",
-        n,
-        dt,
-        t_grams,
-        gram_flops,
-        "GFLOP/s",
-        gemm,
-        format!("ntk_structured / grams = {:.2}", t_ntk / t_grams),
-    );
-    drop(gg);
-    drop(aa);
-
-    // Cholesky solve alone on Θ + NλI (copied fresh before each timed call).
-    let lambda = T::from_f64(1e-2);
-    let mut k = dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::PerLayer)?;
-    ops::add_diag(&b.be, &mut k, m, T::from_usize(n) * lambda)?;
-    let work = RefCell::new(b.be.zeros::<T>(m * m)?);
-    let rhs = RefCell::new(b.be.zeros::<T>(m)?);
-    let t_chol = b.time(
-        0.5,
-        || {
-            b.be.stream().memcpy_dtod(&k, &mut *work.borrow_mut())?;
-            b.be.stream().memcpy_dtod(&yd, &mut *rhs.borrow_mut())?;
-            Ok(())
-        },
-        || {
-            let info =
-                dntk::cholesky_solve(&b.be, &mut work.borrow_mut(), m, &mut rhs.borrow_mut(), 1)?;
-            if info != 0 {
-                return Err(format!("Θ + NλI not positive definite (minor {info})").into());
-            }
-            Ok(())
-        },
-    )?;
-    b.push(
-        "cholesky",
-        n,
-        dt,
-        t_chol,
-        (m as f64).powi(3) / 3.0,
-        "GFLOP/s",
-        gemm,
-        "cuSOLVER potrf+potrs",
-    );
-    drop(work);
-    drop(k);
-    let tr = dmlp::trace(&b.be, &mlp, &td, &xd, n, true)?;
-    let t_vjp = b.time(
-        0.2,
-        || Ok(()),
-        || {
-            dmlp::vjp_with_trace(&b.be, &mlp, &td, &tr, &ud)?;
-            Ok(())
-        },
-    )?;
-    drop(tr);
-    let t_gn = b.time(
-        0.5,
-        || Ok(()),
-        || match dntk::gn_dual_step_with(
-            &b.be,
-            &mlp,
-            &td,
-            &xd,
-            &yd,
-            n,
-            lambda,
-            dntk::Assembly::PerLayer,
-        )? {
-            DualStep::Solved(_) => Ok(()),
-            DualStep::NotPositiveDefinite { minor } => {
-                Err(format!("not positive definite at {minor}").into())
-            }
-        },
-    )?;
-    let parts = t_grams + t_chol + t_vjp;
-    b.gn_parts.push((n, dt, parts));
-    b.push(
-        "gn_dual_step",
-        n,
-        dt,
-        t_gn,
-        gram_flops + (m as f64).powi(3) / 3.0,
-        "GFLOP/s",
-        gemm,
-        format!(
-            "vs cuBLAS grams + cuSOLVER + vjp ({:.3} ms): {:.2}x",
-            parts * 1e3,
-            t_gn / parts
-        ),
-    );
-    Ok(())
-}
-
-/// Largest `|a_i − b_i|` over the largest `|a_i|` (0 when equal).
+/// Largest `|a_i − b_i|` over the largest `|a_i|` (0 when equal; a NaN is an infinite
+/// difference).
 fn max_rel<T: Real>(a: &[T], b: &[T]) -> f64 {
     let scale = a.iter().map(|x| x.to_f64().abs()).fold(0.0, f64::max);
     let diff = a
@@ -600,271 +229,447 @@ fn max_rel<T: Real>(a: &[T], b: &[T]) -> f64 {
     }
 }
 
-/// The rows of the new kernel variants (v2), run after every old row of every size and type
-/// so that a failing new kernel (even one that leaves the context unusable) cannot hide the
-/// old numbers. Same inputs as [`run`] (same seeds); each v2 result is checked against v1.
-fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
+/// Prints the check of `what` against its reference: `max relative difference`, and
+/// `MISMATCH` when it exceeds `tol` (`0.0`: must be exact); `FAILED` if the check itself
+/// could not run.
+fn print_check(what: &str, d: Res<f64>, tol: f64) {
+    match d {
+        Ok(d) => println!(
+            "{what}: max relative difference {d:.2e}{}",
+            if d <= tol { "" } else { "  MISMATCH" }
+        ),
+        Err(e) => println!("{what}: check FAILED: {e}"),
+    }
+}
+
+/// One (N, dtype) pass (see the module documentation for the order of the rows).
+fn run<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
     let mlp = Mlp::new(&[784, 128, 128, 10], Activation::Tanh)?;
     let p = <Mlp as Model<T>>::n_params(&mlp);
-    let c = 10;
-    let m = n * c;
-    let es = std::mem::size_of::<T>() as f64;
+    let m = n * <Mlp as Model<T>>::n_outputs(&mlp);
     let dt = T::NAME;
     b.be.synchronize()?;
     let (free, _) = b.be.mem_info()?;
-    let j_bytes = (m * p) as f64 * es;
+    let j_bytes = (m * p * std::mem::size_of::<T>()) as f64;
     if j_bytes * 1.1 > free as f64 {
-        println!("skipping v2 at N={n} {dt}: J needs {:.1} GB", j_bytes / 1e9);
+        println!(
+            "skipping N={n} {dt}: J needs {:.1} GB, {:.1} GB free",
+            j_bytes / 1e9,
+            free as f64 / 1e9
+        );
         return Ok(());
     }
     let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
     let theta: Vec<T> = mlp.init(Init::Standard, 1);
-    let td = b.be.upload(&theta)?;
-    let xd = b.be.upload(&rand_host::<T>(&mut rng, n * 784))?;
-    let vd = b.be.upload(&rand_host::<T>(&mut rng, p))?;
-    let _ud = b.be.upload(&rand_host::<T>(&mut rng, m))?;
-    let yd = b.be.upload(&rand_host::<T>(&mut rng, m))?;
-    let gemm = b.gemm_gflops[dtype_index::<T>()];
-    let cb = b.copy_gbs;
-
-    // Bias-gradient column sum (N × 128), two stages; checked against the one-stage kernel.
+    let flops_fwd = 2.0
+        * n as f64
+        * mlp
+            .layers()
+            .iter()
+            .map(|l| (l.fan_in * l.fan_out) as f64)
+            .sum::<f64>();
+    let ps = Pass {
+        td: b.be.upload(&theta)?,
+        xd: b.be.upload(&rand_host::<T>(&mut rng, n * 784))?,
+        vd: b.be.upload(&rand_host::<T>(&mut rng, p))?,
+        ud: b.be.upload(&rand_host::<T>(&mut rng, m))?,
+        yd: b.be.upload(&rand_host::<T>(&mut rng, m))?,
+        mlp,
+        n,
+        m,
+        p,
+        dt,
+        j_bytes,
+        flops_fwd,
+    };
+    let stopped = |what: &str, e: Box<dyn Error>| println!("N={n} {dt} {what} stopped: {e}");
+    let sig = dmlp::signals(&b.be, &ps.mlp, &ps.td, &ps.xd, n)?;
     {
-        let xs = b.be.upload(&rand_host::<T>(&mut rng, n * 128))?;
-        let mut o1 = b.be.zeros::<T>(128)?;
-        let mut o2 = b.be.zeros::<T>(128)?;
-        let cs_bytes = (n * 128) as f64 * es;
-        ops::col_sum_one_stage(&b.be, &xs, n, 128, T::one_impl(), &mut o1)?;
-        let timed = b.time(
-            0.1,
-            || Ok(()),
-            || Ok(ops::col_sum(&b.be, &xs, n, 128, T::one_impl(), &mut o2)?),
-        );
-        let t2 = b.report(
-            "col_sum_v2",
+        // J, written by the default kernels (the data of the ceilings and the J-vector rows).
+        let mut j = b.be.zeros::<T>(m * p)?;
+        dmlp::write_jacobian(&b.be, &ps.mlp, &sig, &mut j)?;
+        if !b.ceilings_done[dtype_index::<T>()] {
+            b.ceilings_done[dtype_index::<T>()] = true;
+            if let Err(e) = ceilings::<T>(b, &j) {
+                stopped("ceilings", e);
+            }
+        }
+        let t_sig = model_rows(b, &ps).map_err(|e| stopped("forward/jvp/vjp/signals", e));
+        if let Err(e) = jacobian_rows(b, &ps, &sig, t_sig.ok(), &mut j) {
+            stopped("Jacobian assembly", e);
+        }
+        // The variants and the checks overwrote J: the default's values again.
+        dmlp::write_jacobian(&b.be, &ps.mlp, &sig, &mut j)?;
+        if let Err(e) = jvec_rows(b, &ps, &j) {
+            stopped("J-vector products", e);
+        }
+    }
+    if let Err(e) = ntk_rows(b, &ps, &sig) {
+        stopped("NTK / GN", e);
+    }
+    drop(sig);
+    if let Err(e) = col_sum_rows(b, &ps) {
+        stopped("col_sum", e);
+    }
+    Ok(())
+}
+
+/// `forward`, `jvp`, `vjp` and `signals`; returns the seconds of `signals`.
+fn model_rows<T: CudaReal>(b: &mut Bench, ps: &Pass<T>) -> Res<f64> {
+    let (mlp, n, dt, gemm) = (&ps.mlp, ps.n, ps.dt, ps.gemm(b));
+    let (td, xd) = (&ps.td, &ps.xd);
+    let t = b.time(
+        0.2,
+        || Ok(()),
+        || {
+            dmlp::forward(&b.be, mlp, td, xd, n)?;
+            Ok(())
+        },
+    )?;
+    b.push("forward", n, dt, t, ps.flops_fwd, "GFLOP/s", gemm, "");
+    let t = b.time(
+        0.2,
+        || Ok(()),
+        || {
+            dmlp::jvp(&b.be, mlp, td, xd, n, &ps.vd)?;
+            Ok(())
+        },
+    )?;
+    b.push("jvp", n, dt, t, 3.0 * ps.flops_fwd, "GFLOP/s", gemm, "");
+    let t = b.time(
+        0.2,
+        || Ok(()),
+        || {
+            dmlp::vjp(&b.be, mlp, td, xd, n, &ps.ud)?;
+            Ok(())
+        },
+    )?;
+    b.push(
+        "vjp",
+        n,
+        dt,
+        t,
+        3.0 * ps.flops_fwd,
+        "GFLOP/s",
+        gemm,
+        "bias gradients by col_sum",
+    );
+    let t_sig = b.time(
+        0.2,
+        || Ok(()),
+        || {
+            dmlp::signals(&b.be, mlp, td, xd, n)?;
+            Ok(())
+        },
+    )?;
+    let sig_flops: f64 = 2.0
+        * ps.m as f64
+        * mlp.layers()[1..]
+            .iter()
+            .map(|l| (l.fan_in * l.fan_out) as f64)
+            .sum::<f64>();
+    b.push(
+        "signals",
+        n,
+        dt,
+        t_sig,
+        sig_flops + ps.flops_fwd,
+        "GFLOP/s",
+        gemm,
+        "batched backprop, cuBLAS",
+    );
+    Ok(t_sig)
+}
+
+/// A Jacobian writer other than the default.
+enum Writer {
+    V1,
+    V2,
+    V4(ops::JacobianV4Opts),
+}
+
+impl Writer {
+    fn write<T: CudaReal>(
+        &self,
+        be: &CudaBackend,
+        mlp: &Mlp,
+        sig: &DeviceSignals<T>,
+        j: &mut CudaSlice<T>,
+    ) -> Res<()> {
+        match self {
+            Writer::V1 => dmlp::write_jacobian_v1(be, mlp, sig, j)?,
+            Writer::V2 => dmlp::write_jacobian_v2(be, mlp, sig, j)?,
+            Writer::V4(o) => dmlp::write_jacobian_v4(be, mlp, sig, j, *o)?,
+        }
+        Ok(())
+    }
+}
+
+/// `J v` of the Jacobian that `write` leaves in `j` after `j` was filled with NaN.
+fn poisoned_jv<T: CudaReal>(
+    b: &Bench,
+    ps: &Pass<T>,
+    j: &mut CudaSlice<T>,
+    write: impl FnOnce(&mut CudaSlice<T>) -> Res<()>,
+) -> Res<Vec<T>> {
+    ops::fill(&b.be, j, T::from_f64(f64::NAN))?;
+    write(j)?;
+    let mut y = b.be.zeros::<T>(ps.m)?;
+    ops::j_v(&b.be, j, ps.m, ps.p, &ps.vd, &mut y)?;
+    Ok(b.be.download(&y)?)
+}
+
+/// `jacobian_write` (the default), `jacobian` (signals + write), the kept alternatives and
+/// the v4 block-shape sweep, each checked against the default through `J v`.
+fn jacobian_rows<T: CudaReal>(
+    b: &mut Bench,
+    ps: &Pass<T>,
+    sig: &DeviceSignals<T>,
+    t_sig: Option<f64>,
+    j: &mut CudaSlice<T>,
+) -> Res<()> {
+    let (mlp, n, m, p, dt, jb) = (&ps.mlp, ps.n, ps.m, ps.p, ps.dt, ps.j_bytes);
+    let (cb, wc) = (b.copy_gbs, b.write_gbs);
+    let of_write = move |t: f64| {
+        if wc > 0.0 {
+            format!(
+                "{:.2} of the write-only ceiling {wc:.0} GB/s",
+                jb / t / 1e9 / wc
+            )
+        } else {
+            "no write-only ceiling measured".to_string()
+        }
+    };
+    let dims: Vec<(usize, usize)> = mlp.layers().iter().map(|l| (l.fan_in, l.fan_out)).collect();
+    let v4_applies = ops::jacobian_v4_applies::<T>(m, &dims);
+    let t_def = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(dmlp::write_jacobian(&b.be, mlp, sig, &mut *j)?),
+    )?;
+    b.push(
+        "jacobian_write",
+        n,
+        dt,
+        t_def,
+        jb,
+        "GB/s",
+        cb,
+        format!(
+            "J {m}x{p}, {}; {}",
+            if v4_applies {
+                "v4 (weight stripes + gaps)"
+            } else {
+                "v4 does not apply: v2"
+            },
+            of_write(t_def)
+        ),
+    );
+    if let Some(t_sig) = t_sig {
+        b.push(
+            "jacobian",
             n,
             dt,
-            timed,
-            cs_bytes,
+            t_def + t_sig,
+            jb,
             "GB/s",
-            b.copy_gbs,
-            "N x 128, two stages",
+            cb,
+            "signals + write",
         );
-        if t2.is_some() {
-            let (h1, h2) = (b.be.download(&o1)?, b.be.download(&o2)?);
-            println!(
-                "col_sum v1 vs v2: max relative difference {:.2e}",
-                max_rel(&h1, &h2)
-            );
-        }
+    }
+    // The reference: the default's J v, from a NaN-poisoned J (a missed element shows as NaN).
+    let y_ref = poisoned_jv(b, ps, j, |j| Ok(dmlp::write_jacobian(&b.be, mlp, sig, j)?))?;
+    if y_ref.iter().any(|y| !y.to_f64().is_finite()) {
+        println!("jacobian_write: J v not finite after writing a NaN-poisoned J  MISMATCH");
     }
 
-    let sig = dmlp::signals(&b.be, &mlp, &td, &xd, n)?;
-    let t_sig = b.prev("signals", n, dt).unwrap_or(0.0);
-    let mut j = b.be.zeros::<T>(m * p)?;
-    dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
-    if let Some(t) = b.prev("jacobian_write", n, dt) {
-        // v2: all layers in one launch over the flat J. Checked against v1 through J v (the two
-        // write bit-identical values, so J v must agree exactly); J ends up holding v1's values.
-        {
-            let mut y1 = b.be.zeros::<T>(m)?;
-            let mut y2 = b.be.zeros::<T>(m)?;
-            ops::j_v(&b.be, &j, m, p, &vd, &mut y1)?;
-            let timed = b.time(
-                0.3,
-                || Ok(()),
-                || Ok(dmlp::write_jacobian_v2(&b.be, &mlp, &sig, &mut j)?),
-            );
-            let t2 = b.report(
-                "jacobian_write_v2",
-                n,
-                dt,
-                timed,
-                j_bytes,
-                "GB/s",
-                cb,
-                format!(
-                    "one launch, flat 16-byte streaming stores; v1/v2 = {:.2}",
-                    0.0
-                ),
-            );
-            if let Some(t2) = t2 {
-                if let Some(r) = b.rows.last_mut() {
-                    r.note = format!(
-                        "one launch, flat 16-byte streaming stores; v1/v2 = {:.2}",
-                        t / t2
-                    );
-                }
-                ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
-                dmlp::write_jacobian_v2(&b.be, &mlp, &sig, &mut j)?;
-                ops::j_v(&b.be, &j, m, p, &vd, &mut y2)?;
-                let d = max_rel(&b.be.download(&y1)?, &b.be.download(&y2)?);
-                println!(
-                    "jacobian v2 vs v1 (J v): max relative difference {d:.2e}{}",
-                    if d == 0.0 { "" } else { "  MISMATCH" }
-                );
-                b.push(
-                    "jacobian_v2",
-                    n,
-                    dt,
-                    t2 + t_sig,
-                    j_bytes,
-                    "GB/s",
-                    cb,
-                    "signals + write v2",
-                );
-                // v4: weight stripes (activations in registers, one store per weight row)
-                // plus the gaps kernel, in several block shapes; each checked against v2
-                // through J v (must be exactly 0). Then each kernel of the default alone.
-                let dims: Vec<(usize, usize)> =
-                    mlp.layers().iter().map(|l| (l.fan_in, l.fan_out)).collect();
-                let own = ops::jacobian_v4_applies::<T>(m, &dims);
-                let o4 =
-                    |rows: usize, at_once: usize, kernels: ops::V4Kernels| ops::JacobianV4Opts {
-                        weight_rows_per_block: rows,
-                        min_rows_at_once: at_once,
-                        kernels,
-                    };
-                let both = ops::V4Kernels::Both;
-                let v4_rows = [
-                    (
-                        "jacobian_write_v4",
-                        o4(0, 0, both),
-                        "default: 4 (f32) / 16 (f64) weight rows per block",
-                    ),
-                    (
-                        "jacobian_write_v4_w2",
-                        o4(2, 0, both),
-                        "2 weight rows per block",
-                    ),
-                    (
-                        "jacobian_write_v4_w4",
-                        o4(4, 0, both),
-                        "4 weight rows per block",
-                    ),
-                    (
-                        "jacobian_write_v4_w8",
-                        o4(8, 0, both),
-                        "8 weight rows per block",
-                    ),
-                    (
-                        "jacobian_write_v4_w16",
-                        o4(16, 0, both),
-                        "16 weight rows per block",
-                    ),
-                    (
-                        "jacobian_write_v4_w32",
-                        o4(32, 0, both),
-                        "32 weight rows per block",
-                    ),
-                    (
-                        "jacobian_write_v4_all",
-                        o4(1 << 20, 0, both),
-                        "all weight rows per block",
-                    ),
-                    (
-                        "jacobian_write_v4_stripes",
-                        o4(0, 0, ops::V4Kernels::StripesOnly),
-                        "the stripes kernels alone (default shape)",
-                    ),
-                    (
-                        "jacobian_write_v4_gaps",
-                        o4(0, 0, ops::V4Kernels::GapsOnly),
-                        "the gaps kernel alone",
-                    ),
-                ];
-                let wc = b.write_gbs;
-                for (name, opts, what) in v4_rows {
-                    let timed = b.time(
-                        0.3,
-                        || Ok(()),
-                        || Ok(dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j, opts)?),
-                    );
-                    let note = |t4: f64| {
-                        format!(
-                            "{what}{}; v2/v4 = {:.2}; {:.2} of the write-only ceiling {:.0} GB/s",
-                            if own { "" } else { " (fell back to v2)" },
-                            t2 / t4,
-                            j_bytes / t4 / 1e9 / wc,
-                            wc
-                        )
-                    };
-                    let t4 = b.report(name, n, dt, timed, j_bytes, "GB/s", cb, note(f64::NAN));
-                    let Some(t4) = t4 else { continue };
-                    if let Some(r) = b.rows.last_mut() {
-                        r.note = note(t4);
-                    }
-                    if opts.kernels != both {
-                        continue;
-                    }
-                    // one more call into a NaN-poisoned J, so an element it misses shows
-                    ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
-                    dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j, opts)?;
-                    let mut y4 = b.be.zeros::<T>(m)?;
-                    ops::j_v(&b.be, &j, m, p, &vd, &mut y4)?;
-                    let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y4)?);
-                    println!(
-                        "jacobian {name} vs v2 (J v): max relative difference {d:.2e}{}",
-                        if d == 0.0 { "" } else { "  MISMATCH" }
-                    );
-                    if name == "jacobian_write_v4" {
-                        b.push(
-                            "jacobian_v4",
-                            n,
-                            dt,
-                            t4 + t_sig,
-                            j_bytes,
-                            "GB/s",
-                            cb,
-                            "signals + write v4",
-                        );
-                    }
-                }
-                dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
-            }
+    let o4 = |rows: usize, kernels: ops::V4Kernels| {
+        Writer::V4(ops::JacobianV4Opts {
+            weight_rows_per_block: rows,
+            min_rows_at_once: 0,
+            kernels,
+        })
+    };
+    let both = ops::V4Kernels::Both;
+    let variants = [
+        (
+            "jacobian_write_v1",
+            Writer::V1,
+            "one launch per layer (the fallback above 8 layers)",
+        ),
+        (
+            "jacobian_write_v2",
+            Writer::V2,
+            "one flat launch, 16-byte streaming stores (the fallback for other fan_in)",
+        ),
+        (
+            "jacobian_write_v4_w2",
+            o4(2, both),
+            "2 weight rows per block",
+        ),
+        (
+            "jacobian_write_v4_w4",
+            o4(4, both),
+            "4 weight rows per block",
+        ),
+        (
+            "jacobian_write_v4_w8",
+            o4(8, both),
+            "8 weight rows per block",
+        ),
+        (
+            "jacobian_write_v4_w16",
+            o4(16, both),
+            "16 weight rows per block",
+        ),
+        (
+            "jacobian_write_v4_w32",
+            o4(32, both),
+            "32 weight rows per block",
+        ),
+        (
+            "jacobian_write_v4_all",
+            o4(1 << 20, both),
+            "all weight rows per block",
+        ),
+        (
+            "jacobian_write_v4_stripes",
+            o4(0, ops::V4Kernels::StripesOnly),
+            "the default's stripes kernels alone",
+        ),
+        (
+            "jacobian_write_v4_gaps",
+            o4(0, ops::V4Kernels::GapsOnly),
+            "the default's gaps kernel alone",
+        ),
+    ];
+    for (name, w, what) in variants {
+        let fell_back = matches!(w, Writer::V4(_)) && !v4_applies;
+        let timed = b.time(0.3, || Ok(()), || w.write(&b.be, mlp, sig, &mut *j));
+        let note = |t: f64| {
+            format!(
+                "{what}{}; default/this = {:.2}; {}",
+                if fell_back { " (fell back to v2)" } else { "" },
+                t_def / t,
+                of_write(t)
+            )
+        };
+        if b.report(name, n, dt, timed, jb, "GB/s", cb, note).is_none() {
+            continue;
         }
-    }
-    // Jᵀu with four rows in flight for 8-byte f32 loads; checked against the first version.
-    {
-        let ud = b.be.upload(&rand_host::<T>(&mut rng, m))?;
-        let mut o1 = b.be.zeros::<T>(p)?;
-        let mut o2 = b.be.zeros::<T>(p)?;
-        ops::jt_u_v1(&b.be, &j, m, p, &ud, &mut o1)?;
-        let timed = b.time(
-            0.3,
-            || Ok(()),
-            || Ok(ops::jt_u(&b.be, &j, m, p, &ud, &mut o2)?),
-        );
-        let t1 = b.prev("jt_u", n, dt);
-        if let Some(t2) = b.report("jt_u_v2", n, dt, timed, j_bytes, "GB/s", cb, "") {
-            let d = max_rel(&b.be.download(&o1)?, &b.be.download(&o2)?);
-            if let Some(r) = b.rows.last_mut() {
-                r.note = format!(
-                    "4 rows in flight (8-byte f32); v1/v2 = {:.2}",
-                    t1.unwrap_or(f64::NAN) / t2
-                );
-            }
-            println!(
-                "jt_u v2 vs v1: max relative difference {d:.2e}{}",
-                if d < 1e-4 { "" } else { "  MISMATCH" }
-            );
+        // A kernel timed alone leaves part of J unwritten: nothing to check.
+        if matches!(&w, Writer::V4(o) if o.kernels != both) {
+            continue;
         }
+        let d = poisoned_jv(b, ps, j, |j| w.write(&b.be, mlp, sig, j)).map(|y| max_rel(&y_ref, &y));
+        print_check(&format!("jacobian {name} vs jacobian_write (J v)"), d, 0.0);
     }
-    drop(j);
+    Ok(())
+}
 
+/// `j_v`, `jt_u` and `jt_j_v` on the default's `J`, each followed by cuBLAS gemv on the same
+/// `J` and checked against it.
+fn jvec_rows<T: CudaReal>(b: &mut Bench, ps: &Pass<T>, j: &CudaSlice<T>) -> Res<()> {
+    let (n, m, p, dt, jb, cb) = (ps.n, ps.m, ps.p, ps.dt, ps.j_bytes, b.copy_gbs);
+    let (vd, ud) = (&ps.vd, &ps.ud);
+    let be = &b.be;
+    let (mut out_m, mut ref_m) = (be.zeros::<T>(m)?, be.zeros::<T>(m)?);
+    let (mut out_p, mut ref_p) = (be.zeros::<T>(p)?, be.zeros::<T>(p)?);
+    let check = |b: &Bench, what: &str, got: &CudaSlice<T>, want: &CudaSlice<T>| {
+        let d = (|| -> Res<f64> { Ok(max_rel(&b.be.download(want)?, &b.be.download(got)?)) })();
+        print_check(what, d, T::TOLERANCE);
+    };
+
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(ops::j_v(&b.be, j, m, p, vd, &mut out_m)?),
+    )?;
+    b.push("j_v", n, dt, t, jb, "GB/s", cb, "");
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(ops::gemv_rm(&b.be, false, j, m, p, vd, &mut ref_m)?),
+    )?;
+    b.push("cublas_gemv_j_v", n, dt, t, jb, "GB/s", cb, "baseline");
+    check(b, "j_v vs cuBLAS gemv", &out_m, &ref_m);
+
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(ops::jt_u(&b.be, j, m, p, ud, &mut out_p)?),
+    )?;
+    b.push(
+        "jt_u",
+        n,
+        dt,
+        t,
+        jb,
+        "GB/s",
+        cb,
+        "deterministic: row chunks summed in a fixed order",
+    );
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(ops::gemv_rm(&b.be, true, j, m, p, ud, &mut ref_p)?),
+    )?;
+    b.push("cublas_gemv_jt_u", n, dt, t, jb, "GB/s", cb, "baseline");
+    check(b, "jt_u vs cuBLAS gemv", &out_p, &ref_p);
+
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(ops::jt_j_v(&b.be, j, m, p, vd, &mut out_p)?),
+    )?;
+    b.push("jt_j_v", n, dt, t, 2.0 * jb, "GB/s", cb, "2 passes over J");
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || {
+            ops::gemv_rm(&b.be, false, j, m, p, vd, &mut ref_m)?;
+            Ok(ops::gemv_rm(&b.be, true, j, m, p, &ref_m, &mut ref_p)?)
+        },
+    )?;
+    b.push(
+        "cublas_gemv_jt_j_v",
+        n,
+        dt,
+        t,
+        2.0 * jb,
+        "GB/s",
+        cb,
+        "baseline, 2 gemv",
+    );
+    check(b, "jt_j_v vs cuBLAS gemv", &out_p, &ref_p);
+    Ok(())
+}
+
+/// `ntk_structured` against its cuBLAS Grams alone, `cholesky`, and `gn_dual_step` against
+/// the sum of its parts (Grams + Cholesky + one VJP). No `J`.
+fn ntk_rows<T: CudaReal>(b: &mut Bench, ps: &Pass<T>, sig: &DeviceSignals<T>) -> Res<()> {
+    let (mlp, n, m, dt, gemm) = (&ps.mlp, ps.n, ps.m, ps.dt, ps.gemm(b));
+    let (td, xd, yd) = (&ps.td, &ps.xd, &ps.yd);
+    // Synchronise first so that the stream-ordered pool has given J's memory back before we
+    // read how much is free.
     b.be.synchronize()?;
     let (free, _) = b.be.mem_info()?;
-    let theta_bytes = (m * m) as f64 * es;
+    let theta_bytes = (m * m * std::mem::size_of::<T>()) as f64;
     if 2.1 * theta_bytes + 2e9 > free as f64 {
-        println!("skipping NTK / GN v2 at N={n} {dt}");
+        println!(
+            "skipping NTK / GN at N={n} {dt}: Θ is {:.1} GB, {:.1} GB free",
+            theta_bytes / 1e9,
+            free as f64 / 1e9
+        );
         return Ok(());
     }
-    let gram_flops: f64 = mlp
-        .layers()
+    let layers = mlp.layers();
+    let gram_flops: f64 = layers
         .iter()
         .enumerate()
         .map(|(l, layer)| {
             let aa = 2.0 * (n * n * layer.fan_in) as f64;
-            let gg = if l + 1 < mlp.layers().len() {
+            let gg = if l + 1 < layers.len() {
                 2.0 * (m as f64).powi(2) * layer.fan_out as f64
             } else {
                 0.0
@@ -872,100 +677,228 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
             aa + gg
         })
         .sum();
-    let (Some(t_ntk), Some(t_grams)) = (
-        b.prev("ntk_structured", n, dt),
-        b.prev("ntk_cublas_grams", n, dt),
-    ) else {
-        return Ok(());
-    };
-    // v2: fused assembly (one pass over Θ after the GEMMs). Checked against v1 through Θ w.
-    {
-        let wd = b.be.upload(&rand_host::<T>(&mut rng, m))?;
-        let mut y1 = b.be.zeros::<T>(m)?;
-        {
-            let k1 = dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::PerLayer)?;
-            ops::gemv_rm(&b.be, false, &k1, m, m, &wd, &mut y1)?;
-        }
-        let timed = b.time(
+    let t_ntk = b.time(
+        0.5,
+        || Ok(()),
+        || {
+            dntk::ntk_structured(&b.be, mlp, td, xd, n)?;
+            Ok(())
+        },
+    )?;
+    b.push(
+        "ntk_structured",
+        n,
+        dt,
+        t_ntk,
+        gram_flops,
+        "GFLOP/s",
+        gemm,
+        "Gram flops; cuBLAS Grams + fused assembly",
+    );
+    // The cuBLAS part alone: the Gram GEMMs into preallocated buffers.
+    let t_grams = {
+        let mut aa = b.be.zeros::<T>(n * n)?;
+        let mut gg = b.be.zeros::<T>(m * m)?;
+        b.time(
             0.5,
             || Ok(()),
             || {
-                dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::Fused)?;
+                for (l, layer) in layers.iter().enumerate() {
+                    let a = &sig.trace.acts[l];
+                    ops::gemm_rm(
+                        &b.be,
+                        false,
+                        true,
+                        n,
+                        n,
+                        layer.fan_in,
+                        T::one_impl(),
+                        a,
+                        a,
+                        T::zero_impl(),
+                        &mut aa,
+                    )?;
+                    if l + 1 < layers.len() {
+                        let g = &sig.grads[l];
+                        ops::gemm_rm(
+                            &b.be,
+                            false,
+                            true,
+                            m,
+                            m,
+                            layer.fan_out,
+                            T::one_impl(),
+                            g,
+                            g,
+                            T::zero_impl(),
+                            &mut gg,
+                        )?;
+                    }
+                }
                 Ok(())
             },
-        );
-        let t2 = b.report(
-            "ntk_structured_v2",
-            n,
-            dt,
-            timed,
-            gram_flops,
-            "GFLOP/s",
-            gemm,
-            "fused assembly",
-        );
-        if let Some(t2) = t2 {
-            if let Some(r) = b.rows.last_mut() {
-                r.note = format!(
-                    "fused assembly; v2 / grams = {:.2}, v1/v2 = {:.2}",
-                    t2 / t_grams,
-                    t_ntk / t2
-                );
-            }
-            let k2 = dntk::ntk_structured_with(&b.be, &mlp, &td, &xd, n, dntk::Assembly::Fused)?;
-            let mut y2 = b.be.zeros::<T>(m)?;
-            ops::gemv_rm(&b.be, false, &k2, m, m, &wd, &mut y2)?;
-            let d = max_rel(&b.be.download(&y1)?, &b.be.download(&y2)?);
-            println!(
-                "ntk v2 vs v1 (Θ w): max relative difference {d:.2e}{}",
-                if d < 1e-3 { "" } else { "  MISMATCH" }
-            );
-        }
-    }
-    let lambda = T::from_f64(1e-2);
-    let Some(&(_, _, parts)) = b.gn_parts.iter().find(|g| g.0 == n && g.1 == dt) else {
-        return Ok(());
+        )?
     };
-    let timed = b.time(
+    b.push(
+        "ntk_cublas_grams",
+        n,
+        dt,
+        t_grams,
+        gram_flops,
+        "GFLOP/s",
+        gemm,
+        format!("ntk_structured / grams = {:.2}", t_ntk / t_grams),
+    );
+
+    // Cholesky solve alone on Θ + NλI (copied fresh before each timed call).
+    let lambda = T::from_f64(1e-2);
+    let t_chol = {
+        let mut k = dntk::ntk_structured(&b.be, mlp, td, xd, n)?;
+        ops::add_diag(&b.be, &mut k, m, T::from_usize(n) * lambda)?;
+        let work = RefCell::new(b.be.zeros::<T>(m * m)?);
+        let rhs = RefCell::new(b.be.zeros::<T>(m)?);
+        b.time(
+            0.5,
+            || {
+                b.be.stream().memcpy_dtod(&k, &mut *work.borrow_mut())?;
+                b.be.stream().memcpy_dtod(yd, &mut *rhs.borrow_mut())?;
+                Ok(())
+            },
+            || {
+                let info = dntk::cholesky_solve(
+                    &b.be,
+                    &mut work.borrow_mut(),
+                    m,
+                    &mut rhs.borrow_mut(),
+                    1,
+                )?;
+                if info != 0 {
+                    return Err(format!("Θ + NλI not positive definite (minor {info})").into());
+                }
+                Ok(())
+            },
+        )?
+    };
+    b.push(
+        "cholesky",
+        n,
+        dt,
+        t_chol,
+        (m as f64).powi(3) / 3.0,
+        "GFLOP/s",
+        gemm,
+        "cuSOLVER potrf+potrs",
+    );
+    let t_vjp = {
+        let tr = dmlp::trace(&b.be, mlp, td, xd, n, true)?;
+        b.time(
+            0.2,
+            || Ok(()),
+            || {
+                dmlp::vjp_with_trace(&b.be, mlp, td, &tr, &ps.ud)?;
+                Ok(())
+            },
+        )?
+    };
+    let t_gn = b.time(
         0.5,
         || Ok(()),
-        || match dntk::gn_dual_step_with(
-            &b.be,
-            &mlp,
-            &td,
-            &xd,
-            &yd,
-            n,
-            lambda,
-            dntk::Assembly::Fused,
-        )? {
+        || match dntk::gn_dual_step(&b.be, mlp, td, xd, yd, n, lambda)? {
             DualStep::Solved(_) => Ok(()),
             DualStep::NotPositiveDefinite { minor } => {
                 Err(format!("not positive definite at {minor}").into())
             }
         },
-    );
-    let t2 = b.report(
-        "gn_dual_step_v2",
+    )?;
+    let parts = t_grams + t_chol + t_vjp;
+    b.push(
+        "gn_dual_step",
         n,
         dt,
-        timed,
+        t_gn,
         gram_flops + (m as f64).powi(3) / 3.0,
         "GFLOP/s",
         gemm,
-        "",
+        format!(
+            "vs cuBLAS grams + cuSOLVER + vjp: {:.2}x (parts {:.3} ms)",
+            t_gn / parts,
+            parts * 1e3
+        ),
     );
-    if let (Some(t2), Some(r)) = (t2, b.rows.last_mut()) {
-        r.note = format!(
-            "fused NTK; vs cuBLAS grams + cuSOLVER + vjp: {:.2}x",
-            t2 / parts
-        );
+    Ok(())
+}
+
+/// The bias gradient's column sum of the widest layer (N × 128): `col_sum` (two stages above
+/// `ops::COL_SUM_ONE_STAGE_ROWS` rows) and `col_sum_one_stage`, checked against it.
+fn col_sum_rows<T: CudaReal>(b: &mut Bench, ps: &Pass<T>) -> Res<()> {
+    let (n, dt, cb) = (ps.n, ps.dt, b.copy_gbs);
+    let cols = 128;
+    let mut rng = ChaCha8Rng::seed_from_u64(n as u64 + 1);
+    let xs = b.be.upload(&rand_host::<T>(&mut rng, n * cols))?;
+    let (mut o_def, mut o_one) = (b.be.zeros::<T>(cols)?, b.be.zeros::<T>(cols)?);
+    let bytes = (n * cols * std::mem::size_of::<T>()) as f64;
+    let t_def = b.time(
+        0.1,
+        || Ok(()),
+        || {
+            Ok(ops::col_sum(
+                &b.be,
+                &xs,
+                n,
+                cols,
+                T::one_impl(),
+                &mut o_def,
+            )?)
+        },
+    )?;
+    let stages = if n > ops::COL_SUM_ONE_STAGE_ROWS {
+        "two stages"
+    } else {
+        "one stage"
+    };
+    b.push(
+        "col_sum",
+        n,
+        dt,
+        t_def,
+        bytes,
+        "GB/s",
+        cb,
+        format!("N x {cols}, {stages}"),
+    );
+    let timed = b.time(
+        0.1,
+        || Ok(()),
+        || {
+            Ok(ops::col_sum_one_stage(
+                &b.be,
+                &xs,
+                n,
+                cols,
+                T::one_impl(),
+                &mut o_one,
+            )?)
+        },
+    );
+    let note = |t: f64| {
+        format!(
+            "N x {cols}, one block per 32 columns; default/this = {:.2}",
+            t_def / t
+        )
+    };
+    if b.report("col_sum_one_stage", n, dt, timed, bytes, "GB/s", cb, note)
+        .is_some()
+    {
+        let d =
+            (|| -> Res<f64> { Ok(max_rel(&b.be.download(&o_def)?, &b.be.download(&o_one)?)) })();
+        print_check("col_sum_one_stage vs col_sum", d, T::TOLERANCE);
     }
     Ok(())
 }
 
-/// Copy bandwidth (D2D memcpy of a real Jacobian, bytes read + written) and cuBLAS GEMM rate
-/// (8192 × 8192 × 4096 with operands taken from the Jacobian).
+/// Copy bandwidth (D2D memcpy of a real Jacobian, bytes read + written), the write-only
+/// ceilings (memset, fill kernel) and cuBLAS GEMM rate (8192 × 8192 × 4096 with operands
+/// taken from the Jacobian).
 fn ceilings<T: CudaReal>(b: &mut Bench, j: &CudaSlice<T>) -> Res<()> {
     let dt = T::NAME;
     let len = j.len().min((4usize << 30) / std::mem::size_of::<T>());
@@ -1095,7 +1028,7 @@ fn main() -> Res<()> {
         copy_gbs: 0.0,
         write_gbs: 0.0,
         gemm_gflops: [0.0; 2],
-        gn_parts: Vec::new(),
+        ceilings_done: [false; 2],
     };
     for &n in &sizes {
         if let Err(e) = run::<f32>(&mut b, n) {
@@ -1110,17 +1043,6 @@ fn main() -> Res<()> {
                 "skipping f64 at N={n}: J would need {:.0} GB",
                 (n * 10 * 118_282 * 8) as f64 / 1e9
             );
-        }
-    }
-    println!("\n== new kernel variants (v2), after every old row");
-    for &n in &sizes {
-        if let Err(e) = run_v2::<f32>(&mut b, n) {
-            println!("N={n} f32 v2 stopped: {e}");
-        }
-        if n <= 4096
-            && let Err(e) = run_v2::<f64>(&mut b, n)
-        {
-            println!("N={n} f64 v2 stopped: {e}");
         }
     }
     println!(

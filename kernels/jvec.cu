@@ -110,9 +110,9 @@ __device__ void jt_u_cols_scalar(const T* __restrict__ J, const T* __restrict__ 
 
 // Rows [chunk * rows_per, ...) of chunk blockIdx.y (grid-stride over chunks) into
 // ws[chunk, :]. `vec` is the number of columns per access: 16 / sizeof(T), 2 (f32 only) or 1;
-// the host picks the widest one the row alignment allows. R8 rows are in flight with 8-byte
-// accesses: 4 (jt_u_part), 2 (jt_u_part_v1, the first version, kept for comparison).
-template <typename T, int R8>
+// the host picks the widest one the row alignment allows. Rows in flight per thread: 2 with
+// 16-byte accesses, 4 with 8-byte ones (32 bytes either way).
+template <typename T>
 __device__ void jt_u_part_impl(const T* __restrict__ J, const T* __restrict__ u,
                                T* __restrict__ ws, i64 m, i64 p, i64 rows_per, int vec) {
     constexpr int W = PackWidth<T>::value;
@@ -123,7 +123,7 @@ __device__ void jt_u_part_impl(const T* __restrict__ J, const T* __restrict__ u,
         if (vec == W) {
             jt_u_cols<T, W, 2>(J, u, dst, r0, r1, p);
         } else if (W == 4 && vec == 2) {
-            jt_u_cols<T, (W == 4 ? 2 : 1), R8>(J, u, dst, r0, r1, p);
+            jt_u_cols<T, (W == 4 ? 2 : 1), 4>(J, u, dst, r0, r1, p);
         } else {
             jt_u_cols_scalar<T>(J, u, dst, r0, r1, p);
         }
@@ -145,11 +145,7 @@ __device__ void sum_chunks_impl(const T* __restrict__ ws, T* __restrict__ out, i
     }                                                                                             \
     extern "C" __global__ void __launch_bounds__(256, MINB)                                        \
     jt_u_part_##SUF(const T* J, const T* u, T* ws, i64 m, i64 p, i64 rows_per, int vec) {          \
-        jt_u_part_impl<T, 4>(J, u, ws, m, p, rows_per, vec);                                      \
-    }                                                                                             \
-    extern "C" __global__ void jt_u_part_v1_##SUF(const T* J, const T* u, T* ws, i64 m, i64 p,    \
-                                                  i64 rows_per, int vec) {                        \
-        jt_u_part_impl<T, 2>(J, u, ws, m, p, rows_per, vec);                                      \
+        jt_u_part_impl<T>(J, u, ws, m, p, rows_per, vec);                                         \
     }                                                                                             \
     extern "C" __global__ void sum_chunks_##SUF(const T* ws, T* out, i64 chunks, i64 p) {         \
         sum_chunks_impl<T>(ws, out, chunks, p);                                                   \

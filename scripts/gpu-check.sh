@@ -75,7 +75,7 @@ for b in "$BUNDLE"/bench_*; do
     [ "$rc" = 0 ] || { echo "   benchmark exit $rc"; status=1; }
     # The summary table is printed last.
     sed -n '/^op  /,$p' "$OUTDIR/$name.log"
-    # New kernel variants: failures and their checks against the first versions.
+    # Kernel variants and checks: failures, and each variant's difference from the default.
     grep -E "skipping|stopped|FAILED|MISMATCH|max relative difference" "$OUTDIR/$name.log" || true
 done
 

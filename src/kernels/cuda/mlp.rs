@@ -546,8 +546,8 @@ pub fn write_jacobian_v4<T: CudaReal>(
 }
 
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`,
-/// one kernel launch per layer (`ops::jacobian_layer`): the first version, kept for
-/// comparison and for MLPs with more than `ops::JACOBIAN_MAX_LAYERS` layers.
+/// one kernel launch per layer (`ops::jacobian_layer`, any number of layers): the path for
+/// MLPs with more than `ops::JACOBIAN_MAX_LAYERS` layers, and the first version in the bench.
 ///
 /// # Panics
 /// If `j.len() != N·C·P` or the signals are not those of `mlp`.

@@ -2,7 +2,10 @@
 //!
 //! `Θ = Σ_l (G_l G_lᵀ) ⊙ ((s_w² A_{l−1}A_{l−1}ᵀ + s_b²) ⊗ 1_{C×C})` (DESIGN §2): per layer one
 //! cuBLAS GEMM for the activation Gram (`N × N`), one for the signal Gram (`NC × NC`, skipped
-//! for the read-out layer whose signals are `e_c`), and the Hadamard assembly kernel.
+//! for the read-out layer whose signals are `e_c`); the first hidden layer's signal Gram is
+//! written by cuBLAS straight into `Θ`, and one fused Hadamard pass per further hidden layer
+//! (`ops::ntk_fused`) scales it and adds the next terms, the read-out term joining the last
+//! pass (for two hidden layers `Θ` is read once and written once after the GEMMs).
 //! The dual GN step (MSE, DESIGN §1) solves `(Θ + NλI) α = r` by cuSOLVER Cholesky and
 //! returns `δ = −Jᵀα` from one VJP, so `J` never exists.
 
@@ -14,21 +17,9 @@ use crate::{Error, Mlp, Model, Result};
 use cudarc::driver::CudaSlice;
 use std::ffi::c_int;
 
-/// Which kernels assemble the structured NTK.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Assembly {
-    /// One pass over `Θ` per layer (`ops::ntk_layer`, the first version).
-    PerLayer,
-    /// The first hidden layer's signal Gram is written by cuBLAS straight into `Θ`; one fused
-    /// pass per further hidden layer (`ops::ntk_fused`) scales it and adds the next layer's
-    /// term, the read-out term joining the last pass: for an MLP with two hidden layers `Θ`
-    /// is read once and written once after the GEMMs.
-    #[default]
-    Fused,
-}
-
-/// Structured NTK from device signals: `Θ` (row-major `NC × NC`, symmetric), assembled by
-/// [`Assembly::Fused`].
+/// Structured NTK from device signals: `Θ` (row-major `NC × NC`, symmetric), the Grams by
+/// cuBLAS and their Hadamard products by the fused pass (`ops::ntk_fused`, see the module
+/// documentation).
 ///
 /// # Panics
 /// If the signals are not those of `mlp`.
@@ -149,83 +140,6 @@ pub fn ntk_from_signals<T: CudaReal>(
     Ok(theta)
 }
 
-/// Structured NTK from device signals, the first version kept for comparison: one Hadamard
-/// pass per layer over `Θ` (`ntk_layer`), so `Θ` is read and written once per layer.
-///
-/// # Panics
-/// If the signals are not those of `mlp`.
-///
-/// # Errors
-/// [`Error::Device`] on a driver, cuBLAS or kernel failure (including out of memory: this
-/// needs two `NC × NC` buffers).
-#[track_caller]
-pub fn ntk_from_signals_v1<T: CudaReal>(
-    be: &CudaBackend,
-    mlp: &Mlp,
-    s: &DeviceSignals<T>,
-) -> Result<CudaSlice<T>> {
-    let n = s.trace.n;
-    let c = <Mlp as Model<f64>>::n_outputs(mlp);
-    let m = n * c;
-    let layers = mlp.layers();
-    assert_eq!(
-        s.grads.len(),
-        layers.len(),
-        "cuda::ntk: signals of another MLP"
-    );
-    // Every element of Θ is written by the first layer's assembly (accumulate = false).
-    let mut theta = be.alloc_uninit::<T>(m * m)?;
-    let mut aa = be.alloc_uninit::<T>(n * n)?;
-    let mut gg = if layers.len() > 1 {
-        Some(be.alloc_uninit::<T>(m * m)?)
-    } else {
-        None
-    };
-    let last = layers.len() - 1;
-    for (l, layer) in layers.iter().enumerate() {
-        // AA = A Aᵀ, fully written (β = 0).
-        let a = &s.trace.acts[l];
-        ops::gemm_rm(
-            be,
-            false,
-            true,
-            n,
-            n,
-            layer.fan_in,
-            T::one_impl(),
-            a,
-            a,
-            T::zero_impl(),
-            &mut aa,
-        )?;
-        let sw2 = T::from_f64(layer.w_scale * layer.w_scale);
-        let sb2 = T::from_f64(layer.b_scale * layer.b_scale);
-        if l == last {
-            ops::ntk_layer(be, &mut theta, None, &aa, m, c, sw2, sb2, l > 0)?;
-        } else {
-            let g = &s.grads[l];
-            let gg = gg
-                .as_mut()
-                .expect("allocated when there is more than one layer");
-            ops::gemm_rm(
-                be,
-                false,
-                true,
-                m,
-                m,
-                layer.fan_out,
-                T::one_impl(),
-                g,
-                g,
-                T::zero_impl(),
-                gg,
-            )?;
-            ops::ntk_layer(be, &mut theta, Some(&*gg), &aa, m, c, sw2, sb2, l > 0)?;
-        }
-    }
-    Ok(theta)
-}
-
 /// The structured empirical NTK `Θ = J Jᵀ` (row-major `NC × NC`) without forming `J`.
 ///
 /// # Panics
@@ -243,29 +157,6 @@ pub fn ntk_structured<T: CudaReal>(
 ) -> Result<CudaSlice<T>> {
     let s = mlp::signals(be, mlp, theta, x, n)?;
     ntk_from_signals(be, mlp, &s)
-}
-
-/// [`ntk_structured`] with the assembly chosen (for comparing the kernels).
-///
-/// # Panics
-/// As [`ntk_structured`].
-///
-/// # Errors
-/// As [`ntk_from_signals`].
-#[track_caller]
-pub fn ntk_structured_with<T: CudaReal>(
-    be: &CudaBackend,
-    mlp: &Mlp,
-    theta: &CudaSlice<T>,
-    x: &CudaSlice<T>,
-    n: usize,
-    assembly: Assembly,
-) -> Result<CudaSlice<T>> {
-    let s = mlp::signals(be, mlp, theta, x, n)?;
-    match assembly {
-        Assembly::PerLayer => ntk_from_signals_v1(be, mlp, &s),
-        Assembly::Fused => ntk_from_signals(be, mlp, &s),
-    }
 }
 
 /// Result of [`gn_dual_step`].
@@ -372,7 +263,6 @@ pub fn cholesky_solve<T: CudaReal>(
 /// [`Error::Device`] on a driver, cuBLAS, cuSOLVER or kernel failure. A matrix that is not
 /// positive definite is not an error: see [`DualStep::NotPositiveDefinite`].
 #[track_caller]
-#[allow(clippy::too_many_arguments)]
 pub fn gn_dual_step<T: CudaReal>(
     be: &CudaBackend,
     mlp: &Mlp,
@@ -381,28 +271,6 @@ pub fn gn_dual_step<T: CudaReal>(
     y: &CudaSlice<T>,
     n: usize,
     lambda: T,
-) -> Result<DualStep<T>> {
-    gn_dual_step_with(be, mlp, theta, x, y, n, lambda, Assembly::Fused)
-}
-
-/// [`gn_dual_step`] with the NTK assembly chosen (for comparing the kernels).
-///
-/// # Panics
-/// As [`gn_dual_step`].
-///
-/// # Errors
-/// As [`gn_dual_step`].
-#[track_caller]
-#[allow(clippy::too_many_arguments)]
-pub fn gn_dual_step_with<T: CudaReal>(
-    be: &CudaBackend,
-    mlp: &Mlp,
-    theta: &CudaSlice<T>,
-    x: &CudaSlice<T>,
-    y: &CudaSlice<T>,
-    n: usize,
-    lambda: T,
-    assembly: Assembly,
 ) -> Result<DualStep<T>> {
     let c = <Mlp as Model<f64>>::n_outputs(mlp);
     assert_eq!(
@@ -413,10 +281,7 @@ pub fn gn_dual_step_with<T: CudaReal>(
     );
     let s = mlp::signals(be, mlp, theta, x, n)?;
     let m = n * c;
-    let mut k = match assembly {
-        Assembly::PerLayer => ntk_from_signals_v1(be, mlp, &s)?,
-        Assembly::Fused => ntk_from_signals(be, mlp, &s)?,
-    };
+    let mut k = ntk_from_signals(be, mlp, &s)?;
     ops::add_diag(be, &mut k, m, T::from_usize(n) * lambda)?;
     // Solve with −r = Y − f, so that the VJP gives δ = Jᵀ(−α) directly.
     let mut rhs = be.alloc_uninit::<T>(m)?;

@@ -40,9 +40,10 @@ pub fn j_v<T: CudaReal>(
     Ok(())
 }
 
-/// `out ← Jᵀ u` for a row-major `J` (`m × p`): threads over columns (16-byte loads when
-/// `p` is a multiple of the packet width, else 8-byte ones for even `p` in f32), rows split in chunks whose partial sums are added
-/// in a fixed order by a second kernel, so the result is deterministic.
+/// `out ← Jᵀ u` for a row-major `J` (`m × p`): threads over columns (16-byte loads with two
+/// rows in flight when `p` is a multiple of the packet width, else 8-byte ones with four rows
+/// in flight for even `p` in f32), rows split in chunks whose partial sums are added in a
+/// fixed order by a second kernel, so the result is deterministic.
 ///
 /// # Panics
 /// If `j.len() != m·p`, `u.len() != m` or `out.len() != p`.
@@ -57,39 +58,6 @@ pub fn jt_u<T: CudaReal>(
     p: usize,
     u: &impl DevicePtr<T>,
     out: &mut impl DevicePtrMut<T>,
-) -> Result<()> {
-    jt_u_impl(be, j, m, p, u, out, false)
-}
-
-/// [`jt_u`] as first written: with 8-byte accesses (f32, `p ≡ 2 mod 4`) two rows in flight
-/// per thread instead of four. Kept to compare the two in one benchmark run.
-///
-/// # Panics
-/// As [`jt_u`].
-///
-/// # Errors
-/// As [`jt_u`].
-#[track_caller]
-pub fn jt_u_v1<T: CudaReal>(
-    be: &CudaBackend,
-    j: &impl DevicePtr<T>,
-    m: usize,
-    p: usize,
-    u: &impl DevicePtr<T>,
-    out: &mut impl DevicePtrMut<T>,
-) -> Result<()> {
-    jt_u_impl(be, j, m, p, u, out, true)
-}
-
-#[track_caller]
-fn jt_u_impl<T: CudaReal>(
-    be: &CudaBackend,
-    j: &impl DevicePtr<T>,
-    m: usize,
-    p: usize,
-    u: &impl DevicePtr<T>,
-    out: &mut impl DevicePtrMut<T>,
-    v1: bool,
 ) -> Result<()> {
     let shape = format!("J {m}×{p}");
     check_len("jt_u: J", j.len(), m * p, &shape);
@@ -127,14 +95,13 @@ fn jt_u_impl<T: CudaReal>(
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
     };
-    let part = if v1 { "jt_u_part_v1" } else { "jt_u_part" };
     let (mi, pi, rpi, veci) = (m as i64, p as i64, rows_per as i64, vec as i32);
     if m == 0 {
         // Jᵀu of an empty J is zero: one "chunk" over no rows writes zeros.
         launch!(
             be,
             Family::Jvec,
-            part,
+            "jt_u_part",
             T,
             cfg,
             [&jp, &up, &op, &mi, &pi, &1i64, &veci]
@@ -145,7 +112,7 @@ fn jt_u_impl<T: CudaReal>(
         launch!(
             be,
             Family::Jvec,
-            part,
+            "jt_u_part",
             T,
             cfg,
             [&jp, &up, &op, &mi, &pi, &rpi, &veci]
@@ -157,7 +124,7 @@ fn jt_u_impl<T: CudaReal>(
     launch!(
         be,
         Family::Jvec,
-        part,
+        "jt_u_part",
         T,
         cfg,
         [&jp, &up, &wsp, &mi, &pi, &rpi, &veci]

@@ -1,5 +1,5 @@
-//! Dense linear algebra around the NTK: residuals, damping, the Hadamard assembly of the
-//! structured NTK, and row-major GEMM through cuBLAS.
+//! Dense linear algebra around the NTK: residuals, damping, the fused Hadamard assembly of
+//! the structured NTK, and row-major GEMM through cuBLAS.
 
 use super::*;
 
@@ -93,63 +93,6 @@ pub fn add_diag<T: CudaReal>(
         T,
         cfg1(blocks_for(be, n)),
         [&ap, &ni, &s]
-    );
-    Ok(())
-}
-
-/// One layer of the structured NTK, `Θ ← [Θ +] GG ⊙ ((s_w² AA + s_b²) ⊗ 1_{C×C})`, with
-/// `GG` (`m × m`, `None` for the read-out layer whose signals are `e_c`) and `AA` (`N × N`).
-///
-/// # Panics
-/// If the lengths do not match `m`, `N = m / C`.
-///
-/// # Errors
-/// [`Error::Device`] if the kernel cannot be compiled or launched.
-#[track_caller]
-#[allow(clippy::too_many_arguments)]
-pub fn ntk_layer<T: CudaReal>(
-    be: &CudaBackend,
-    theta: &mut impl DevicePtrMut<T>,
-    gg: Option<&dyn DevicePtrDyn<T>>,
-    aa: &impl DevicePtr<T>,
-    m: usize,
-    c: usize,
-    sw2: T,
-    sb2: T,
-    accumulate: bool,
-) -> Result<()> {
-    assert!(
-        c > 0 && m.is_multiple_of(c),
-        "ntk_layer: m = {m} is not a multiple of C = {c}"
-    );
-    let shape = format!("Θ {m}×{m}, C={c}");
-    check_len("ntk_layer: Θ", theta.len(), m * m, &shape);
-    check_len("ntk_layer: AA", aa.len(), (m / c) * (m / c), &shape);
-    let ggp = gg.map_or(0, |g| {
-        check_len("ntk_layer: GG", g.dyn_len(), m * m, &shape);
-        g.read_ptr(be)
-    });
-    if m == 0 {
-        return Ok(());
-    }
-    let (tp, ap) = (wr(be, theta), rd(be, aa));
-    let (mi, ci, acc) = (m as i64, to_int("C", c)?, accumulate as i32);
-    let cfg = LaunchConfig {
-        grid_dim: (
-            m.div_ceil(THREADS as usize).clamp(1, 65_535) as u32,
-            m.min(65_535) as u32,
-            1,
-        ),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    launch!(
-        be,
-        Family::Ntk,
-        "ntk_layer",
-        T,
-        cfg,
-        [&tp, &ggp, &ap, &mi, &ci, &sw2, &sb2, &acc]
     );
     Ok(())
 }
