@@ -4,7 +4,8 @@
 #   bash scripts/gpu-check.sh [BUNDLE_DIR]      (default: .gpu-bundle)
 # Finds libcuda / libnvrtc / libcublas(Lt) / libcusolver (+ its cusparse, nvJitLink), runs
 # nvidia-smi, every CUDA test executable (which must not skip: ITLIN_REQUIRE_GPU=1), then the
-# CUDA benchmark in its quick mode. Logs go to $OUT (or ./gpu-check-out).
+# default training job on the CPU and on the GPU (resident and per call), then the CUDA
+# benchmark in its quick mode. Logs go to $OUT (or ./gpu-check-out).
 # Whole run: about 2-4 minutes on an H100.
 set -uo pipefail
 BUNDLE=${1:-.gpu-bundle}
@@ -64,6 +65,19 @@ for t in "$BUNDLE"/cuda_*; do
     fi
     grep -E "^test |test result|CUDA device|skipping|panicked|relative error|not written|REQUIRE|error" "$OUTDIR/$name.log" | head -n 40
 done
+
+# ---- the default training job: CPU, GPU-resident, GPU per call ------------------------
+# `itlin train` as in README (784-256-10 ReLU, cross-entropy, K = 20, SGD with momentum, 40
+# epochs of the embedded MNIST): wall time and test accuracy of each. ITLIN_SKIP_TRAIN=1 skips.
+if [ -x "$BUNDLE/itlin" ] && [ "${ITLIN_SKIP_TRAIN:-0}" != 1 ]; then
+    for mode in "cpu" "cuda" "cuda --per-call"; do
+        tag=$(echo "$mode" | tr -d '-' | tr ' ' '_')
+        echo "== itlin train --device $mode"
+        timeout 300 "$BUNDLE/itlin" train --device $mode --out "$OUTDIR/train-$tag" --force \
+            --quiet >"$OUTDIR/train-$tag.log" 2>&1 || { echo "   exit $?"; status=1; }
+        grep -E "termination|test accuracy|wall time|time jvp" "$OUTDIR/train-$tag.log"
+    done
+fi
 
 # ---- benchmark -----------------------------------------------------------------------
 for b in "$BUNDLE"/bench_*; do
