@@ -109,6 +109,7 @@ mod jacobian_v3;
 mod jvec;
 mod layer;
 mod linalg;
+mod optim;
 
 pub use jacobian_v3::{JacobianV3Opts, jacobian_v3, jacobian_v3_applies, jacobian_v3_smem};
 pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u, jt_u_v1};
@@ -117,3 +118,4 @@ pub use layer::{
     bias_mul, col_sum, col_sum_one_stage, eye_rows, jacobian_all, jacobian_layer, mul_bcast_rows,
 };
 pub use linalg::{ThetaIn, add_diag, axpby, gemm_rm, ntk_fused, ntk_layer};
+pub use optim::{AdamStep, SgdMode, adam_update, gather_rows, loss_grad, nonfinite, sgd_update};
