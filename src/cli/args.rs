@@ -181,6 +181,12 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub sync_timings: bool,
+    /// With --device cuda: run SGD / Adam inner steps with per-call GPU model evaluations
+    /// (θ and the batch copied to the device on every call) instead of the resident engine;
+    /// for timing comparisons.
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    pub per_call: bool,
     /// Run directory (default: a fresh runs/train-<UTC timestamp>). Must be empty or absent
     /// unless --force.
     #[arg(long)]

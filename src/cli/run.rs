@@ -264,7 +264,8 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
             use itlin::kernels::cuda::{CudaMlp, ResidentEngine};
             let be = open_cuda()?;
             let model = CudaMlp::with_backend(mlp.clone(), be.clone());
-            let engine = matches!(a.inner, InnerKind::Sgd | InnerKind::Adam).then(|| {
+            let first_order = matches!(a.inner, InnerKind::Sgd | InnerKind::Adam);
+            let engine = (first_order && !a.per_call).then(|| {
                 Box::new(ResidentEngine::<T>::new(mlp.clone(), be).with_sync_phases(a.sync_timings))
                     as Box<dyn FirstOrderEngine<T>>
             });

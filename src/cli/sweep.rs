@@ -42,6 +42,7 @@ fn base_args(s: &SweepArgs, out: &Path) -> TrainArgs {
         precision: s.precision,
         device: s.device,
         sync_timings: false,
+        per_call: false,
         out: Some(out.to_path_buf()),
         force: false,
         resume: None,
