@@ -320,7 +320,8 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     /// # Errors
     /// [`Error::Data`] if the data do not fit the model (input width, output width, row
     /// counts) or the training set is empty; checkpoint I/O errors; memory-budget errors
-    /// of the Gauss-Newton / spectral solves.
+    /// of the Gauss-Newton / spectral solves; the errors of an engine
+    /// ([`with_engine`](Self::with_engine), e.g. [`Error::Device`]).
     pub fn fit(
         &mut self,
         train: DataRef<'_, T>,

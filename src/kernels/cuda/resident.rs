@@ -6,9 +6,10 @@
 //!
 //! 1. upload the `B` row indices (`u32`), gather `X_b`, `Y_b` ([`ops::gather_rows`]);
 //! 2. `f_lin = f(X_b; θ̃) + J(X_b; θ̃)(θ − θ̃)` ([`mlp::jvp`], tangent `θ − θ̃` by
-//!    [`ops::axpby`]; [`mlp::forward`] right after a re-linearisation);
+//!    [`ops::axpby`]; right after a re-linearisation only the forward [`mlp::trace`], whose
+//!    layer inputs and `φ'` the VJP then reuses);
 //! 3. `u = ∂L/∂f_lin` with the `1/B` of the mean ([`ops::loss_grad`]);
-//! 4. `g = J(X_b; θ̃)ᵀ u` ([`mlp::vjp`]);
+//! 4. `g = J(X_b; θ̃)ᵀ u` ([`mlp::vjp`], or [`mlp::vjp_with_trace`] on the trace of step 2);
 //! 5. a non-finite flag over `g` ([`ops::nonfinite`]), then the weight decay and the optimiser
 //!    update ([`ops::sgd_update`], [`ops::adam_update`]), which do nothing when the flag is set;
 //! 6. download the flag (4 bytes): the only transfer to the host per step.
@@ -305,11 +306,10 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
             .map_err(dev_err("ResidentEngine: uploading the batch rows"))?;
         ops::gather_rows(&be, &run.x, run.n, run.d, &bufs.idx, &mut bufs.xb)?;
         ops::gather_rows(&be, &run.y, run.n, run.c, &bufs.idx, &mut bufs.yb)?;
-        let (f0, jv) = if at_tilde {
-            (
-                dmlp::forward(&be, &mlp, &run.theta_tilde, &bufs.xb, b)?,
-                None,
-            )
+        // At θ̃ the forward trace (with φ') serves the VJP below too: one forward pass saved.
+        let (tilde_trace, lin) = if at_tilde {
+            let tr = dmlp::trace(&be, &mlp, &run.theta_tilde, &bufs.xb, b, true)?;
+            (Some(tr), None)
         } else {
             ops::axpby(
                 &be,
@@ -319,8 +319,13 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
                 &run.theta_tilde,
                 &mut run.tangent,
             )?;
-            let (f0, jv) = dmlp::jvp(&be, &mlp, &run.theta_tilde, &bufs.xb, b, &run.tangent)?;
-            (f0, Some(jv))
+            let f0_jv = dmlp::jvp(&be, &mlp, &run.theta_tilde, &bufs.xb, b, &run.tangent)?;
+            (None, Some(f0_jv))
+        };
+        let (f0, jv) = match (&tilde_trace, &lin) {
+            (Some(tr), _) => (&tr.output, None),
+            (None, Some((f0, jv))) => (f0, Some(jv)),
+            (None, None) => unreachable!("one of the two is computed"),
         };
         phase_end()?;
         timings.jvp += t.elapsed().as_secs_f64();
@@ -332,15 +337,18 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
         ops::loss_grad(
             &be,
             run.loss,
-            &f0,
-            jv.as_ref().map(|j| j as &dyn DevicePtrDyn<T>),
+            f0,
+            jv.map(|j| j as &dyn DevicePtrDyn<T>),
             &bufs.yb,
             b,
             run.c,
             inv_b,
             &mut u,
         )?;
-        let grad = dmlp::vjp(&be, &mlp, &run.theta_tilde, &bufs.xb, b, &u)?;
+        let grad = match &tilde_trace {
+            Some(tr) => dmlp::vjp_with_trace(&be, &mlp, &run.theta_tilde, tr, &u)?,
+            None => dmlp::vjp(&be, &mlp, &run.theta_tilde, &bufs.xb, b, &u)?,
+        };
         phase_end()?;
         timings.vjp += t.elapsed().as_secs_f64();
 
