@@ -192,21 +192,27 @@ fn no_cuda() -> Error {
     )
 }
 
-/// Opens CUDA device 0, or says in one line why it cannot (no `cuda` feature, no GPU,
-/// driver or CUDA library).
+/// Opens CUDA device 0 once per process (the runs of a sweep share it, and with it the
+/// compiled kernel modules), or says in one line why it cannot (no GPU, driver or CUDA
+/// library).
 #[cfg(feature = "cuda")]
 pub fn open_cuda() -> Result<std::sync::Arc<itlin::kernels::cuda::CudaBackend>> {
-    itlin::kernels::cuda::CudaBackend::new()
-        .map(std::sync::Arc::new)
-        .map_err(|e| {
-            Error::Device(format!(
-                "no usable CUDA device: {}",
-                match e {
-                    Error::Device(m) => m,
-                    e => e.to_string(),
-                }
-            ))
-        })
+    use itlin::kernels::cuda::CudaBackend;
+    use std::sync::{Arc, OnceLock};
+    static BACKEND: OnceLock<Arc<CudaBackend>> = OnceLock::new();
+    if let Some(be) = BACKEND.get() {
+        return Ok(be.clone());
+    }
+    let be = CudaBackend::new().map(Arc::new).map_err(|e| {
+        Error::Device(format!(
+            "no usable CUDA device: {}",
+            match e {
+                Error::Device(m) => m,
+                e => e.to_string(),
+            }
+        ))
+    })?;
+    Ok(BACKEND.get_or_init(|| be).clone())
 }
 
 /// Checks that `device` can be used by this build on this machine (for `cuda`: the feature
