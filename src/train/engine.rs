@@ -1,20 +1,4 @@
 //! [`FirstOrderEngine`]: where the SGD / Adam inner steps run when they do not run on the host.
-//!
-//! The [`Trainer`](super::Trainer) takes a first-order inner step on the linearised model
-//! `f_lin(θ) = f(θ̃) + J(θ̃)(θ − θ̃)` as
-//!
-//! 1. gather the mini-batch rows `(X_b, Y_b)` (`B` rows, chosen by the [`Batcher`](super::Batcher)),
-//! 2. `f_lin = f(X_b; θ̃) + J(X_b; θ̃)(θ − θ̃)` (one JVP at `θ̃`; a forward pass right after a
-//!    re-linearisation, when `θ = θ̃`),
-//! 3. `u = ∂L/∂f_lin` of the mean loss over the batch ([`loss_gradient`](super::loss_gradient), `1/B`),
-//! 4. `g = J(X_b; θ̃)ᵀ u` (one VJP at `θ̃`),
-//! 5. if `g` is finite: `g ← g + wd·θ`, then the optimiser update ([`OptState::update`](super::OptState::update)).
-//!
-//! Without an engine the trainer does this on the host with its [`Model`](crate::Model). An
-//! engine owns its own copies of `θ`, `θ̃`, the optimiser moments and the training set (for
-//! example in GPU memory: `crate::kernels::cuda::ResidentEngine`), so that a step moves only
-//! the `B` row indices; the trainer calls [`sync`](FirstOrderEngine::sync) whenever it needs
-//! the host state (evaluations, checkpoints, the end of [`fit`](super::Trainer::fit)).
 
 use super::config::TrainConfig;
 use super::metrics::Timings;
@@ -24,12 +8,32 @@ use crate::{Real, Result};
 /// A place other than the host where the first-order inner steps (SGD, momentum, Nesterov,
 /// Adam, with weight decay) run, holding `θ`, `θ̃`, the optimiser state and the training set.
 ///
-/// Contract (what the [`Trainer`](super::Trainer) relies on, and what an implementation must
-/// keep so that results match the host path up to rounding):
+/// The [`Trainer`](super::Trainer) takes a first-order inner step on the linearised model
+/// `f_lin(θ) = f(θ̃) + J(θ̃)(θ − θ̃)` as
+///
+/// 1. pick the mini-batch rows (`B` of them, from the [`Batcher`](super::Batcher)) and the
+///    step size `η` (schedule),
+/// 2. `f_lin = f(X_b; θ̃) + J(X_b; θ̃)(θ − θ̃)` (one JVP at `θ̃`; a forward pass right after a
+///    re-linearisation, when `θ = θ̃`),
+/// 3. `u = ∂L/∂f_lin` of the mean loss over the batch ([`loss_gradient`](super::loss_gradient),
+///    with its `1/B`),
+/// 4. `g = J(X_b; θ̃)ᵀ u` (one VJP at `θ̃`),
+/// 5. if `g` is finite: `g ← g + wd·θ` (when `wd > 0`), then the optimiser update
+///    ([`OptState::update`](super::OptState::update)); else nothing changes.
+///
+/// Without an engine the trainer does all of it on the host with its [`Model`](crate::Model).
+/// With one ([`Trainer::with_engine`](super::Trainer::with_engine)) the trainer does step 1
+/// and the engine steps 2–5 on its own copies of the state (for example in GPU memory:
+/// `crate::kernels::cuda::ResidentEngine`), so that a step moves only the `B` row indices; the
+/// trainer calls [`sync`](FirstOrderEngine::sync) whenever it needs the host state
+/// (evaluations, checkpoints, the end of [`fit`](super::Trainer::fit)).
+///
+/// Contract (what the trainer relies on, and what an implementation must keep so that
+/// results match the host path up to rounding):
 /// - [`begin`](Self::begin) copies in the state: `θ`, `θ̃`, the optimiser state
 ///   (`m`, `v` when present, the update count `t`) and the whole training set;
-/// - [`step`](Self::step) takes exactly steps 2–5 of the [module docs](self) for the given rows
-///   and step size, and reports whether `g` was finite (a non-finite step changes nothing);
+/// - [`step`](Self::step) takes exactly steps 2–5 above for the given rows and step size,
+///   and reports whether `g` was finite (a non-finite step changes nothing);
 /// - [`relinearise`](Self::relinearise) sets `θ̃ ← θ`;
 /// - [`sync`](Self::sync) writes `θ`, `θ̃` and the optimiser state back into a [`TrainState`]
 ///   (the host-side counters, batcher and timings are the trainer's and are left alone).

@@ -70,7 +70,20 @@ struct Run<T> {
 /// A [`FirstOrderEngine`] on a CUDA device for an [`Mlp`]: the whole first-order inner step
 /// of the trainer (gather, JVP, loss gradient, VJP, weight decay, SGD / momentum / Nesterov /
 /// Adam update) stays on the GPU; per step only the `B` row indices go up and a 4-byte
-/// finiteness flag comes down. See the [module docs](self) for the step and its arithmetic.
+/// finiteness flag comes down.
+///
+/// One step, on the backend's stream: gather `X_b`, `Y_b` by the uploaded indices
+/// ([`ops::gather_rows`]); `f_lin = f(X_b; θ̃) + J(X_b; θ̃)(θ − θ̃)` ([`mlp::jvp`](super::mlp::jvp); right
+/// after a re-linearisation only the forward trace, reused by the VJP);
+/// `u = ∂L/∂f_lin` with the `1/B` of the mean ([`ops::loss_grad`]); `g = J(X_b; θ̃)ᵀ u`
+/// ([`mlp::vjp`](super::mlp::vjp)); a non-finite flag over `g` ([`ops::nonfinite`]); weight decay and the
+/// update ([`ops::sgd_update`], [`ops::adam_update`]), skipped on the device when the flag is
+/// set; the flag download. The loss gradient and the updates round every operation as the
+/// CPU does (`crate::loss::loss_gradient`, [`OptState::update`]), so with equal gradients
+/// the updates agree bit for bit; the gradients (cuBLAS) differ from the CPU's by rounding.
+///
+/// Relinearisation `θ̃ ← θ` is a device copy; [`FirstOrderEngine::sync`] downloads `θ`, `θ̃`
+/// and the moments. The Gauss-Newton and spectral inners do not use the engine.
 ///
 /// ```no_run
 /// # #[cfg(feature = "cuda")] fn main() -> itlin::Result<()> {
@@ -253,7 +266,7 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
             .map_err(dev_err("ResidentEngine: copying θ to θ̃"))
     }
 
-    /// One inner step on the device (see the [module docs](self)).
+    /// One inner step on the device (see [`ResidentEngine`]).
     ///
     /// # Panics
     /// If `rows` is empty or holds an index `≥ N` (the trainer's batcher never does).
