@@ -98,54 +98,6 @@ template <class T> void test_jac_all(int n, int C, vector<int> widths, int off, 
         }
 }
 
-// v3 (sample tiles in shared memory): the kernel's item loop, with its two barrier-separated
-// phases (fill the tile, write the chunk) each run for every thread of the block in turn.
-template <class T> void test_jac_v3(int n, int C, vector<int> widths, int off, unsigned gx, unsigned bx, long long chunk) {
-    long long m = (long long)n * C, p = 0;
-    int L = (int)widths.size() - 1;
-    mt19937 r(9);
-    uniform_real_distribution<double> U(-1, 1);
-    vector<vector<T>> A(L), G(L);
-    JacLayers<T> tab{};
-    tab.count = L; tab.C = C;
-    for (int l = 0; l < L; ++l) {
-        int fi = widths[l], fo = widths[l + 1];
-        A[l].resize((size_t)n * fi); G[l].resize((size_t)m * fo);
-        for (auto& a : A[l]) a = U(r);
-        for (auto& g : G[l]) g = U(r);
-        tab.l[l] = JacLayer<T>{A[l].data(), G[l].data(), p, fi, fo, T(0.5 + l), T(1.5 - 0.25 * l)};
-        p += (long long)fo * (fi + 1);
-    }
-    vector<T> Jbuf(m * p + 8, NAN), ref(m * p + 8, NAN);
-    T* J = Jbuf.data() + off;
-    launch(3, 1, 32, [&] { jacobian_all_impl<T>(ref.data() + off, m, p, tab); });
-    constexpr int W = PackWidth<T>::value;
-    const Jac3Layout<T> s = jac3_layout<T>(tab.l, L, C);
-    vector<T> sm(s.total + W, NAN);
-    const long long head = head_to_aligned(J, m * p), nvec = (m * p - head) / W;
-    const long long ips = ((C * p) / W + 1 + chunk - 1) / chunk, items = n * ips;
-    gridDim.x = gx; blockDim.x = bx;
-    for (unsigned b = 0; b < gx; ++b) {
-        blockIdx.x = b;
-        if (b == 0) for (unsigned t = 0; t < bx; ++t) { threadIdx.x = t; jac3_edges<T>(J, m, p, head, nvec, tab.l, L, C); }
-        for (long long it = b; it < items; it += gx) {
-            const long long nn = it / ips, h = it - nn * ips;
-            fill(sm.begin(), sm.end(), T(NAN));
-            for (unsigned t = 0; t < bx; ++t) { threadIdx.x = t; jac3_load<T>(sm.data(), tab.l, s, L, C, nn); }
-            for (unsigned t = 0; t < bx; ++t) {
-                threadIdx.x = t;
-                jac3_write<T>(J, p, head, nvec, sm.data(), tab.l, s, L, C, nn, h, chunk, (int)(it & 1));
-            }
-        }
-    }
-    for (long long k = 0; k < (long long)Jbuf.size(); ++k) {
-        bool in = k >= off && k < off + m * p;
-        if (!in) { CHECK(std::isnan(Jbuf[k]), "jac_v3 wrote outside J at %lld", k); continue; }
-        CHECK(Jbuf[k] == ref[k], "jac_v3 flat %lld got %g want %g (off %d, grid %u x %u, chunk %lld)", k - off,
-              (double)Jbuf[k], (double)ref[k], off, gx, bx, chunk);
-    }
-}
-
 template <class T> void test_col_sum(long long rows, int cols, long long rows_per, unsigned gy) {
     mt19937 r(6); uniform_real_distribution<double> U(-1, 1);
     vector<T> x(rows * cols);
@@ -247,6 +199,87 @@ template <class T> void test_elem() {
     vector<T> sq(49, 1);
     launch(1, 1, 32, [&] { add_diag_impl<T>(sq.data(), 7, T(2)); });
     for (int i = 0; i < 49; ++i) CHECK(sq[i] == (i % 8 == 0 ? 3 : 1), "diag %d", i);
+    // fill: misaligned starts, lengths below and above a packet, few threads (grid-stride)
+    for (int off = 0; off < 3; ++off)
+        for (long long n : {0LL, 1LL, 3LL, 17LL, 70LL}) {
+            vector<T> f(n + 8, NAN);
+            launch(2, 1, 8, [&] { fill_impl<T>(f.data() + off, n, T(2.5)); });
+            for (long long i = 0; i < (long long)f.size(); ++i) {
+                bool inside = i >= off && i < off + n;
+                CHECK(inside ? f[i] == T(2.5) : std::isnan(f[i]), "fill off=%d n=%lld i=%lld", off, n, i);
+            }
+        }
+}
+
+// v4 (weight stripes + gaps): J 16-byte aligned (shift = whole packets before it). The stripes
+// of every layer and the gaps are run into two separate NaN-filled copies: the elements each
+// writes must be disjoint, together cover J exactly, and equal the direct formula bit for bit.
+// `cap` bounds the slots per block (forces several column chunks), `rpb_groups` the weight-row
+// groups per block (forces a split over blockIdx.z).
+template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift, int cap, int rpb_groups, unsigned gap_blocks, int rmin = 1) {
+    constexpr int W = PackWidth<T>::value;
+    long long m = (long long)n * C, p = 0;
+    int L = (int)widths.size() - 1;
+    mt19937 r(13);
+    uniform_real_distribution<double> U(-1, 1);
+    vector<vector<T>> A(L), G(L);
+    JacLayers<T> tab{};
+    tab.count = L; tab.C = C;
+    for (int l = 0; l < L; ++l) {
+        int fi = widths[l], fo = widths[l + 1];
+        A[l].resize((size_t)n * fi); G[l].resize((size_t)m * fo);
+        for (auto& a : A[l]) a = U(r);
+        for (auto& g : G[l]) g = U(r);
+        tab.l[l] = JacLayer<T>{A[l].data(), G[l].data(), p, fi, fo, T(0.5 + l), T(1.5 - 0.25 * l)};
+        p += (long long)fo * (fi + 1);
+    }
+    const long long pad = 2 * W;
+    vector<T> Sbuf(m * p + 2 * pad, NAN), Gbuf(m * p + 2 * pad, NAN);
+    T* JS = Sbuf.data() + shift * W;
+    T* JG = Gbuf.data() + shift * W;
+    CHECK(((uintptr_t)JS & 15) == 0 && ((uintptr_t)JG & 15) == 0, "v4 test: J not 16-byte aligned");
+    for (int l = 0; l < L; ++l) {
+        const JacLayer<T>& Ly = tab.l[l];
+        const int tpr = Ly.fan_in / W;
+        const int tc = tpr < cap ? tpr : cap;
+        const int chunks = (tpr + tc - 1) / tc;
+        const int R0 = tc < 256 ? 256 / tc : 1;
+        const int R = R0 > rmin ? R0 : rmin;
+        const int groups = (Ly.fan_out + R - 1) / R;
+        const int g_per = rpb_groups < groups ? rpb_groups : groups;
+        const int rpb = g_per * R;
+        const int zs = (Ly.fan_out + rpb - 1) / rpb;
+        gridDim.x = (unsigned)(m * zs); gridDim.y = chunks; blockDim.x = tc * R;
+        for (unsigned y = 0; y < (unsigned)chunks; ++y)
+            for (unsigned x = 0; x < gridDim.x; ++x)
+                for (unsigned t = 0; t < blockDim.x; ++t) {
+                    blockIdx.x = x; blockIdx.y = y; threadIdx.x = t;
+                    jacobian_stripes_impl<T>(JS, p, C, Ly.a, Ly.g, Ly.w_off, Ly.fan_in, Ly.fan_out, Ly.sw, tc, rpb, zs);
+                }
+    }
+    gridDim.y = gridDim.z = 1; blockIdx.y = blockIdx.z = 0;
+    launch(gap_blocks, 1, 32, [&] { jacobian_gaps_impl<T>(JG, m, p, tab); });
+    for (long long k = 0; k < (long long)Sbuf.size(); ++k) {
+        const long long f = k - shift * W;
+        if (f >= 0 && f < m * p) continue;
+        CHECK(std::isnan(Sbuf[k]) && std::isnan(Gbuf[k]), "jac_v4 wrote outside J at %lld", f);
+    }
+    long long n_stripes = 0;
+    for (long long rr = 0; rr < m; ++rr)
+        for (long long k = 0; k < p; ++k) {
+            int l = 0;
+            while (l + 1 < L && k >= tab.l[l + 1].w_off) ++l;
+            const JacLayer<T>& Ly = tab.l[l];
+            long long e = k - Ly.w_off, nw = (long long)Ly.fan_out * Ly.fan_in;
+            T want = e < nw ? (Ly.sw * G[l][rr * Ly.fan_out + e / Ly.fan_in]) * A[l][(rr / C) * Ly.fan_in + e % Ly.fan_in]
+                            : Ly.sb * G[l][rr * Ly.fan_out + e - nw];
+            T s = JS[rr * p + k], g = JG[rr * p + k];
+            n_stripes += !std::isnan(s);
+            CHECK(std::isnan(s) != std::isnan(g), "jac_v4 r=%lld k=%lld written by %s", rr, k, std::isnan(s) ? "neither kernel" : "both kernels");
+            T got = std::isnan(s) ? g : s;
+            CHECK(got == want, "jac_v4 r=%lld k=%lld got %g want %g (shift %d, cap %d)", rr, k, (double)got, (double)want, shift, cap);
+        }
+    CHECK(n_stripes > 0 || m * p < 4 * W, "jac_v4: the stripes wrote nothing");
 }
 
 // ---- kernels/optim.cu: the device-resident first-order inner step ----------------------------
@@ -441,15 +474,18 @@ int main() {
         test_jac_all<float>(4, 10, {11, 8, 8, 10}, off, 7, 64);  // p % 4 == 2, as 784-128-128-10
         test_jac_all<double>(3, 3, {7, 5, 4, 3}, off, 1000, 64);  // more threads than packets
     }
-    for (int off = 0; off < 4; ++off) {
-        // v3 against v2 (bit-identical): chunks smaller and larger than a sample, few blocks.
-        test_jac_v3<float>(4, 10, {11, 8, 8, 10}, off, 3, 32, 5);    // p % 4 == 2, as 784-128-128-10
-        test_jac_v3<float>(4, 10, {11, 8, 8, 10}, off, 50, 64, 1000);
-        test_jac_v3<float>(3, 3, {7, 5, 4, 3}, off, 2, 32, 3);       // p odd
-        test_jac_v3<float>(5, 1, {2, 1}, off, 4, 32, 1);             // p = 3 < W, C = 1
-        test_jac_v3<double>(2, 10, {9, 6, 10}, off, 3, 32, 7);
-        test_jac_v3<double>(3, 3, {7, 5, 4, 3}, off, 1, 64, 2);
-        test_jac_v3<float>(3, 2, {17, 9, 5}, off, 7, 32, 64);        // fan_in > W, i-row crossings
+    for (int shift = 0; shift < 2; ++shift) {
+        // v4: weight stripes + gaps. p % 4 == 2 (as 784-128-128-10), odd p, spilling slots,
+        // several column chunks (cap), weight rows split over z (rpb_groups), fan_out = 1.
+        test_jac_v4<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1000, 3);
+        test_jac_v4<float>(3, 3, {8, 4, 12, 3}, shift, 2, 1, 2);
+        test_jac_v4<float>(5, 1, {4, 1}, shift, 1024, 1000, 1);
+        test_jac_v4<float>(2, 2, {20, 4, 8, 1}, shift, 3, 2, 4);
+        test_jac_v4<double>(2, 10, {8, 6, 10}, shift, 1024, 1000, 3);
+        test_jac_v4<double>(3, 3, {6, 4, 4, 3}, shift, 2, 1, 1);
+        test_jac_v4<double>(3, 2, {2, 6, 3}, shift, 1, 3, 2);
+        test_jac_v4<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1, 3, 2);  // 2 weight rows at once
+        test_jac_v4<double>(3, 3, {6, 4, 4, 3}, shift, 1024, 1, 2, 3);    // R = 3 (odd)
     }
     test_col_sum<float>(37, 45, 8, 2);
     test_col_sum<double>(100, 10, 7, 1);

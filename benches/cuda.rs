@@ -39,6 +39,8 @@ struct Bench {
     rows: Vec<Row>,
     quick: bool,
     copy_gbs: f64,
+    /// Write-only ceiling: the better of `cuMemsetD8` and the `fill` kernel (GB written / s).
+    write_gbs: f64,
     gemm_gflops: [f64; 2],
     /// (N, dtype, seconds of cuBLAS Grams + cuSOLVER + VJP) of each run, for the v2 GN row.
     gn_parts: Vec<(usize, &'static str, f64)>,
@@ -588,6 +590,8 @@ fn max_rel<T: Real>(a: &[T], b: &[T]) -> f64 {
         .iter()
         .zip(b)
         .map(|(x, y)| (x.to_f64() - y.to_f64()).abs())
+        // a NaN (an element some kernel never wrote) is an infinite difference, not skipped
+        .map(|d| if d.is_nan() { f64::INFINITY } else { d })
         .fold(0.0, f64::max);
     if diff == 0.0 {
         0.0
@@ -668,7 +672,7 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
             let timed = b.time(
                 0.3,
                 || Ok(()),
-                || Ok(dmlp::write_jacobian(&b.be, &mlp, &sig, &mut j)?),
+                || Ok(dmlp::write_jacobian_v2(&b.be, &mlp, &sig, &mut j)?),
             );
             let t2 = b.report(
                 "jacobian_write_v2",
@@ -690,6 +694,8 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                         t / t2
                     );
                 }
+                ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
+                dmlp::write_jacobian_v2(&b.be, &mlp, &sig, &mut j)?;
                 ops::j_v(&b.be, &j, m, p, &vd, &mut y2)?;
                 let d = max_rel(&b.be.download(&y1)?, &b.be.download(&y2)?);
                 println!(
@@ -706,72 +712,111 @@ fn run_v2<T: CudaReal>(b: &mut Bench, n: usize) -> Res<()> {
                     cb,
                     "signals + write v2",
                 );
-                // v3: per (sample, chunk) tiles of a and G in shared memory. Default options
-                // (streaming stores, 8 persistent blocks per SM), then plain stores, then one
-                // block per item; each checked against v2 through J v (must be exactly 0).
-                let v3_rows = [
-                    (
-                        "jacobian_write_v3",
-                        ops::JacobianV3Opts::default(),
-                        "cs, 8 x SM persistent",
-                    ),
-                    (
-                        "jacobian_write_v3_plain",
-                        ops::JacobianV3Opts {
-                            streaming: false,
-                            ..Default::default()
-                        },
-                        "plain st.global.v4, 8 x SM persistent",
-                    ),
-                    (
-                        "jacobian_write_v3_grid",
-                        ops::JacobianV3Opts {
-                            blocks_per_sm: 0,
-                            ..Default::default()
-                        },
-                        "cs, one block per item",
-                    ),
-                ];
+                // v4: weight stripes (activations in registers, one store per weight row)
+                // plus the gaps kernel, in several block shapes; each checked against v2
+                // through J v (must be exactly 0). Then each kernel of the default alone.
                 let dims: Vec<(usize, usize)> =
                     mlp.layers().iter().map(|l| (l.fan_in, l.fan_out)).collect();
-                let own = ops::jacobian_v3_applies::<T>(m / n, p, &dims);
-                for (name, opts, what) in v3_rows {
+                let own = ops::jacobian_v4_applies::<T>(m, &dims);
+                let o4 =
+                    |rows: usize, at_once: usize, kernels: ops::V4Kernels| ops::JacobianV4Opts {
+                        weight_rows_per_block: rows,
+                        min_rows_at_once: at_once,
+                        kernels,
+                    };
+                let both = ops::V4Kernels::Both;
+                let v4_rows = [
+                    (
+                        "jacobian_write_v4",
+                        o4(0, 0, both),
+                        "default: 4 (f32) / 16 (f64) weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w2",
+                        o4(2, 0, both),
+                        "2 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w4",
+                        o4(4, 0, both),
+                        "4 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w8",
+                        o4(8, 0, both),
+                        "8 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w16",
+                        o4(16, 0, both),
+                        "16 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_w32",
+                        o4(32, 0, both),
+                        "32 weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_all",
+                        o4(1 << 20, 0, both),
+                        "all weight rows per block",
+                    ),
+                    (
+                        "jacobian_write_v4_stripes",
+                        o4(0, 0, ops::V4Kernels::StripesOnly),
+                        "the stripes kernels alone (default shape)",
+                    ),
+                    (
+                        "jacobian_write_v4_gaps",
+                        o4(0, 0, ops::V4Kernels::GapsOnly),
+                        "the gaps kernel alone",
+                    ),
+                ];
+                let wc = b.write_gbs;
+                for (name, opts, what) in v4_rows {
                     let timed = b.time(
                         0.3,
                         || Ok(()),
-                        || Ok(dmlp::write_jacobian_v3(&b.be, &mlp, &sig, &mut j, opts)?),
+                        || Ok(dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j, opts)?),
                     );
-                    let note = |t3: f64| {
+                    let note = |t4: f64| {
                         format!(
-                            "{what}{}; v2/v3 = {:.2}",
+                            "{what}{}; v2/v4 = {:.2}; {:.2} of the write-only ceiling {:.0} GB/s",
                             if own { "" } else { " (fell back to v2)" },
-                            t2 / t3
+                            t2 / t4,
+                            j_bytes / t4 / 1e9 / wc,
+                            wc
                         )
                     };
-                    let t3 = b.report(name, n, dt, timed, j_bytes, "GB/s", cb, note(0.0));
-                    if let Some(t3) = t3 {
-                        if let Some(r) = b.rows.last_mut() {
-                            r.note = note(t3);
-                        }
-                        let mut y3 = b.be.zeros::<T>(m)?;
-                        ops::j_v(&b.be, &j, m, p, &vd, &mut y3)?;
-                        let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y3)?);
-                        println!(
-                            "jacobian {name} vs v2 (J v): max relative difference {d:.2e}{}",
-                            if d == 0.0 { "" } else { "  MISMATCH" }
+                    let t4 = b.report(name, n, dt, timed, j_bytes, "GB/s", cb, note(f64::NAN));
+                    let Some(t4) = t4 else { continue };
+                    if let Some(r) = b.rows.last_mut() {
+                        r.note = note(t4);
+                    }
+                    if opts.kernels != both {
+                        continue;
+                    }
+                    // one more call into a NaN-poisoned J, so an element it misses shows
+                    ops::fill(&b.be, &mut j, T::from_f64(f64::NAN))?;
+                    dmlp::write_jacobian_v4(&b.be, &mlp, &sig, &mut j, opts)?;
+                    let mut y4 = b.be.zeros::<T>(m)?;
+                    ops::j_v(&b.be, &j, m, p, &vd, &mut y4)?;
+                    let d = max_rel(&b.be.download(&y2)?, &b.be.download(&y4)?);
+                    println!(
+                        "jacobian {name} vs v2 (J v): max relative difference {d:.2e}{}",
+                        if d == 0.0 { "" } else { "  MISMATCH" }
+                    );
+                    if name == "jacobian_write_v4" {
+                        b.push(
+                            "jacobian_v4",
+                            n,
+                            dt,
+                            t4 + t_sig,
+                            j_bytes,
+                            "GB/s",
+                            cb,
+                            "signals + write v4",
                         );
-                        if name == "jacobian_write_v3" {
-                            b.push(
-                                "jacobian_v3",
-                                n,
-                                dt,
-                                t3 + t_sig,
-                                j_bytes,
-                                "GB/s",
-                                cb,
-                                "signals + write v3",
-                            );
-                        }
                     }
                 }
                 dmlp::write_jacobian_v1(&b.be, &mlp, &sig, &mut j)?;
@@ -945,6 +990,39 @@ fn ceilings<T: CudaReal>(b: &mut Bench, j: &CudaSlice<T>) -> Res<()> {
         b.copy_gbs,
         "read + write; the bandwidth ceiling",
     );
+    // Write-only ceilings on the same buffer: the driver's memset and our 16-byte streaming
+    // store kernel (the store the Jacobian kernels use). A Jacobian assembly writes J and
+    // reads almost nothing, so these, not the copy, bound it.
+    let wbytes = (len * std::mem::size_of::<T>()) as f64;
+    let t = b.time(0.3, || Ok(()), || Ok(b.be.stream().memset_zeros(&mut dst)?))?;
+    b.write_gbs = b.write_gbs.max(wbytes / t / 1e9);
+    let cb = b.copy_gbs;
+    b.push(
+        "write_memset",
+        0,
+        dt,
+        t,
+        wbytes,
+        "GB/s",
+        cb,
+        "cuMemsetD8, write only",
+    );
+    let t = b.time(
+        0.3,
+        || Ok(()),
+        || Ok(ops::fill(&b.be, &mut dst, T::one_impl())?),
+    )?;
+    b.write_gbs = b.write_gbs.max(wbytes / t / 1e9);
+    b.push(
+        "write_fill",
+        0,
+        dt,
+        t,
+        wbytes,
+        "GB/s",
+        cb,
+        "fill kernel, 16-byte st.global.cs, write only",
+    );
     drop(dst);
     let (mm, nn, kk) = (8192usize, 8192usize, 4096usize);
     if j.len() >= mm * kk + kk * nn {
@@ -1015,6 +1093,7 @@ fn main() -> Res<()> {
         rows: Vec::new(),
         quick,
         copy_gbs: 0.0,
+        write_gbs: 0.0,
         gemm_gflops: [0.0; 2],
         gn_parts: Vec::new(),
     };

@@ -6,6 +6,7 @@
 //   eye_rows:       G[r,c] = (r % C == c)                    (output layer signal)
 //   axpby:          out[i] = alpha*x[i] + beta*y[i]          (residuals, negation)
 //   add_diag:       A[i,i] += s                              (damping)
+//   fill:           x[i] = v, 16-byte streaming stores       (the write-only bandwidth ceiling)
 
 template <typename T>
 __device__ void bias_mul_impl(T* z, const T* __restrict__ b, T sb, i64 rows, int cols,
@@ -124,6 +125,22 @@ __device__ void add_diag_impl(T* a, i64 n, T s) {
         a[i * n + i] += s;
 }
 
+template <typename T>
+__device__ void fill_impl(T* x, i64 n, T v) {
+    constexpr int W = PackWidth<T>::value;
+    const i64 head = head_to_aligned(x, n);
+    const i64 nvec = (n - head) / W;
+    const i64 tail0 = head + nvec * W;
+    const i64 tid = blockIdx.x * (i64)blockDim.x + threadIdx.x;
+    const i64 stride = (i64)gridDim.x * blockDim.x;
+    for (i64 t = tid; t < head + (n - tail0); t += stride) x[t < head ? t : tail0 + (t - head)] = v;
+    Pack<T> o;
+#pragma unroll
+    for (int j = 0; j < W; ++j) o.x[j] = v;
+    Pack<T>* body = reinterpret_cast<Pack<T>*>(x + head);
+    for (i64 q = tid; q < nvec; q += stride) store_cs(body + q, o);
+}
+
 #define ITLIN_ELEMENTWISE(T, SUF)                                                                 \
     extern "C" __global__ void bias_mul_##SUF(T* z, const T* b, T sb, i64 rows, int cols,         \
                                               const T* d) {                                       \
@@ -148,7 +165,8 @@ __device__ void add_diag_impl(T* a, i64 n, T s) {
                                            i64 n) {                                               \
         axpby_impl<T>(alpha, x, beta, y, out, n);                                                 \
     }                                                                                             \
-    extern "C" __global__ void add_diag_##SUF(T* a, i64 n, T s) { add_diag_impl<T>(a, n, s); }
+    extern "C" __global__ void add_diag_##SUF(T* a, i64 n, T s) { add_diag_impl<T>(a, n, s); }     \
+    extern "C" __global__ void fill_##SUF(T* x, i64 n, T v) { fill_impl<T>(x, n, v); }
 
 ITLIN_ELEMENTWISE(float, f32)
 ITLIN_ELEMENTWISE(double, f64)

@@ -10,8 +10,9 @@ template <typename T>
 __device__ __forceinline__ T jac_elem(const T* __restrict__ a, const T* __restrict__ g, i64 e,
                                       i64 n_w, int fan_in, T sw, T sb) {
     if (e < n_w) {
-        const i64 i = e / fan_in;
-        return (sw * g[i]) * a[e - i * fan_in];
+        // e < n_w <= p < 2^31 (the host checks p): a 32-bit division
+        const int i = (int)e / fan_in;
+        return (sw * g[i]) * a[(int)e - i * fan_in];
     }
     return sb * g[e - n_w];
 }
@@ -209,221 +210,129 @@ __device__ void jacobian_all_impl(T* __restrict__ J, i64 m, i64 p, const JacLaye
 ITLIN_JACOBIAN_ALL(float, f32)
 ITLIN_JACOBIAN_ALL(double, f64)
 
-// v3: sample tiles from shared memory. The rows n*C .. n*C+C-1 of J (all outputs of sample
-// n) are one contiguous flat range of C*p elements that all read the same activations a_n.
-// A work item is (sample n, chunk h of that range, `chunk` packets long); its block first
-// copies a_{l-1,n} of every layer (W shifted copies, so that the W activations of any packet
-// inside one weight row are one aligned 16-byte shared load) and the C signal rows
-// G_l[n*C .. n*C+C-1] into shared memory, then writes its packets: consecutive threads write
-// consecutive 16-byte packets, each thread UNROLL independent packets per iteration, the
-// (row, column) of its packets advanced by additions; one 32-bit division per packet finds
-// the weight row i. Packets that cross a weight row, a weight/bias, layer or row boundary
-// take the per-element path from shared memory; those that run into the next sample read
-// global memory. Requires C*p < 2^31 and the tile to fit the shared memory (the host checks
-// and otherwise launches v2). Stores are streaming (`.cs`) or plain (`streaming` = 0).
-#define ITLIN_JAC3_UNROLL 4
-
-// Offsets (in elements of T) of layer l's activation copies and signal rows in the tile, and
-// its total size; every part starts 16-byte aligned. Must match `jacobian_v3_smem` in Rust.
+// v4: weight stripes. For a layer whose fan_in is a multiple of W, the packets of one weight
+// row i of one J row r that lie wholly inside the layer's weight block repeat the same
+// pattern for every i: packet slot t (0 <= t < fan_in / W) of weight row i starts u + t*W
+// elements after the row's start, u = (W - (r*p + w_off) % W) % W the distance from the
+// block's start to its first 16-byte boundary, so its element j reads the fixed activation
+// a[n, k_j] (k_j = (u + t*W + j) mod fan_in) and the signal of weight row i + d_j
+// (d_j = (u + t*W + j) div fan_in, 0 or 1: the last slot spills into the next weight row
+// when u > 0). A thread owns one slot: it loads its W activations once and then writes one
+// 16-byte streaming store per weight row, with one (broadcast) load of g[i] (two for the
+// spilling slot): no division, no layer search, no per-element loads in the loop.
+// Block (tc * R threads): blockIdx.x = r * zs + iz (row r of J, range iz of `rows_per_block`
+// weight rows, a multiple of R: consecutive blocks write consecutive memory, so the blocks
+// resident at one time write a narrow window of J), blockIdx.y = chunk of tc slots; thread
+// (slot t = y*tc + tid % tc, ii = tid / tc) writes weight rows i = i0 + ii, i0 + ii + R, ...
+// The packets that are not wholly inside a weight block (around the biases, the layer and
+// row boundaries, and the scalar tail of J) are written by `jacobian_gaps`. J must be
+// 16-byte aligned (the host checks). Values are bit-identical to v1-v3: (s_w*g)*a, s_b*g.
 template <typename T>
-struct Jac3Layout {
-    int a_off[ITLIN_JAC_MAX_LAYERS];
-    int a_len[ITLIN_JAC_MAX_LAYERS];  // one shifted copy, rounded up to W
-    int g_off[ITLIN_JAC_MAX_LAYERS];
-    int total;
-};
-
-template <typename T>
-__device__ __forceinline__ Jac3Layout<T> jac3_layout(const JacLayer<T>* tab, int count, int C) {
+__device__ void jacobian_stripes_impl(T* __restrict__ J, i64 p, int C, const T* __restrict__ A,
+                                      const T* __restrict__ G, i64 w_off, int fan_in,
+                                      int fan_out, T sw, int tc, int rows_per_block, int zs) {
     constexpr int W = PackWidth<T>::value;
-    Jac3Layout<T> s;
-    int off = 0;
-    for (int l = 0; l < count; ++l) {
-        s.a_len[l] = (tab[l].fan_in + W - 1) / W * W;
-        s.a_off[l] = off;
-        off += W * s.a_len[l];
-    }
-    for (int l = 0; l < count; ++l) {
-        s.g_off[l] = off;
-        off += (C * tab[l].fan_out + W - 1) / W * W;
-    }
-    s.total = off;
-    return s;
-}
-
-// Phase 1 of an item: fill the tile of sample n (block-cooperative; barrier before and after).
-template <typename T>
-__device__ void jac3_load(T* __restrict__ sm, const JacLayer<T>* tab, const Jac3Layout<T>& s,
-                          int count, int C, i64 n) {
-    constexpr int W = PackWidth<T>::value;
-    for (int l = 0; l < count; ++l) {
-        const JacLayer<T>& L = tab[l];
-        const T* a = L.a + n * L.fan_in;
-        const int la = s.a_len[l];
+    const int tpr = fan_in / W;
+    const int t = (int)blockIdx.y * tc + (int)(threadIdx.x % tc);
+    const int R = (int)blockDim.x / tc;
+    const int ii = (int)threadIdx.x / tc;
+    if (t >= tpr) return;
+    const i64 r = blockIdx.x / zs;
+    const int iz = (int)(blockIdx.x - r * zs);
+    const i64 n = r / C;
+    const i64 base = r * p + w_off;
+    const int u = (int)((W - base % W) % W);
+    const T* a = A + n * fan_in;
+    T av[W];
+    bool next[W];
 #pragma unroll
-        for (int sh = 0; sh < W; ++sh)
-            for (int j = threadIdx.x; j < la; j += blockDim.x)
-                sm[s.a_off[l] + sh * la + j] = j + sh < L.fan_in ? a[j + sh] : T(0);
-        const T* g = L.g + n * C * L.fan_out;
-        for (int t = threadIdx.x; t < C * L.fan_out; t += blockDim.x) sm[s.g_off[l] + t] = g[t];
+    for (int j = 0; j < W; ++j) {
+        const int o = u + t * W + j;
+        next[j] = o >= fan_in;
+        av[j] = a[next[j] ? o - fan_in : o];
     }
-}
-
-// Element (rl, e) of sample n's rows from the tile; rl == C is the next sample (global).
-template <typename T>
-__device__ __forceinline__ T jac3_elem(const T* sm, const JacLayer<T>* tab,
-                                       const Jac3Layout<T>& s, int count, int C, i64 n, int rl,
-                                       int e) {
-    if (rl >= C) {
-        const i64 r = n * C + rl;
-        return jac_any(tab, count, r, r / C, (i64)e);
-    }
-    int l = 0;
-    while (l + 1 < count && e >= tab[l + 1].w_off) ++l;
-    const JacLayer<T>& L = tab[l];
-    const int el = e - (int)L.w_off;
-    const int n_w = L.fan_out * L.fan_in;
-    const T* g = sm + s.g_off[l] + rl * L.fan_out;
-    if (el < n_w) {
-        const int i = el / L.fan_in;
-        return (L.sw * g[i]) * sm[s.a_off[l] + el - i * L.fan_in];
-    }
-    return L.sb * g[el - n_w];
-}
-
-// First packet (index into the aligned packet array starting at J + head) whose first element
-// lies at or after flat element f.
-template <int W>
-__device__ __forceinline__ i64 jac3_first_packet(i64 f, i64 head, i64 nvec) {
-    const i64 d = f - head;
-    const i64 q = d <= 0 ? 0 : (d + W - 1) / W;
-    return q < nvec ? q : nvec;
-}
-
-// Phase 2 of an item: write its packets from the tile.
-template <typename T>
-__device__ void jac3_write(T* __restrict__ J, i64 p, i64 head, i64 nvec, const T* sm,
-                           const JacLayer<T>* tab, const Jac3Layout<T>& s, int count, int C,
-                           i64 n, i64 h, i64 chunk, int streaming) {
-    constexpr int W = PackWidth<T>::value;
-    const i64 base = n * C * p;
-    const i64 q_lo = jac3_first_packet<W>(base, head, nvec);
-    const i64 q_hi = jac3_first_packet<W>(base + C * p, head, nvec);
-    const i64 q0 = q_lo + h * chunk;
-    i64 q1 = q0 + chunk;
-    if (q1 > q_hi) q1 = q_hi;
-    if (q0 >= q1) return;
-    Pack<T>* out = reinterpret_cast<Pack<T>*>(J + head);
-    const int pi = (int)p;
-    // (row in the sample, column) of this thread's first packet, and the step between its
-    // packets, W * blockDim.x elements.
-    const int loc = (int)(head + (q0 + threadIdx.x) * W - base);
-    int rl = loc / pi, e = loc - rl * pi;
-    const int step = W * blockDim.x;
-    for (i64 q = q0 + threadIdx.x; q < q1; q += (i64)ITLIN_JAC3_UNROLL * blockDim.x) {
+    const bool spill = next[W - 1];
+    const int i0 = iz * rows_per_block + ii;
+    const i64 i_end = ((i64)iz + 1) * rows_per_block;
+    int i1 = i_end > fan_out ? fan_out : (int)i_end;
+    // The spilling slot's packet of the last weight row runs into the bias: not ours.
+    if (spill && i1 > fan_out - 1) i1 = fan_out - 1;
+    const T* g = G + r * fan_out;
+    Pack<T>* dst = reinterpret_cast<Pack<T>*>(J + base + u) + (i64)i0 * tpr + t;
+    const i64 step = (i64)R * tpr;
+    for (int i = i0; i < i1; i += R, dst += step) {
+        const T g0 = sw * g[i];
+        const T g1 = spill ? sw * g[i + 1] : g0;
+        Pack<T> o;
 #pragma unroll
-        for (int u = 0; u < ITLIN_JAC3_UNROLL; ++u) {
-            const i64 qu = q + (i64)u * blockDim.x;
-            if (qu < q1) {
+        for (int j = 0; j < W; ++j) o.x[j] = (next[j] ? g1 : g0) * av[j];
+        store_cs(dst, o);
+    }
+}
+
+// The complement of `jacobian_stripes`: for every row r and layer l, the packets that overlap
+// the gap [r*p + w_off_l + fan_out_l*fan_in_l, r*p + w_off_{l+1}) between the layer's weight
+// block and the next one (w_off_L = p: the next row's first layer), i.e. its biases plus the
+// packets straddling a weight block's edge or a row boundary, element by element as `jac_any`.
+// Packets past the end of J are written element-wise up to m*p. Grid-stride over rows.
+template <typename T>
+__device__ void jacobian_gaps_impl(T* __restrict__ J, i64 m, i64 p, const JacLayers<T>& layers) {
+    constexpr int W = PackWidth<T>::value;
+    __shared__ JacLayer<T> tab[ITLIN_JAC_MAX_LAYERS];
+    const int count = layers.count;
+    const i64 C = layers.C;
+#pragma unroll
+    for (int l = 0; l < ITLIN_JAC_MAX_LAYERS; ++l)
+        if (threadIdx.x == 0 && l < count) tab[l] = layers.l[l];
+    __syncthreads();
+    const i64 total = m * p;
+    for (i64 r = blockIdx.x; r < m; r += gridDim.x) {
+        // A gap packet starts after row r's first weight block (fan_out * fan_in >= W) and
+        // ends before row r + 1's first packet boundary past its start: its elements lie in
+        // row r or r + 1, so (row, n) come from these two, without a division per element.
+        const i64 base = r * p, n0 = r / C, n1 = (r + 1) / C;
+        for (int l = 0; l < count; ++l) {
+            const JacLayer<T>& L = tab[l];
+            const i64 gs = base + L.w_off + (i64)L.fan_out * L.fan_in;
+            const i64 ge = base + (l + 1 < count ? tab[l + 1].w_off : p);
+            const i64 q1 = (ge + W - 1) / W;
+            for (i64 q = gs / W + threadIdx.x; q < q1; q += blockDim.x) {
                 Pack<T> o;
-                int l = 0;
-                while (l + 1 < count && e >= tab[l + 1].w_off) ++l;
-                const JacLayer<T>& L = tab[l];
-                const int el = e - (int)L.w_off;
-                const int fi = L.fan_in;
-                const int n_w = L.fan_out * fi;
-                const T* g = sm + s.g_off[l] + rl * L.fan_out;
-                bool done = false;
-                if (el < n_w && rl < C) {
-                    const int i = el / fi;
-                    const int k = el - i * fi;
-                    if (k + W <= fi) {
-                        // Inside one weight row: W activations in one aligned shared load.
-                        const int sh = k & (W - 1);
-                        const Pack<T> av = *reinterpret_cast<const Pack<T>*>(
-                            sm + s.a_off[l] + sh * s.a_len[l] + (k - sh));
-                        const T gi = L.sw * g[i];
 #pragma unroll
-                        for (int j = 0; j < W; ++j) o.x[j] = gi * av.x[j];
-                        done = true;
-                    }
-                } else if (rl < C && el >= n_w && el + W <= n_w + L.fan_out) {
-#pragma unroll
-                    for (int j = 0; j < W; ++j) o.x[j] = L.sb * g[el - n_w + j];
-                    done = true;
+                for (int j = 0; j < W; ++j) {
+                    const i64 f = q * W + j;
+                    const i64 e = f - base;
+                    if (f >= total)
+                        o.x[j] = T(0);
+                    else if (e < p)
+                        o.x[j] = jac_any(tab, count, r, n0, e);
+                    else
+                        o.x[j] = jac_any(tab, count, r + 1, n1, e - p);
                 }
-                if (!done) {
+                if ((q + 1) * W <= total) {
+                    store_cs(reinterpret_cast<Pack<T>*>(J) + q, o);
+                } else {
 #pragma unroll
-                    for (int j = 0; j < W; ++j) {
-                        int ej = e + j, rj = rl;
-                        if (ej >= pi) {
-                            ej -= pi;
-                            ++rj;
-                        }
-                        o.x[j] = jac3_elem(sm, tab, s, count, C, n, rj, ej);
-                    }
+                    for (int j = 0; j < W; ++j)
+                        if (q * W + j < total) J[q * W + j] = o.x[j];
                 }
-                if (streaming)
-                    store_cs(out + qu, o);
-                else
-                    out[qu] = o;
-            }
-            e += step;
-            while (e >= pi) {
-                e -= pi;
-                ++rl;
             }
         }
     }
 }
 
-// The scalar head and tail of the flat J (fewer than W elements each), by the first block.
-template <typename T>
-__device__ void jac3_edges(T* __restrict__ J, i64 m, i64 p, i64 head, i64 nvec,
-                           const JacLayer<T>* tab, int count, int C) {
-    constexpr int W = PackWidth<T>::value;
-    const i64 total = m * p;
-    const i64 tail0 = head + nvec * W;
-    for (i64 t = threadIdx.x; t < head + (total - tail0); t += blockDim.x) {
-        const i64 f = t < head ? t : tail0 + (t - head);
-        const i64 r = f / p;
-        J[f] = jac_any(tab, count, r, r / C, f - r * p);
-    }
-}
-
-// Copies the layer table (kernel parameter) into shared memory with compile-time indices.
-template <typename T>
-__device__ __forceinline__ void jac3_table(JacLayer<T>* tab, const JacLayers<T>& layers) {
-#pragma unroll
-    for (int l = 0; l < ITLIN_JAC_MAX_LAYERS; ++l)
-        if (threadIdx.x == 0 && l < layers.count) tab[l] = layers.l[l];
-}
-
-#define ITLIN_JACOBIAN_V3(T, SUF)                                                                 \
-    extern "C" __global__ void __launch_bounds__(256) jacobian_v3_##SUF(                          \
-        T* J, i64 m, i64 p, const JacLayers<T> layers, i64 items_per_sample, i64 chunk,          \
-        int streaming) {                                                                          \
-        extern __shared__ __align__(16) unsigned char jac3_raw_##SUF[];                           \
-        T* sm = reinterpret_cast<T*>(jac3_raw_##SUF);                                             \
-        __shared__ JacLayer<T> tab[ITLIN_JAC_MAX_LAYERS];                                         \
-        jac3_table<T>(tab, layers);                                                               \
-        __syncthreads();                                                                          \
-        const int count = layers.count, C = layers.C;                                             \
-        const Jac3Layout<T> s = jac3_layout<T>(tab, count, C);                                    \
-        const i64 head = head_to_aligned(J, m * p);                                               \
-        const i64 nvec = (m * p - head) / PackWidth<T>::value;                                    \
-        if (blockIdx.x == 0) jac3_edges<T>(J, m, p, head, nvec, tab, count, C);                   \
-        const i64 items = (m / C) * items_per_sample;                                             \
-        for (i64 it = blockIdx.x; it < items; it += gridDim.x) {                                  \
-            const i64 n = it / items_per_sample, h = it - n * items_per_sample;                   \
-            __syncthreads();                                                                      \
-            jac3_load<T>(sm, tab, s, count, C, n);                                                \
-            __syncthreads();                                                                      \
-            jac3_write<T>(J, p, head, nvec, sm, tab, s, count, C, n, h, chunk, streaming);        \
-        }                                                                                         \
+#define ITLIN_JACOBIAN_V4(T, SUF)                                                                 \
+    extern "C" __global__ void jacobian_stripes_##SUF(T* J, i64 p, int C, const T* A,             \
+                                                      const T* G, i64 w_off, int fan_in,          \
+                                                      int fan_out, T sw, int tc,                  \
+                                                      int rows_per_block, int zs) {               \
+        jacobian_stripes_impl<T>(J, p, C, A, G, w_off, fan_in, fan_out, sw, tc, rows_per_block,  \
+                                 zs);                                                             \
+    }                                                                                             \
+    extern "C" __global__ void jacobian_gaps_##SUF(T* J, i64 m, i64 p,                            \
+                                                   const JacLayers<T> layers) {                   \
+        jacobian_gaps_impl<T>(J, m, p, layers);                                                   \
     }
 
-#ifndef ITLIN_HOST_EMULATION
-ITLIN_JACOBIAN_V3(float, f32)
-ITLIN_JACOBIAN_V3(double, f64)
-#endif
+ITLIN_JACOBIAN_V4(float, f32)
+ITLIN_JACOBIAN_V4(double, f64)

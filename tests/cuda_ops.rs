@@ -284,10 +284,16 @@ fn mlps() -> Vec<Mlp> {
         .unwrap(),
     );
     v.push(Mlp::new(&[3, 1], Activation::Relu).unwrap());
-    // Odd widths over a 16-byte packet: jacobian_v3's weight-row fast path and its crossings.
+    // Odd widths over a 16-byte packet: packets crossing weight rows (v2's per-element path).
     v.push(Mlp::new(&[13, 9, 3], Activation::Tanh).unwrap());
     // Four layers: the fused NTK assembly's middle pass (Θ added as it is).
     v.push(Mlp::new(&[4, 6, 5, 3, 2], Activation::Gelu).unwrap());
+    // Every fan_in a multiple of 4 (f32 and f64) or of 2 only (f64): jacobian_v4's own
+    // kernels (weight stripes, spilling slots when p is odd, gaps) instead of its fallback.
+    v.push(Mlp::new(&[8, 12, 4, 3], Activation::Relu).unwrap());
+    v.push(Mlp::new(&[6, 10, 3], Activation::Tanh).unwrap());
+    // fan_in / W > 1024 slots: jacobian_v4 splits a weight row over several blocks.
+    v.push(Mlp::new(&[4104, 3, 2], Activation::Tanh).unwrap());
     v
 }
 
@@ -374,28 +380,31 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
     // Jacobian written into a caller buffer poisoned with NaN, by both kernels, also into a
     // view one element in (misaligned for 16-byte stores); nothing outside J is touched.
     let s = dmlp::signals(be, mlp, &td, &xd, n).unwrap();
-    // Versions: 1, 2, then v3 with streaming / plain stores, persistent / one block per item,
-    // and chunks of 1 packet-group (many items per sample) or the default.
-    let v3 = |streaming, blocks_per_sm, chunk_packets| ops::JacobianV3Opts {
-        streaming,
-        blocks_per_sm,
-        chunk_packets,
+    // Versions: 1, 2, the default (v4 with 4 / 16 weight rows per block), v4 with whole
+    // weight blocks per block, and v4 with one weight row per block written two at a time.
+    // Offsets 0 and 4 keep J 16-byte aligned in f32 (0 and 2 in f64), the others do not (v4
+    // falls back to v2 there).
+    let v4 = |rows, at_once| ops::JacobianV4Opts {
+        weight_rows_per_block: rows,
+        min_rows_at_once: at_once,
+        ..Default::default()
     };
     let variants = [
         (1, None),
         (2, None),
-        (3, Some(ops::JacobianV3Opts::default())),
-        (3, Some(v3(false, 0, 1))),
-        (3, Some(v3(true, 1, 1))),
+        (4, None),
+        (4, Some(v4(1 << 20, 0))),
+        (4, Some(v4(1, 2))),
     ];
     for (ver, opts) in variants {
-        for offset in [0, 1, 2] {
-            let mut jn = nan_buf::<T>(be, nc * p + 3);
+        for offset in [0, 1, 2, 4] {
+            let mut jn = nan_buf::<T>(be, nc * p + 4);
             {
                 let mut view = jn.slice_mut(offset..offset + nc * p);
                 match (ver, opts) {
                     (1, _) => dmlp::write_jacobian_v1(be, mlp, &s, &mut view).unwrap(),
-                    (3, Some(o)) => dmlp::write_jacobian_v3(be, mlp, &s, &mut view, o).unwrap(),
+                    (2, _) => dmlp::write_jacobian_v2(be, mlp, &s, &mut view).unwrap(),
+                    (_, Some(o)) => dmlp::write_jacobian_v4(be, mlp, &s, &mut view, o).unwrap(),
                     _ => dmlp::write_jacobian(be, mlp, &s, &mut view).unwrap(),
                 }
             }

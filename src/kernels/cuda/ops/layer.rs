@@ -100,21 +100,21 @@ pub struct JacobianLayer<'a, T> {
 /// `struct JacLayer<T>` of `kernels/jacobian.cu` (same field order, C layout).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct JacLayerRaw<T> {
-    a: u64,
-    g: u64,
-    w_off: i64,
-    fan_in: c_int,
-    fan_out: c_int,
-    sw: T,
-    sb: T,
+pub(super) struct JacLayerRaw<T> {
+    pub(super) a: u64,
+    pub(super) g: u64,
+    pub(super) w_off: i64,
+    pub(super) fan_in: c_int,
+    pub(super) fan_out: c_int,
+    pub(super) sw: T,
+    pub(super) sb: T,
 }
 
 /// `struct JacLayers<T>` of `kernels/jacobian.cu`, passed by value as a kernel parameter.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(super) struct JacLayersRaw<T> {
-    l: [JacLayerRaw<T>; JACOBIAN_MAX_LAYERS],
+    pub(super) l: [JacLayerRaw<T>; JACOBIAN_MAX_LAYERS],
     count: c_int,
     c: c_int,
 }
@@ -173,7 +173,7 @@ pub fn jacobian_all<T: CudaReal>(
     Ok(())
 }
 
-/// Checks the shapes of [`jacobian_all`] / `jacobian_v3` (panicking as they document) and
+/// Checks the shapes of [`jacobian_all`] / `jacobian_v4` (panicking as they document) and
 /// builds the kernels' layer table.
 #[track_caller]
 pub(super) fn jac_table<T: CudaReal>(

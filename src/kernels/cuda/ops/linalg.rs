@@ -38,6 +38,34 @@ pub fn axpby<T: CudaReal>(
     Ok(())
 }
 
+/// `x[i] ← v` for every element, with 16-byte streaming stores over the aligned body (one
+/// grid-stride pass of at most 8 blocks per SM): the write-only bandwidth probe of the
+/// benchmarks, and a fill for any buffer.
+///
+/// # Errors
+/// [`Error::Device`] if the kernel cannot be compiled or launched.
+pub fn fill<T: CudaReal>(be: &CudaBackend, x: &mut impl DevicePtrMut<T>, v: T) -> Result<()> {
+    let n = x.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let width = 16 / std::mem::size_of::<T>();
+    let blocks = n
+        .div_ceil(width)
+        .div_ceil(THREADS as usize)
+        .clamp(1, be.sm_count().max(1) * 8) as u32;
+    let (xp, ni) = (wr(be, x), n as i64);
+    launch!(
+        be,
+        Family::Elementwise,
+        "fill",
+        T,
+        cfg1(blocks),
+        [&xp, &ni, &v]
+    );
+    Ok(())
+}
+
 /// `A[i, i] ← A[i, i] + s` for a square `n × n` matrix.
 ///
 /// # Panics

@@ -105,17 +105,20 @@ impl<T, S: DevicePtrMut<T>> DevicePtrMutDyn<T> for S {
     }
 }
 
-mod jacobian_v3;
+mod jacobian_v4;
 mod jvec;
 mod layer;
 mod linalg;
 mod optim;
 
-pub use jacobian_v3::{JacobianV3Opts, jacobian_v3, jacobian_v3_applies, jacobian_v3_smem};
+pub use jacobian_v4::{
+    DEFAULT_WEIGHT_ROWS, JacobianV4Opts, StripeGeometry, V4Kernels, jacobian_v4,
+    jacobian_v4_applies, stripe_geometry,
+};
 pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u, jt_u_v1};
 pub use layer::{
     COL_SUM_ONE_STAGE_ROWS, JACOBIAN_MAX_LAYERS, JacobianLayer, bias_act, bias_act_in_place,
     bias_mul, col_sum, col_sum_one_stage, eye_rows, jacobian_all, jacobian_layer, mul_bcast_rows,
 };
-pub use linalg::{ThetaIn, add_diag, axpby, gemm_rm, ntk_fused, ntk_layer};
+pub use linalg::{ThetaIn, add_diag, axpby, fill, gemm_rm, ntk_fused, ntk_layer};
 pub use optim::{AdamStep, SgdMode, adam_update, gather_rows, loss_grad, nonfinite, sgd_update};
