@@ -267,6 +267,176 @@ template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift,
     CHECK(n_stripes > 0 || m * p < 4 * W, "jac_v4: the stripes wrote nothing");
 }
 
+// ---- kernels/optim.cu: the device-resident first-order inner step ----------------------------
+#include "optim.cu"
+
+// Rows gathered by index (repeats, an out-of-range index -> NaN row), odd sizes, grids smaller
+// and larger than the work; guard elements around the output stay untouched.
+template <class T> void test_optim_gather(long long src_rows, int cols, vector<unsigned> idx, unsigned gx, unsigned bx) {
+    mt19937 r(21); uniform_real_distribution<double> U(-1, 1);
+    vector<T> src(src_rows * cols);
+    for (auto& v : src) v = U(r);
+    const long long b = (long long)idx.size();
+    vector<T> buf(b * cols + 6, T(-7));
+    T* out = buf.data() + 3;
+    launch(gx, 1, bx, [&] { gather_rows_impl<T>(src.data(), src_rows, idx.data(), b, cols, out); });
+    for (int k = 0; k < 3; ++k) CHECK(buf[k] == T(-7) && buf[buf.size() - 1 - k] == T(-7), "gather wrote outside");
+    for (long long i = 0; i < b; ++i)
+        for (int j = 0; j < cols; ++j) {
+            T got = out[i * cols + j];
+            if (idx[i] >= src_rows) { CHECK(std::isnan(got), "gather: bad index %u must give NaN", idx[i]); continue; }
+            CHECK(got == src[idx[i] * cols + j], "gather i=%lld j=%d got %g", i, j, (double)got);
+        }
+}
+
+// Loss gradients against the formulas: MSE (f0 + jv - y)/B, CE softmax(f0 + jv) - y over B,
+// the softmax by log-sum-exp (another formula than the kernel's), with and without jv.
+template <class T> void test_optim_loss_grad(long long rows, int C, unsigned gx, unsigned bx) {
+    mt19937 r(22); uniform_real_distribution<double> U(-3, 3);
+    vector<T> f0(rows * C), jv(rows * C), y(rows * C, T(0));
+    for (auto& v : f0) v = U(r);
+    for (auto& v : jv) v = U(r) * 0.1;
+    for (long long i = 0; i < rows; ++i) y[i * C + (i * 7) % C] = T(1);
+    const T inv_b = T(1.0 / rows);
+    const double tol = sizeof(T) == 4 ? 2e-6 : 1e-14;
+    for (int kind = 0; kind < 2; ++kind)
+        for (int with_jv = 0; with_jv < 2; ++with_jv) {
+            vector<T> buf(rows * C + 4, NAN);
+            T* g = buf.data() + 2;
+            buf[0] = buf[1] = buf[rows * C + 2] = buf[rows * C + 3] = T(-7);
+            launch(gx, 1, bx, [&] { loss_grad_impl<T>(f0.data(), with_jv ? jv.data() : nullptr, y.data(), rows, C, kind, inv_b, g); });
+            CHECK(buf[0] == T(-7) && buf[1] == T(-7) && buf[rows * C + 2] == T(-7) && buf[rows * C + 3] == T(-7), "loss_grad wrote outside");
+            for (long long i = 0; i < rows; ++i) {
+                double lse = -1e308, mx = -1e308;
+                for (int c = 0; c < C; ++c) mx = max(mx, (double)(T)(f0[i * C + c] + (with_jv ? jv[i * C + c] : T(0))));
+                double s = 0;
+                for (int c = 0; c < C; ++c) s += exp((double)(T)(f0[i * C + c] + (with_jv ? jv[i * C + c] : T(0))) - mx);
+                lse = mx + log(s);
+                for (int c = 0; c < C; ++c) {
+                    const long long k = i * C + c;
+                    const double f = (double)(T)(f0[k] + (with_jv ? jv[k] : T(0)));
+                    const double want = kind == 0 ? (f - (double)y[k]) / rows : (exp(f - lse) - (double)y[k]) / rows;
+                    CHECK(!std::isnan(g[k]) && fabs(g[k] - want) <= tol * (1 + fabs(want)),
+                          "loss_grad kind %d jv %d r=%lld c=%d got %.17g want %.17g", kind, with_jv, i, c, (double)g[k], want);
+                }
+            }
+        }
+}
+
+template <class T> void test_optim_nonfinite(long long n, unsigned gx, unsigned bx) {
+    mt19937 r(23); uniform_real_distribution<double> U(-1, 1);
+    vector<T> x(n);
+    for (auto& v : x) v = U(r);
+    unsigned flag = 0;
+    launch(gx, 1, bx, [&] { nonfinite_impl<T>(x.data(), n, &flag); });
+    CHECK(flag == 0, "nonfinite: finite input flagged (n=%lld)", n);
+    const T bad[3] = {T(NAN), T(INFINITY), T(-INFINITY)};
+    const long long where[3] = {n - 1, 0, n / 2};
+    for (int b = 0; b < 3; ++b)
+        for (int w = 0; w < 3; ++w) {
+            vector<T> y = x;
+            y[where[w]] = bad[b];
+            flag = 0;
+            launch(gx, 1, bx, [&] { nonfinite_impl<T>(y.data(), n, &flag); });
+            CHECK(flag == 1, "nonfinite: missed %g at %lld (n=%lld, grid %u x %u)", (double)bad[b], where[w], n, gx, bx);
+        }
+}
+
+// SGD modes 0/1/2 with and without weight decay, three steps, against OptState::update's loop
+// (transcribed: fma for the axpy of weight decay and plain SGD, every other operation rounded);
+// then a set flag must leave theta and the velocity untouched bit for bit.
+template <class T> void test_optim_sgd(long long n, unsigned gx, unsigned bx) {
+    mt19937 r(24); uniform_real_distribution<double> U(-1, 1);
+    vector<T> th0(n), g(n);
+    for (auto& v : th0) v = U(r);
+    for (auto& v : g) v = U(r);
+    const T eta = T(0.3), mu = T(0.9), wd = T(5e-4);
+    for (int mode = 0; mode < 3; ++mode)
+        for (int use_wd = 0; use_wd < 2; ++use_wd) {
+            vector<T> th = th0, m(n, T(0)), th_ref = th0, m_ref(n, T(0));
+            unsigned flag = 0;
+            for (int step = 0; step < 3; ++step) {
+                launch(gx, 1, bx, [&] { sgd_update_impl<T>(th.data(), g.data(), mode ? m.data() : nullptr, n, mode, use_wd, wd, eta, mu, &flag); });
+                for (long long i = 0; i < n; ++i) {
+                    T gi = g[i];
+                    if (use_wd) gi = fma(wd, th_ref[i], gi);
+                    if (mode == 0) { th_ref[i] = fma(-eta, gi, th_ref[i]); continue; }
+                    m_ref[i] = mu * m_ref[i] + gi;
+                    const T d = mode == 2 ? gi + mu * m_ref[i] : m_ref[i];
+                    th_ref[i] -= eta * d;
+                }
+            }
+            for (long long i = 0; i < n; ++i) {
+                CHECK(th[i] == th_ref[i] && th[i] != th0[i], "sgd mode %d wd %d i=%lld got %.17g want %.17g", mode, use_wd, i, (double)th[i], (double)th_ref[i]);
+                if (mode) CHECK(m[i] == m_ref[i], "sgd velocity mode %d i=%lld", mode, i);
+            }
+            const vector<T> th_keep = th, m_keep = m;
+            flag = 1;
+            launch(gx, 1, bx, [&] { sgd_update_impl<T>(th.data(), g.data(), mode ? m.data() : nullptr, n, mode, use_wd, wd, eta, mu, &flag); });
+            CHECK(th == th_keep && m == m_keep, "sgd mode %d: a set flag must change nothing", mode);
+        }
+}
+
+// Adam, three steps with the host-computed scalars of OptState::update, against its loop;
+// and against the textbook formula in double (loose), then the flag gate.
+template <class T> void test_optim_adam(long long n, unsigned gx, unsigned bx) {
+    mt19937 r(25); uniform_real_distribution<double> U(-1, 1);
+    vector<T> th0(n), g(n);
+    for (auto& v : th0) v = U(r);
+    for (auto& v : g) v = U(r);
+    const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, lr = 1e-2;
+    for (int use_wd = 0; use_wd < 2; ++use_wd) {
+        const T wd = T(1e-2);
+        vector<T> th = th0, m(n, T(0)), v(n, T(0)), th_ref = th0, m_ref(n, T(0)), v_ref(n, T(0));
+        vector<double> thd(th0.begin(), th0.end()), md(n, 0), vd(n, 0);
+        unsigned flag = 0;
+        for (int t = 1; t <= 3; ++t) {
+            const double bc1 = 1 - pow(beta1, t), bc2 = 1 - pow(beta2, t);
+            const T b1 = T(beta1), b2 = T(beta2), ob1 = T(1 - beta1), ob2 = T(1 - beta2), step = T(lr / bc1), ibc2 = T(1 / bc2), e = T(eps);
+            launch(gx, 1, bx, [&] { adam_update_impl<T>(th.data(), g.data(), m.data(), v.data(), n, use_wd, wd, b1, b2, ob1, ob2, step, ibc2, e, &flag); });
+            for (long long i = 0; i < n; ++i) {
+                T gi = g[i];
+                if (use_wd) gi = fma(wd, th_ref[i], gi);
+                m_ref[i] = b1 * m_ref[i] + ob1 * gi;
+                v_ref[i] = b2 * v_ref[i] + ob2 * gi * gi;
+                const T denom = sqrt(v_ref[i] * ibc2) + e;
+                th_ref[i] -= step * m_ref[i] / denom;
+                double gd = (double)g[i] + (use_wd ? (double)wd * thd[i] : 0.0);
+                md[i] = beta1 * md[i] + (1 - beta1) * gd;
+                vd[i] = beta2 * vd[i] + (1 - beta2) * gd * gd;
+                thd[i] -= lr * (md[i] / bc1) / (sqrt(vd[i] / bc2) + eps);
+            }
+        }
+        const double tol = sizeof(T) == 4 ? 1e-5 : 1e-13;
+        for (long long i = 0; i < n; ++i) {
+            CHECK(th[i] == th_ref[i] && m[i] == m_ref[i] && v[i] == v_ref[i], "adam wd %d i=%lld got %.17g want %.17g", use_wd, i, (double)th[i], (double)th_ref[i]);
+            CHECK(fabs(th[i] - thd[i]) <= tol * (1 + fabs(thd[i])), "adam vs formula i=%lld got %.17g want %.17g", i, (double)th[i], thd[i]);
+        }
+        const vector<T> th_keep = th, m_keep = m, v_keep = v;
+        flag = 1;
+        launch(gx, 1, bx, [&] { adam_update_impl<T>(th.data(), g.data(), m.data(), v.data(), n, use_wd, wd, T(0.9), T(0.999), T(0.1), T(0.001), T(1), T(1), T(1e-8), &flag); });
+        CHECK(th == th_keep && m == m_keep && v == v_keep, "adam: a set flag must change nothing");
+    }
+}
+
+template <class T> void test_optim() {
+    test_optim_gather<T>(13, 5, {0, 12, 3, 3, 7, 1, 12}, 1, 32);
+    test_optim_gather<T>(13, 5, {4, 13, 2}, 3, 32);          // index 13 is out of range
+    test_optim_gather<T>(1, 1, {0}, 2, 32);
+    test_optim_gather<T>(9, 17, {8, 0, 4, 4, 1}, 1000, 64);  // more threads than elements
+    for (int C : {1, 3, 10}) {
+        test_optim_loss_grad<T>(9, C, 1, 32);
+        test_optim_loss_grad<T>(37, C, 3, 32);
+    }
+    test_optim_nonfinite<T>(1, 1, 32);
+    test_optim_nonfinite<T>(37, 1, 32);
+    test_optim_nonfinite<T>(1001, 3, 64);
+    test_optim_sgd<T>(37, 1, 32);
+    test_optim_sgd<T>(1001, 3, 64);
+    test_optim_adam<T>(37, 1, 32);
+    test_optim_adam<T>(1001, 3, 64);
+}
+
 int main() {
     // misaligned J (off), layer not at 0, extra columns after, few threads (grid-stride).
     for (int off = 0; off < 4; ++off) {
@@ -311,6 +481,7 @@ int main() {
     }
     test_elem<float>();
     test_elem<double>();
+    test_optim<float>(); test_optim<double>();
     printf("%s: %d failures\n", fails ? "FAIL" : "OK", fails);
     return fails != 0;
 }

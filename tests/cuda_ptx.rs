@@ -176,3 +176,27 @@ fn every_family_compiles_to_an_sm_90_cubin() {
         );
     }
 }
+
+#[test]
+fn the_optim_family_has_every_entry_point_the_resident_engine_launches() {
+    // src/kernels/cuda/ops/optim.rs launches these by name (plus the precision suffix).
+    let Some(()) = nvrtc_or_skip() else { return };
+    assert!(
+        Family::ALL.contains(&Family::Optim),
+        "Optim is in Family::ALL"
+    );
+    let ptx = compile(Family::Optim, "compute_90", Output::Ptx).unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8(ptx).expect("PTX is text");
+    for kernel in [
+        "gather_rows",
+        "loss_grad",
+        "nonfinite",
+        "sgd_update",
+        "adam_update",
+    ] {
+        for suffix in ["_f32", "_f64"] {
+            let entry = format!(".entry {kernel}{suffix}(");
+            assert!(text.contains(&entry), "no `{entry}` in the optim PTX");
+        }
+    }
+}

@@ -170,9 +170,23 @@ pub struct TrainArgs {
     /// Floating-point precision.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
-    /// Compute device.
+    /// Compute device. With cuda, SGD and Adam inner steps run entirely on the GPU (θ, the
+    /// optimiser state and the training set stay in device memory); Gauss-Newton and
+    /// spectral inners evaluate the model on the GPU per call.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// With --device cuda: wait for the GPU after each phase of an inner step, so the
+    /// jvp / vjp / update timings are device times (slower; off: the phases record the
+    /// time to queue their work and the device time shows up under update).
+    #[arg(long)]
+    #[serde(default)]
+    pub sync_timings: bool,
+    /// With --device cuda: run SGD / Adam inner steps with per-call GPU model evaluations
+    /// (θ and the batch copied to the device on every call) instead of the resident engine;
+    /// for timing comparisons.
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    pub per_call: bool,
     /// Run directory (default: a fresh runs/train-<UTC timestamp>). Must be empty or absent
     /// unless --force.
     #[arg(long)]
@@ -242,6 +256,10 @@ pub struct SweepArgs {
     /// Floating-point precision.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
+    /// Compute device of the training runs (as for `train`; the spectral comparison of (b)
+    /// runs on the CPU).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
     /// Output directory (default: a fresh runs/sweep-<UTC timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,

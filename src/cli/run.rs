@@ -5,8 +5,8 @@ use super::load_data;
 use indicatif::{ProgressBar, ProgressStyle};
 use itlin::report::{MetricsWriter, plot_run, read_metrics, write_json_atomic};
 use itlin::train::{
-    Control, DataRef, Inner, Loss, Metrics, Observer, Period, Schedule, Termination, Timings,
-    TrainConfig, Trainer, checkpoint,
+    Control, DataRef, FirstOrderEngine, Inner, Loss, Metrics, Observer, Period, Schedule,
+    Termination, Timings, TrainConfig, Trainer, checkpoint,
 };
 use itlin::{Activation, Error, Init, Mlp, Model, Real, Result};
 use serde::{Deserialize, Serialize};
@@ -192,9 +192,49 @@ fn no_cuda() -> Error {
     )
 }
 
+/// Opens CUDA device 0 once per process (the runs of a sweep share it, and with it the
+/// compiled kernel modules), or says in one line why it cannot (no GPU, driver or CUDA
+/// library).
+#[cfg(feature = "cuda")]
+pub fn open_cuda() -> Result<std::sync::Arc<itlin::kernels::cuda::CudaBackend>> {
+    use itlin::kernels::cuda::CudaBackend;
+    use std::sync::{Arc, OnceLock};
+    static BACKEND: OnceLock<Arc<CudaBackend>> = OnceLock::new();
+    if let Some(be) = BACKEND.get() {
+        return Ok(be.clone());
+    }
+    let be = CudaBackend::new().map(Arc::new).map_err(|e| {
+        Error::Device(format!(
+            "no usable CUDA device: {}",
+            match e {
+                Error::Device(m) => m,
+                e => e.to_string(),
+            }
+        ))
+    })?;
+    Ok(BACKEND.get_or_init(|| be).clone())
+}
+
+/// Checks that `device` can be used by this build on this machine (for `cuda`: the feature
+/// and a usable GPU), before anything is written.
+pub fn check_device(device: Device) -> Result<()> {
+    match device {
+        Device::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => open_cuda().map(|_| ()),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(no_cuda()),
+    }
+}
+
 /// Runs `itlin train` with precision `T` into `dir` (fresh, or the run to resume), on the
 /// device of the flags. Every check (flags, data, memory, the CUDA device) happens before
 /// anything is written to `dir`.
+///
+/// With `--device cuda`, SGD and Adam inner steps run on the GPU-resident engine
+/// ([`ResidentEngine`](itlin::kernels::cuda::ResidentEngine): θ, θ̃, optimiser state and the
+/// training set stay on the device); evaluation and the Gauss-Newton / spectral inners use
+/// [`CudaMlp`](itlin::kernels::cuda::CudaMlp) on the same device.
 pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
     if a.device == Device::Cuda && !cfg!(feature = "cuda") {
         return Err(no_cuda());
@@ -224,33 +264,35 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
     check_memory::<T>(&mlp, &cfg, n_eval)?;
 
     match a.device {
-        Device::Cpu => fit(a, dir, resume, &mlp, &mlp, &split, &cfg),
+        Device::Cpu => fit(a, dir, resume, &mlp, &mlp, None, &split, &cfg),
         #[cfg(feature = "cuda")]
         Device::Cuda => {
-            let model = itlin::kernels::cuda::CudaMlp::new(mlp.clone()).map_err(|e| {
-                Error::Device(format!(
-                    "no usable CUDA device: {}",
-                    match e {
-                        Error::Device(m) => m,
-                        e => e.to_string(),
-                    }
-                ))
-            })?;
-            fit(a, dir, resume, &mlp, &model, &split, &cfg)
+            use itlin::kernels::cuda::{CudaMlp, ResidentEngine};
+            let be = open_cuda()?;
+            let model = CudaMlp::with_backend(mlp.clone(), be.clone());
+            let first_order = matches!(a.inner, InnerKind::Sgd | InnerKind::Adam);
+            let engine = (first_order && !a.per_call).then(|| {
+                Box::new(ResidentEngine::<T>::new(mlp.clone(), be).with_sync_phases(a.sync_timings))
+                    as Box<dyn FirstOrderEngine<T>>
+            });
+            fit(a, dir, resume, &mlp, &model, engine, &split, &cfg)
         }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda => Err(no_cuda()),
     }
 }
 
-/// The training itself, with `model` (the network `mlp`, evaluated on the CPU or the GPU):
-/// writes the run files into `dir` (or resumes from its checkpoint) and returns the summary.
-fn fit<T: Real, M: Model<T>>(
+/// The training itself, with `model` (the network `mlp`, evaluated on the CPU or the GPU)
+/// and, when given, `engine` for the SGD / Adam inner steps: writes the run files into `dir`
+/// (or resumes from its checkpoint) and returns the summary.
+#[allow(clippy::too_many_arguments)]
+fn fit<'m, T: Real, M: Model<T>>(
     a: &TrainArgs,
     dir: &Path,
     resume: bool,
     mlp: &Mlp,
-    model: &M,
+    model: &'m M,
+    engine: Option<Box<dyn FirstOrderEngine<T> + 'm>>,
     split: &itlin::data::Split<T>,
     cfg: &TrainConfig,
 ) -> Result<Summary> {
@@ -287,6 +329,9 @@ fn fit<T: Real, M: Model<T>>(
         let theta0 = mlp.init::<T>(Init::Standard, a.seed);
         Trainer::new(model, theta0, cfg.clone())?
     };
+    if let Some(engine) = engine {
+        trainer = trainer.with_engine(engine);
+    }
     let bar = (!a.quiet).then(|| {
         let b = ProgressBar::new(cfg.steps);
         b.set_style(
@@ -384,6 +429,17 @@ pub fn print_summary(s: &Summary, dir: &Path) {
         ("kernel distance to init", num(l.kernel_distance)),
         ("linearisation error", num(l.lin_error)),
         ("wall time", format!("{:.1} s", s.seconds)),
+        (
+            "inner step (mean of jvp + vjp + update)",
+            if s.steps > 0 {
+                format!(
+                    "{:.3} ms",
+                    1e3 * (s.timings.jvp + s.timings.vjp + s.timings.update) / s.steps as f64
+                )
+            } else {
+                "-".into()
+            },
+        ),
         (
             "time jvp / vjp / update / solve / eval",
             format!(

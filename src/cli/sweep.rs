@@ -40,7 +40,9 @@ fn base_args(s: &SweepArgs, out: &Path) -> TrainArgs {
         no_kernel_distance: false,
         seed: s.seed,
         precision: s.precision,
-        device: super::args::Device::Cpu,
+        device: s.device,
+        sync_timings: false,
+        per_call: false,
         out: Some(out.to_path_buf()),
         force: false,
         resume: None,
@@ -55,6 +57,7 @@ fn pct(v: Option<f64>) -> String {
 
 /// Runs `itlin sweep`.
 pub fn main(s: &SweepArgs) -> Result<()> {
+    super::run::check_device(s.device)?;
     let dir = prepare_out(s.out.as_deref(), "sweep", s.force)?;
     std::fs::create_dir_all(&dir).map_err(|e| itlin::Error::io(&dir, e))?;
     let what = |w: &str| s.what.iter().any(|x| x.eq_ignore_ascii_case(w));

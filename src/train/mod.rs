@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 mod config;
+mod engine;
 mod inner;
 mod loss;
 mod metrics;
@@ -20,6 +21,7 @@ mod trainer;
 
 pub use crate::data::Batcher;
 pub use config::{CheckpointConfig, Inner, Period, Schedule, TrainConfig};
+pub use engine::FirstOrderEngine;
 pub use inner::phi_k;
 pub use loss::{Loss, accuracy, loss_gradient, loss_value};
 pub use metrics::{Control, Metrics, Observer, OnEval, Report, Termination, Timings};

@@ -1,6 +1,7 @@
 //! The iterative-linearisation [`Trainer`].
 
 use super::config::{Inner, Period, Schedule, TrainConfig};
+use super::engine::FirstOrderEngine;
 use super::inner::{gather, gn_inner_step, spectral_inner_step};
 use super::loss::{Loss, accuracy, loss_gradient, loss_value};
 use super::metrics::{Control, Metrics, Observer, Report, Termination, Timings};
@@ -138,6 +139,11 @@ pub struct Trainer<'m, T: Real, M: Model<T>> {
     state: TrainState<T>,
     ntk0: Option<Mat<T>>,
     ntk_lin: Option<(u64, Mat<T>)>,
+    engine: Option<Box<dyn FirstOrderEngine<T> + 'm>>,
+    /// The engine holds the authoritative θ, θ̃ and optimiser state (inside `fit`).
+    engine_live: bool,
+    /// The host copies of θ, θ̃ and the optimiser state are behind the engine's.
+    host_stale: bool,
 }
 
 impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
@@ -179,6 +185,9 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             state,
             ntk0: None,
             ntk_lin: None,
+            engine: None,
+            engine_live: false,
+            host_stale: false,
         })
     }
 
@@ -201,7 +210,24 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             state,
             ntk0: None,
             ntk_lin: None,
+            engine: None,
+            engine_live: false,
+            host_stale: false,
         })
+    }
+
+    /// Runs the SGD / Adam inner steps on `engine` (e.g. the GPU-resident
+    /// `crate::kernels::cuda::ResidentEngine`) instead of on the host with the model.
+    ///
+    /// During [`fit`](Self::fit) the engine holds `θ`, `θ̃`, the optimiser state and the
+    /// training set; the trainer copies them back ([`FirstOrderEngine::sync`]) before every
+    /// evaluation and checkpoint and at the end, so metrics, checkpoints, [`state`](Self::state)
+    /// and [`theta`](Self::theta) after `fit` are those of the host path (up to the engine's
+    /// rounding). Evaluation, the probe NTKs and the Gauss-Newton / spectral inners keep using
+    /// the model. If `fit` returns an error, the host state may be behind the engine's.
+    pub fn with_engine(mut self, engine: Box<dyn FirstOrderEngine<T> + 'm>) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// The configuration.
@@ -253,11 +279,32 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         }
     }
 
-    fn relinearise(&mut self, obs: &mut dyn Observer) {
-        self.state.theta_tilde.copy_from_slice(&self.state.theta);
+    fn relinearise(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        if self.engine_live {
+            self.engine
+                .as_mut()
+                .expect("a live engine exists")
+                .relinearise()?;
+            self.host_stale = true;
+        } else {
+            self.state.theta_tilde.copy_from_slice(&self.state.theta);
+        }
         self.state.relinearisations += 1;
         self.state.since_relin = 0;
         obs.on_relinearise(self.state.step, self.state.relinearisations);
+        Ok(())
+    }
+
+    /// Brings the host's θ, θ̃ and optimiser state up to date with a live engine's.
+    fn sync_engine(&mut self) -> Result<()> {
+        if self.engine_live && self.host_stale {
+            self.engine
+                .as_mut()
+                .expect("a live engine exists")
+                .sync(&mut self.state)?;
+            self.host_stale = false;
+        }
+        Ok(())
     }
 
     fn due(&self) -> bool {
@@ -273,7 +320,8 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     /// # Errors
     /// [`Error::Data`] if the data do not fit the model (input width, output width, row
     /// counts) or the training set is empty; checkpoint I/O errors; memory-budget errors
-    /// of the Gauss-Newton / spectral solves.
+    /// of the Gauss-Newton / spectral solves; the errors of an engine
+    /// ([`with_engine`](Self::with_engine), e.g. [`Error::Device`]).
     pub fn fit(
         &mut self,
         train: DataRef<'_, T>,
@@ -307,6 +355,27 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             }
             Some(_) => {}
         }
+        let first_order = matches!(self.cfg.inner, Inner::Sgd { .. } | Inner::Adam { .. });
+        if let Some(engine) = self.engine.as_mut().filter(|_| first_order) {
+            engine.begin(&self.cfg, &self.state, train)?;
+            self.engine_live = true;
+            self.host_stale = false;
+        }
+        let result = self.fit_loop(train, test, obs);
+        let synced = self.sync_engine();
+        self.engine_live = false;
+        let report = result?;
+        synced?;
+        Ok(report)
+    }
+
+    /// The loop of [`fit`](Self::fit) (data checked, batcher and engine set up).
+    fn fit_loop(
+        &mut self,
+        train: DataRef<'_, T>,
+        test: Option<DataRef<'_, T>>,
+        obs: &mut dyn Observer,
+    ) -> Result<Report> {
         let start = Instant::now();
         let t0 = self.state.seconds;
         let mut history = Vec::new();
@@ -320,10 +389,11 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         while self.state.step < self.cfg.steps {
             if self.due() {
                 let t = Instant::now();
-                self.relinearise(obs);
+                self.relinearise(obs)?;
                 self.state.timings.update += t.elapsed().as_secs_f64();
             }
             let finite = match self.cfg.inner {
+                Inner::Sgd { .. } | Inner::Adam { .. } if self.engine_live => self.engine_step()?,
                 Inner::Sgd { .. } | Inner::Adam { .. } => self.first_order_step(train),
                 Inner::GaussNewton { adaptive, .. } => {
                     let t = Instant::now();
@@ -349,6 +419,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             }
             let at_end = self.state.step >= self.cfg.steps;
             if self.state.step.is_multiple_of(self.cfg.eval_every) || at_end {
+                self.sync_engine()?;
                 let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
                 last_eval = self.state.step;
                 let stop = obs.on_eval(&m) == Control::Stop;
@@ -363,16 +434,23 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                     break;
                 }
             }
-            if let Some(ck) = &self.cfg.checkpoint
-                && (self.state.step.is_multiple_of(ck.every) || at_end)
-            {
+            let step = self.state.step;
+            let checkpoint_due = self
+                .cfg
+                .checkpoint
+                .as_ref()
+                .is_some_and(|ck| step.is_multiple_of(ck.every) || at_end);
+            if checkpoint_due {
                 let t = Instant::now();
+                self.sync_engine()?;
                 self.state.seconds = t0 + start.elapsed().as_secs_f64();
+                let ck = self.cfg.checkpoint.as_ref().expect("checked above");
                 super::checkpoint::save(&ck.path, &self.state)?;
                 self.state.timings.checkpoint += t.elapsed().as_secs_f64();
             }
         }
         if last_eval != self.state.step && termination != Termination::Diverged {
+            self.sync_engine()?;
             let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
             obs.on_eval(&m);
             history.push(m);
@@ -387,6 +465,33 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             timings: self.state.timings,
             rejected_steps: self.state.rejected,
         })
+    }
+
+    /// One mini-batch SGD/Adam step on `f_lin` taken by the live engine (same batches, same
+    /// step sizes and counters as [`first_order_step`](Self::first_order_step)).
+    fn engine_step(&mut self) -> Result<bool> {
+        let t = Instant::now();
+        let rows = self
+            .state
+            .batcher
+            .as_mut()
+            .expect("batcher created in fit")
+            .next_batch();
+        self.state.timings.update += t.elapsed().as_secs_f64();
+        let lr = self.lr_at(self.state.step);
+        let at_tilde = self.state.since_relin == 0;
+        let finite = self.engine.as_mut().expect("a live engine exists").step(
+            &rows,
+            lr,
+            at_tilde,
+            &mut self.state.timings,
+        )?;
+        if finite {
+            self.state.step += 1;
+            self.state.since_relin += 1;
+            self.host_stale = true;
+        }
+        Ok(finite)
     }
 
     /// One mini-batch SGD/Adam step on `f_lin`. Returns whether the batch loss was finite

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 /// Jacobian, and the device structured NTK for [`ntk_lower`](Model::ntk_lower)).
 ///
 /// Honest cost model: every call uploads `θ` and `X` (and the tangent or cotangent), runs the
-/// device ops and downloads the result. A whole inner step is not yet resident on the GPU, so
-/// for small models the PCIe transfers can dominate; the win is on the large GEMMs (wide
-/// layers, large batches, Jacobian and NTK assembly).
+/// device ops and downloads the result, so for small models the PCIe transfers can dominate;
+/// the win is on the large GEMMs (wide layers, large batches, Jacobian and NTK assembly). For
+/// SGD / Adam training, [`ResidentEngine`](super::ResidentEngine) keeps the whole inner step
+/// on the GPU instead (the trainer then uses this model only for evaluations).
 ///
 /// Calls are serialised by an internal lock: the backend has one stream and one cuBLAS /
 /// cuSOLVER handle, so concurrent callers (the trainer may evaluate from several threads)

@@ -23,16 +23,20 @@ pub enum Family {
     Elementwise,
     /// Hadamard assembly of the structured NTK.
     Ntk,
+    /// The device-resident first-order inner step: row gathers, loss gradients, the
+    /// non-finite flag and the SGD / momentum / Nesterov / Adam updates.
+    Optim,
 }
 
 impl Family {
     /// Every family, for tests and for compiling everything ahead of use.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Jvec,
         Family::Jacobian,
         Family::Activation,
         Family::Elementwise,
         Family::Ntk,
+        Family::Optim,
     ];
 
     /// The file stem (`"jvec"` for `kernels/jvec.cu`).
@@ -43,6 +47,7 @@ impl Family {
             Family::Activation => "activation",
             Family::Elementwise => "elementwise",
             Family::Ntk => "ntk",
+            Family::Optim => "optim",
         }
     }
 
@@ -54,6 +59,7 @@ impl Family {
             Family::Activation => include_str!("../../../kernels/activation.cu"),
             Family::Elementwise => include_str!("../../../kernels/elementwise.cu"),
             Family::Ntk => include_str!("../../../kernels/ntk.cu"),
+            Family::Optim => include_str!("../../../kernels/optim.cu"),
         }
     }
 

@@ -109,6 +109,7 @@ mod jacobian_v4;
 mod jvec;
 mod layer;
 mod linalg;
+mod optim;
 
 pub use jacobian_v4::{
     DEFAULT_WEIGHT_ROWS, JacobianV4Opts, StripeGeometry, V4Kernels, jacobian_v4,
@@ -120,3 +121,4 @@ pub use layer::{
     bias_mul, col_sum, col_sum_one_stage, eye_rows, jacobian_all, jacobian_layer, mul_bcast_rows,
 };
 pub use linalg::{ThetaIn, add_diag, axpby, fill, gemm_rm, ntk_fused};
+pub use optim::{AdamStep, SgdMode, adam_update, gather_rows, loss_grad, nonfinite, sgd_update};
