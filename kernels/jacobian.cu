@@ -227,7 +227,7 @@ ITLIN_JACOBIAN_ALL(double, f64)
 // The packets that are not wholly inside a weight block (around the biases, the layer and
 // row boundaries, and the scalar tail of J) are written by `jacobian_gaps`. J must be
 // 16-byte aligned (the host checks). Values are bit-identical to v1-v3: (s_w*g)*a, s_b*g.
-template <typename T>
+template <typename T, int U, bool CS>
 __device__ void jacobian_stripes_impl(T* __restrict__ J, i64 p, int C, const T* __restrict__ A,
                                       const T* __restrict__ G, i64 w_off, int fan_in,
                                       int fan_out, T sw, int tc, int rows_per_block, int zs) {
@@ -260,13 +260,36 @@ __device__ void jacobian_stripes_impl(T* __restrict__ J, i64 p, int C, const T* 
     const T* g = G + r * fan_out;
     Pack<T>* dst = reinterpret_cast<Pack<T>*>(J + base + u) + (i64)i0 * tpr + t;
     const i64 step = (i64)R * tpr;
-    for (int i = i0; i < i1; i += R, dst += step) {
+    // U weight rows per iteration: their signal loads are issued together, then U stores.
+    int i = i0;
+    for (; i + (U - 1) * R < i1; i += U * R, dst += U * step) {
+        T g0[U], g1[U];
+#pragma unroll
+        for (int v = 0; v < U; ++v) {
+            g0[v] = sw * g[i + v * R];
+            g1[v] = spill ? sw * g[i + v * R + 1] : g0[v];
+        }
+#pragma unroll
+        for (int v = 0; v < U; ++v) {
+            Pack<T> o;
+#pragma unroll
+            for (int j = 0; j < W; ++j) o.x[j] = (next[j] ? g1[v] : g0[v]) * av[j];
+            if (CS)
+                store_cs(dst + v * step, o);
+            else
+                dst[v * step] = o;
+        }
+    }
+    for (; i < i1; i += R, dst += step) {
         const T g0 = sw * g[i];
         const T g1 = spill ? sw * g[i + 1] : g0;
         Pack<T> o;
 #pragma unroll
         for (int j = 0; j < W; ++j) o.x[j] = (next[j] ? g1 : g0) * av[j];
-        store_cs(dst, o);
+        if (CS)
+            store_cs(dst, o);
+        else
+            *dst = o;
     }
 }
 
@@ -321,14 +344,20 @@ __device__ void jacobian_gaps_impl(T* __restrict__ J, i64 m, i64 p, const JacLay
     }
 }
 
+#define ITLIN_JACOBIAN_STRIPES(T, SUF, NAME, U, CS)                                               \
+    extern "C" __global__ void NAME##_##SUF(T* J, i64 p, int C, const T* A, const T* G,           \
+                                            i64 w_off, int fan_in, int fan_out, T sw, int tc,     \
+                                            int rows_per_block, int zs) {                         \
+        jacobian_stripes_impl<T, U, CS>(J, p, C, A, G, w_off, fan_in, fan_out, sw, tc,           \
+                                        rows_per_block, zs);                                      \
+    }
+
+// Stripes: 4 weight rows per iteration with streaming stores (default); one row per
+// iteration (`_u1`); 4 rows with plain stores (`_plain`).
 #define ITLIN_JACOBIAN_V4(T, SUF)                                                                 \
-    extern "C" __global__ void jacobian_stripes_##SUF(T* J, i64 p, int C, const T* A,             \
-                                                      const T* G, i64 w_off, int fan_in,          \
-                                                      int fan_out, T sw, int tc,                  \
-                                                      int rows_per_block, int zs) {               \
-        jacobian_stripes_impl<T>(J, p, C, A, G, w_off, fan_in, fan_out, sw, tc, rows_per_block,  \
-                                 zs);                                                             \
-    }                                                                                             \
+    ITLIN_JACOBIAN_STRIPES(T, SUF, jacobian_stripes, 4, true)                                     \
+    ITLIN_JACOBIAN_STRIPES(T, SUF, jacobian_stripes_u1, 1, true)                                  \
+    ITLIN_JACOBIAN_STRIPES(T, SUF, jacobian_stripes_plain, 4, false)                              \
     extern "C" __global__ void jacobian_gaps_##SUF(T* J, i64 m, i64 p,                            \
                                                    const JacLayers<T> layers) {                   \
         jacobian_gaps_impl<T>(J, m, p, layers);                                                   \

@@ -387,6 +387,21 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
         (4, None),
         (4, Some(v4(1 << 20, 0))),
         (4, Some(v4(1, 2))),
+        (
+            4,
+            Some(ops::JacobianV4Opts {
+                stripes: ops::StripeLoop::OneRow,
+                ..Default::default()
+            }),
+        ),
+        (
+            4,
+            Some(ops::JacobianV4Opts {
+                weight_rows_per_block: 9,
+                stripes: ops::StripeLoop::PlainStores,
+                ..Default::default()
+            }),
+        ),
     ];
     for (ver, opts) in variants {
         for offset in [0, 1, 2, 4] {

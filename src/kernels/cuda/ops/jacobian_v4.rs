@@ -34,6 +34,33 @@ pub struct JacobianV4Opts {
     /// Which of the two kernels to run: both (the default), or one of them alone to time it
     /// (then part of `J` is left unwritten).
     pub kernels: V4Kernels,
+    /// The stripes kernel's inner loop and store kind.
+    pub stripes: StripeLoop,
+}
+
+/// Inner loop of `jacobian_stripes` ([`JacobianV4Opts::stripes`]): all write the same
+/// values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StripeLoop {
+    /// Four weight rows per iteration (their signal loads issued together), streaming
+    /// stores: `jacobian_stripes`.
+    #[default]
+    Unrolled,
+    /// One weight row per iteration, streaming stores: `jacobian_stripes_u1`.
+    OneRow,
+    /// Four weight rows per iteration, plain `st.global` stores: `jacobian_stripes_plain`.
+    PlainStores,
+}
+
+impl StripeLoop {
+    /// The kernel's name (without the type suffix).
+    fn kernel(self) -> &'static str {
+        match self {
+            Self::Unrolled => "jacobian_stripes",
+            Self::OneRow => "jacobian_stripes_u1",
+            Self::PlainStores => "jacobian_stripes_plain",
+        }
+    }
 }
 
 /// The kernels [`jacobian_v4`] launches ([`JacobianV4Opts::kernels`]).
@@ -199,7 +226,7 @@ pub fn jacobian_v4<T: CudaReal>(
         launch!(
             be,
             Family::Jacobian,
-            "jacobian_stripes",
+            opts.stripes.kernel(),
             T,
             cfg,
             [
