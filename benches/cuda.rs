@@ -483,15 +483,13 @@ fn jacobian_rows<T: CudaReal>(
         println!("jacobian_write: J v not finite after writing a NaN-poisoned J  MISMATCH");
     }
 
-    let o4s = |rows: usize, kernels: ops::V4Kernels, stripes: ops::StripeLoop| {
+    let o4 = |rows: usize, kernels: ops::V4Kernels| {
         Writer::V4(ops::JacobianV4Opts {
             weight_rows_per_block: rows,
             min_rows_at_once: 0,
             kernels,
-            stripes,
         })
     };
-    let o4 = |rows: usize, kernels: ops::V4Kernels| o4s(rows, kernels, ops::StripeLoop::Unrolled);
     let both = ops::V4Kernels::Both;
     let variants = [
         (
@@ -533,21 +531,6 @@ fn jacobian_rows<T: CudaReal>(
             "jacobian_write_v4_all",
             o4(1 << 20, both),
             "all weight rows per block",
-        ),
-        (
-            "jacobian_write_v4_u1",
-            o4s(0, both, ops::StripeLoop::OneRow),
-            "default rows per block, one weight row per loop iteration",
-        ),
-        (
-            "jacobian_write_v4_u1_w8",
-            o4s(8, both, ops::StripeLoop::OneRow),
-            "8 weight rows per block, one weight row per loop iteration",
-        ),
-        (
-            "jacobian_write_v4_plain",
-            o4s(0, both, ops::StripeLoop::PlainStores),
-            "default rows per block, plain st.global stores",
         ),
         (
             "jacobian_write_v4_stripes",

@@ -14,12 +14,13 @@ use cudarc::driver::{DevicePtrMut, LaunchConfig, PushKernelArg};
 const GAP_THREADS: u32 = 128;
 
 /// Weight rows per block of [`jacobian_v4`] by default, for `W = 4` (f32) and `W = 2` (f64)
-/// elements per 16-byte packet: the best of 4, 16 and all (128) rows on an H100 for
-/// 784-128-128-10 (N = 1024 and 8192; `docs/bench/gpu-h100-cuda-bench-run5.log`): f32 4 rows
-/// 2606 GB/s, 16 rows 2484, all 1998; f64 16 rows 2893, 4 rows 2785, all 2786. Blocks that
-/// each write a whole J row's weight block keep about a thousand far-apart write streams
-/// open at once; a few rows per block keep the resident blocks' stores in a narrow window.
-pub const DEFAULT_WEIGHT_ROWS: [(usize, usize); 2] = [(4, 4), (2, 16)];
+/// elements per 16-byte packet: the best of 2, 4, 8, 16, 32 and all (128) rows on an H100 for
+/// 784-128-128-10 at N = 1024 and 8192 (`docs/bench/gpu-h100-cuda-bench-run8.log`, GB/s
+/// written, f32 N = 1024: 2387 / 2638 / 2574 / 2769 / 2683 / 2435; f64: 2469 / 2756 / 2967 /
+/// 2890 / 2790 / 2508). Blocks that each write a whole J row's weight block keep about a
+/// thousand far-apart write streams open at once; a few rows per block keep the resident
+/// blocks' stores in a narrow window, and too few leave a block too little work for its setup.
+pub const DEFAULT_WEIGHT_ROWS: [(usize, usize); 2] = [(4, 16), (2, 8)];
 
 /// Launch options of [`jacobian_v4`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,33 +35,6 @@ pub struct JacobianV4Opts {
     /// Which of the two kernels to run: both (the default), or one of them alone to time it
     /// (then part of `J` is left unwritten).
     pub kernels: V4Kernels,
-    /// The stripes kernel's inner loop and store kind.
-    pub stripes: StripeLoop,
-}
-
-/// Inner loop of `jacobian_stripes` ([`JacobianV4Opts::stripes`]): all write the same
-/// values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StripeLoop {
-    /// Four weight rows per iteration (their signal loads issued together), streaming
-    /// stores: `jacobian_stripes`.
-    #[default]
-    Unrolled,
-    /// One weight row per iteration, streaming stores: `jacobian_stripes_u1`.
-    OneRow,
-    /// Four weight rows per iteration, plain `st.global` stores: `jacobian_stripes_plain`.
-    PlainStores,
-}
-
-impl StripeLoop {
-    /// The kernel's name (without the type suffix).
-    fn kernel(self) -> &'static str {
-        match self {
-            Self::Unrolled => "jacobian_stripes",
-            Self::OneRow => "jacobian_stripes_u1",
-            Self::PlainStores => "jacobian_stripes_plain",
-        }
-    }
 }
 
 /// The kernels [`jacobian_v4`] launches ([`JacobianV4Opts::kernels`]).
@@ -226,7 +200,7 @@ pub fn jacobian_v4<T: CudaReal>(
         launch!(
             be,
             Family::Jacobian,
-            opts.stripes.kernel(),
+            "jacobian_stripes",
             T,
             cfg,
             [
@@ -251,17 +225,17 @@ mod tests {
         let g = geo(4, 784, 128, 10_240);
         assert_eq!(
             (g.slots, g.slots_per_block, g.rows_at_once, g.grid),
-            (196, 196, 1, (10_240 * 32, 1))
+            (196, 196, 1, (10_240 * 8, 1))
         );
-        assert_eq!((g.rows_per_block, g.blocks_per_row), (4, 32));
-        // 32 slots: 8 weight rows at once, so 8 rows per block
+        assert_eq!((g.rows_per_block, g.blocks_per_row), (16, 8));
+        // 32 slots: 8 weight rows at once, 16 per block
         let g = geo(4, 128, 10, 10_240);
         assert_eq!((g.slots_per_block, g.rows_at_once), (32, 8));
-        assert_eq!((g.rows_per_block, g.grid), (8, (20_480, 1)));
-        // f64 (W = 2): 392 slots per block, 16 weight rows.
+        assert_eq!((g.rows_per_block, g.grid), (16, (10_240, 1)));
+        // f64 (W = 2): 392 slots per block, 8 weight rows.
         let g = geo(2, 784, 128, 10_240);
         assert_eq!((g.slots_per_block, g.rows_at_once), (392, 1));
-        assert_eq!((g.rows_per_block, g.blocks_per_row), (16, 8));
+        assert_eq!((g.rows_per_block, g.blocks_per_row), (8, 16));
         // few rows (m = 10): at most ⌈128 / ⌈8·132 / 10⌉⌉ = 2 weight rows per block
         let g = geo(2, 784, 128, 10);
         assert_eq!(

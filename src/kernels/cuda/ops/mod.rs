@@ -112,7 +112,7 @@ mod linalg;
 mod optim;
 
 pub use jacobian_v4::{
-    DEFAULT_WEIGHT_ROWS, JacobianV4Opts, StripeGeometry, StripeLoop, V4Kernels, jacobian_v4,
+    DEFAULT_WEIGHT_ROWS, JacobianV4Opts, StripeGeometry, V4Kernels, jacobian_v4,
     jacobian_v4_applies, stripe_geometry,
 };
 pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u};
