@@ -68,7 +68,8 @@ done
 
 # ---- the default training job: CPU, GPU-resident, GPU per call ------------------------
 # `itlin train` as in README (784-256-10 ReLU, cross-entropy, K = 20, SGD with momentum, 40
-# epochs of the embedded MNIST): wall time and test accuracy of each. ITLIN_SKIP_TRAIN=1 skips.
+# epochs of the embedded MNIST): wall time and test accuracy of each. ITLIN_SKIP_TRAIN=1 skips
+# this part, ITLIN_SKIP_BENCH=1 the benchmark.
 if [ -x "$BUNDLE/itlin" ] && [ "${ITLIN_SKIP_TRAIN:-0}" != 1 ]; then
     for mode in "cpu" "cuda" "cuda --per-call"; do
         tag=$(echo "$mode" | tr -d '-' | tr ' ' '_')
@@ -81,7 +82,7 @@ fi
 
 # ---- benchmark -----------------------------------------------------------------------
 for b in "$BUNDLE"/bench_*; do
-    [ -x "$b" ] || continue
+    [ -x "$b" ] && [ "${ITLIN_SKIP_BENCH:-0}" != 1 ] || continue
     name=$(basename "$b")
     echo "== $name (quick)"
     ITLIN_BENCH_JSON="$OUTDIR/$name.jsonl" timeout 240 "$b" --quick >"$OUTDIR/$name.log" 2>&1

@@ -554,34 +554,22 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         seconds: f64,
     ) -> Metrics {
         let t = Instant::now();
-        let cap = |d: DataRef<'_, T>| -> Vec<usize> {
-            let n = self.cfg.eval_max.map_or(d.len(), |m| m.min(d.len()));
-            (0..n).collect()
-        };
+        let cap = |d: DataRef<'_, T>| self.cfg.eval_max.map_or(d.len(), |m| m.min(d.len()));
         let loss = self.cfg.loss;
+        // The first `n` rows of a set: views, no copies.
         let eval_set = |this: &Self, d: DataRef<'_, T>| {
-            let rows = cap(d);
-            let (x, y) = (gather(d.x, &rows), gather(d.y, &rows));
-            let f = this.predict(x.as_ref());
-            let l = loss_value(loss, f.as_ref(), y.as_ref());
-            let acc = d.labels.map(|lab| {
-                accuracy(
-                    f.as_ref(),
-                    &rows.iter().map(|&r| lab[r]).collect::<Vec<_>>(),
-                )
-            });
+            let n = cap(d);
+            let (x, y) = (d.x.subrows(0, n), d.y.subrows(0, n));
+            let f = this.predict(x);
+            let l = loss_value(loss, f.as_ref(), y);
+            let acc = d.labels.map(|lab| accuracy(f.as_ref(), &lab[..n]));
             let net = if this.state.since_relin == 0 {
                 (l, acc)
             } else {
-                let fnet = this.model.forward(&this.state.theta, x.as_ref());
+                let fnet = this.model.forward(&this.state.theta, x);
                 (
-                    loss_value(loss, fnet.as_ref(), y.as_ref()),
-                    d.labels.map(|lab| {
-                        accuracy(
-                            fnet.as_ref(),
-                            &rows.iter().map(|&r| lab[r]).collect::<Vec<_>>(),
-                        )
-                    }),
+                    loss_value(loss, fnet.as_ref(), y),
+                    d.labels.map(|lab| accuracy(fnet.as_ref(), &lab[..n])),
                 )
             };
             (l, acc, net)
@@ -603,23 +591,22 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         let probe_n = self.cfg.probe.min(train.len());
         let (mut lin_error, mut kd0, mut kd_lin, mut kd_feat) = (None, None, None, None);
         if probe_n > 0 {
-            let rows: Vec<usize> = (0..probe_n).collect();
-            let xp = gather(train.x, &rows);
-            let fnet = self.model.forward(&self.state.theta, xp.as_ref());
-            let flin = self.predict(xp.as_ref());
+            let xp = train.x.subrows(0, probe_n);
+            let fnet = self.model.forward(&self.state.theta, xp);
+            let flin = self.predict(xp);
             let diff = fnet - flin;
             lin_error = Some(diff.norm_l2().to_f64() / (probe_n as f64).sqrt());
             if self.cfg.kernel_distance {
-                let k_now = probe_ntk(self.model, &self.state.theta, xp.as_ref());
+                let k_now = probe_ntk(self.model, &self.state.theta, xp);
                 if self.ntk0.is_none() {
-                    self.ntk0 = Some(probe_ntk(self.model, &self.state.theta0, xp.as_ref()));
+                    self.ntk0 = Some(probe_ntk(self.model, &self.state.theta0, xp));
                 }
                 let fresh = self
                     .ntk_lin
                     .as_ref()
                     .is_some_and(|(r, _)| *r == self.state.relinearisations);
                 if !fresh {
-                    let k = probe_ntk(self.model, &self.state.theta_tilde, xp.as_ref());
+                    let k = probe_ntk(self.model, &self.state.theta_tilde, xp);
                     self.ntk_lin = Some((self.state.relinearisations, k));
                 }
                 let k0 = self.ntk0.as_ref().expect("set above");

@@ -9,12 +9,20 @@ use super::{mlp as dmlp, ntk as dntk};
 use crate::{Jacobian, Mlp, Model, Result};
 use faer::{Mat, MatRef};
 
-/// Row-major copy of a faer matrix (the layout of every device buffer).
-fn row_major<T: CudaReal>(m: MatRef<'_, T>) -> Vec<T> {
-    let mut v = Vec::with_capacity(m.nrows() * m.ncols());
-    for i in 0..m.nrows() {
-        for j in 0..m.ncols() {
-            v.push(m[(i, j)]);
+/// Row-major copy of a faer matrix (the layout of every device buffer), in 32 × 32 tiles so
+/// that a column-major source is read a few cache lines at a time rather than one element
+/// per line (the evaluation sets are copied this way on every call).
+pub(crate) fn row_major<T: CudaReal>(m: MatRef<'_, T>) -> Vec<T> {
+    const TILE: usize = 32;
+    let (r, c) = (m.nrows(), m.ncols());
+    let mut v = vec![T::zero_impl(); r * c];
+    for i0 in (0..r).step_by(TILE) {
+        for j0 in (0..c).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(c) {
+                for i in i0..(i0 + TILE).min(r) {
+                    v[i * c + j] = m[(i, j)];
+                }
+            }
         }
     }
     v

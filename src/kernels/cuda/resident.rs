@@ -24,13 +24,13 @@
 
 use super::blas::CudaReal;
 use super::context::{CudaBackend, dev_err};
+use super::host::row_major;
 use super::mlp as dmlp;
 use super::ops::{self, AdamStep, DevicePtrDyn, SgdMode};
 use crate::loss::Loss;
 use crate::train::{DataRef, FirstOrderEngine, Inner, OptState, Timings, TrainConfig, TrainState};
 use crate::{Error, Mlp, Model, Result};
 use cudarc::driver::CudaSlice;
-use faer::MatRef;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -118,17 +118,6 @@ impl<T: CudaReal> std::fmt::Debug for ResidentEngine<T> {
             .field("running", &self.run.is_some())
             .finish()
     }
-}
-
-/// Row-major copy of a faer matrix (the layout of every device buffer).
-fn row_major<T: CudaReal>(m: MatRef<'_, T>) -> Vec<T> {
-    let mut v = Vec::with_capacity(m.nrows() * m.ncols());
-    for i in 0..m.nrows() {
-        for j in 0..m.ncols() {
-            v.push(m[(i, j)]);
-        }
-    }
-    v
 }
 
 impl<T: CudaReal> ResidentEngine<T> {
