@@ -110,18 +110,24 @@ __device__ __forceinline__ T jac_any(const JacLayer<T>* tab, int count, i64 r, i
                     (i64)L.fan_out * L.fan_in, L.fan_in, L.sw, L.sb);
 }
 
+// Copies the layer table (a kernel parameter) into shared memory `tab`, then synchronises the
+// block. Compile-time indices into the parameter struct: a run-time index would copy it to
+// local memory.
+template <typename T>
+__device__ __forceinline__ void jac_load_table(JacLayer<T>* tab, const JacLayers<T>& layers) {
+#pragma unroll
+    for (int l = 0; l < ITLIN_JAC_MAX_LAYERS; ++l)
+        if (threadIdx.x == 0 && l < layers.count) tab[l] = layers.l[l];
+    __syncthreads();
+}
+
 template <typename T>
 __device__ void jacobian_all_impl(T* __restrict__ J, i64 m, i64 p, const JacLayers<T>& layers) {
     constexpr int W = PackWidth<T>::value;
     __shared__ JacLayer<T> tab[ITLIN_JAC_MAX_LAYERS];
     const int count = layers.count;
     const i64 C = layers.C;
-    // Compile-time indices into the parameter struct (a run-time index would copy it to local
-    // memory).
-#pragma unroll
-    for (int l = 0; l < ITLIN_JAC_MAX_LAYERS; ++l)
-        if (threadIdx.x == 0 && l < count) tab[l] = layers.l[l];
-    __syncthreads();
+    jac_load_table(tab, layers);
     const i64 total = m * p;
     const i64 head = head_to_aligned(J, total);
     const i64 nvec = (total - head) / W;
@@ -303,10 +309,7 @@ __device__ void jacobian_gaps_impl(T* __restrict__ J, i64 m, i64 p, const JacLay
     __shared__ JacLayer<T> tab[ITLIN_JAC_MAX_LAYERS];
     const int count = layers.count;
     const i64 C = layers.C;
-#pragma unroll
-    for (int l = 0; l < ITLIN_JAC_MAX_LAYERS; ++l)
-        if (threadIdx.x == 0 && l < count) tab[l] = layers.l[l];
-    __syncthreads();
+    jac_load_table(tab, layers);
     const i64 total = m * p;
     for (i64 r = blockIdx.x; r < m; r += gridDim.x) {
         // A gap packet starts after row r's first weight block (fan_out * fan_in >= W) and

@@ -153,7 +153,6 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     /// # Errors
     /// [`Error::Config`] if the configuration is invalid or `θ₀` has the wrong length.
     pub fn new(model: &'m M, theta0: Vec<T>, cfg: TrainConfig) -> Result<Self> {
-        cfg.validate()?;
         if theta0.len() != model.n_params() {
             return Err(Error::config(format!(
                 "initial θ has {} entries, the model has {} parameters",
@@ -180,16 +179,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             seconds: 0.0,
             timings: Timings::default(),
         };
-        Ok(Self {
-            model,
-            cfg,
-            state,
-            ntk0: None,
-            ntk_lin: None,
-            engine: None,
-            engine_live: false,
-            host_stale: false,
-        })
+        Self::from_state(model, state, cfg)
     }
 
     /// A trainer continuing from a saved state (see [`super::checkpoint`]).
@@ -468,16 +458,20 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         })
     }
 
+    /// The rows of the next mini-batch (the batcher exists once `fit` has started).
+    fn next_rows(&mut self) -> Vec<usize> {
+        self.state
+            .batcher
+            .as_mut()
+            .expect("batcher created in fit")
+            .next_batch()
+    }
+
     /// One mini-batch SGD/Adam step on `f_lin` taken by the live engine (same batches, same
     /// step sizes and counters as [`first_order_step`](Self::first_order_step)).
     fn engine_step(&mut self) -> Result<bool> {
         let t = Instant::now();
-        let rows = self
-            .state
-            .batcher
-            .as_mut()
-            .expect("batcher created in fit")
-            .next_batch();
+        let rows = self.next_rows();
         self.state.timings.update += t.elapsed().as_secs_f64();
         let lr = self.lr_at(self.state.step);
         let at_tilde = self.state.since_relin == 0;
@@ -499,12 +493,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     /// (a non-finite step is not applied).
     fn first_order_step(&mut self, train: DataRef<'_, T>) -> bool {
         let t = Instant::now();
-        let rows = self
-            .state
-            .batcher
-            .as_mut()
-            .expect("batcher created in fit")
-            .next_batch();
+        let rows = self.next_rows();
         let (xb, yb) = (gather(train.x, &rows), gather(train.y, &rows));
         self.state.timings.update += t.elapsed().as_secs_f64();
 

@@ -35,11 +35,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The device buffers of one mini-batch size `B`: indices, `X_b` (`B × d`), `Y_b` (`B × C`).
+/// The device buffers of one mini-batch size `B`: indices, `X_b` (`B × d`), `Y_b` (`B × C`),
+/// the output cotangent `u` (`B × C`).
 struct BatchBufs<T> {
     idx: CudaSlice<u32>,
     xb: CudaSlice<T>,
     yb: CudaSlice<T>,
+    u: CudaSlice<T>,
 }
 
 /// Everything the engine holds during one `fit`.
@@ -148,9 +150,7 @@ impl<T: CudaReal> ResidentEngine<T> {
     }
 
     fn run_mut(&mut self) -> Result<&mut Run<T>> {
-        self.run.as_mut().ok_or_else(|| {
-            Error::Device("ResidentEngine: used before FirstOrderEngine::begin".into())
-        })
+        running(&mut self.run)
     }
 
     fn upload_or_zeros(&self, host: &[T], p: usize) -> Result<CudaSlice<T>> {
@@ -160,6 +160,12 @@ impl<T: CudaReal> ResidentEngine<T> {
             self.be.zeros(p)
         }
     }
+}
+
+/// The state of the current run, or the error of an engine used before `begin`.
+fn running<T>(run: &mut Option<Run<T>>) -> Result<&mut Run<T>> {
+    run.as_mut()
+        .ok_or_else(|| Error::Device("ResidentEngine: used before FirstOrderEngine::begin".into()))
 }
 
 impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
@@ -266,18 +272,20 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
         at_tilde: bool,
         timings: &mut Timings,
     ) -> Result<bool> {
-        let be = self.be.clone();
-        let mlp = self.mlp.clone();
-        let sync_phases = self.sync_phases;
+        let Self {
+            be,
+            mlp,
+            sync_phases,
+            run,
+        } = self;
+        let (be, mlp, sync_phases) = (&**be, &*mlp, *sync_phases);
         let phase_end = || -> Result<()> {
             if sync_phases {
                 be.synchronize()?;
             }
             Ok(())
         };
-        let run = self.run.as_mut().ok_or_else(|| {
-            Error::Device("ResidentEngine: step before FirstOrderEngine::begin".into())
-        })?;
+        let run = running(run)?;
         let b = rows.len();
         assert!(b > 0, "ResidentEngine::step: empty batch");
         let idx: Vec<u32> = rows
@@ -299,6 +307,7 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
                 idx: be.zeros::<u32>(b)?,
                 xb: be.zeros::<T>(b * run.d)?,
                 yb: be.zeros::<T>(b * run.c)?,
+                u: be.zeros::<T>(b * run.c)?,
             };
             run.batches.insert(b, bufs);
         }
@@ -306,22 +315,22 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
         be.stream()
             .memcpy_htod(&idx, &mut bufs.idx)
             .map_err(dev_err("ResidentEngine: uploading the batch rows"))?;
-        ops::gather_rows(&be, &run.x, run.n, run.d, &bufs.idx, &mut bufs.xb)?;
-        ops::gather_rows(&be, &run.y, run.n, run.c, &bufs.idx, &mut bufs.yb)?;
+        ops::gather_rows(be, &run.x, run.n, run.d, &bufs.idx, &mut bufs.xb)?;
+        ops::gather_rows(be, &run.y, run.n, run.c, &bufs.idx, &mut bufs.yb)?;
         // At θ̃ the forward trace (with φ') serves the VJP below too: one forward pass saved.
         let (tilde_trace, lin) = if at_tilde {
-            let tr = dmlp::trace(&be, &mlp, &run.theta_tilde, &bufs.xb, b, true)?;
+            let tr = dmlp::trace(be, mlp, &run.theta_tilde, &bufs.xb, b, true)?;
             (Some(tr), None)
         } else {
             ops::axpby(
-                &be,
+                be,
                 T::one_impl(),
                 &run.theta,
                 -T::one_impl(),
                 &run.theta_tilde,
                 &mut run.tangent,
             )?;
-            let f0_jv = dmlp::jvp(&be, &mlp, &run.theta_tilde, &bufs.xb, b, &run.tangent)?;
+            let f0_jv = dmlp::jvp(be, mlp, &run.theta_tilde, &bufs.xb, b, &run.tangent)?;
             (None, Some(f0_jv))
         };
         let (f0, jv) = match (&tilde_trace, &lin) {
@@ -334,10 +343,9 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
 
         // 3–4: u = ∂L/∂f_lin, g = J(θ̃)ᵀ u
         let t = Instant::now();
-        let mut u = be.alloc_uninit::<T>(b * run.c)?;
         let inv_b = T::from_f64(1.0 / b as f64);
         ops::loss_grad(
-            &be,
+            be,
             run.loss,
             f0,
             jv.map(|j| j as &dyn DevicePtrDyn<T>),
@@ -345,11 +353,11 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
             b,
             run.c,
             inv_b,
-            &mut u,
+            &mut bufs.u,
         )?;
         let grad = match &tilde_trace {
-            Some(tr) => dmlp::vjp_with_trace(&be, &mlp, &run.theta_tilde, tr, &u)?,
-            None => dmlp::vjp(&be, &mlp, &run.theta_tilde, &bufs.xb, b, &u)?,
+            Some(tr) => dmlp::vjp_with_trace(be, mlp, &run.theta_tilde, tr, &bufs.u)?,
+            None => dmlp::vjp(be, mlp, &run.theta_tilde, &bufs.xb, b, &bufs.u)?,
         };
         phase_end()?;
         timings.vjp += t.elapsed().as_secs_f64();
@@ -359,7 +367,7 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
         be.stream()
             .memset_zeros(&mut run.flag)
             .map_err(dev_err("ResidentEngine: clearing the flag"))?;
-        ops::nonfinite(&be, &grad, &mut run.flag)?;
+        ops::nonfinite(be, &grad, &mut run.flag)?;
         let wd = (run.weight_decay > 0.0).then(|| T::from_f64(run.weight_decay));
         match run.inner {
             Inner::Sgd {
@@ -371,7 +379,7 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
                     (true, true) => SgdMode::Nesterov,
                 };
                 ops::sgd_update(
-                    &be,
+                    be,
                     &mut run.theta,
                     &grad,
                     run.m.as_mut(),
@@ -390,7 +398,7 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
                     run.m.as_mut().expect("Adam has m"),
                     run.v.as_mut().expect("Adam has v"),
                 );
-                ops::adam_update(&be, &mut run.theta, &grad, m, v, wd, s, &run.flag)?;
+                ops::adam_update(be, &mut run.theta, &grad, m, v, wd, s, &run.flag)?;
             }
             Inner::GaussNewton { .. } | Inner::Spectral { .. } => {
                 unreachable!("begin accepts only SGD and Adam")
