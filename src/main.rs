@@ -23,6 +23,10 @@ fn main() {
             }
         },
     };
+    if let Err(e) = itlin::kernels::cpu::level::requested_cap() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let result = match &cli.command {
         Command::Train(a) => cli::train::main(a),
         Command::Sweep(a) => cli::sweep::main(a),

@@ -47,7 +47,17 @@ pub fn main(a: &BenchArgs) -> Result<()> {
 }
 
 fn one<T: Real>(cfg: &SuiteConfig, json: bool) -> Result<()> {
-    eprintln!("measuring the machine's ceilings ({})…", T::NAME);
+    let simd = itlin::kernels::cpu::simd_level();
+    eprintln!(
+        "measuring the machine's ceilings ({}; itlin kernels at SIMD level {simd}, ITLIN_SIMD caps it)…",
+        T::NAME
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"simd": simd.name(), "native_simd": itlin::kernels::cpu::level::native_level().name(), "dtype": T::NAME})
+        );
+    }
     let c = Ceilings::measure::<T>(cfg.ceiling_bytes);
     for ceil in [&c.read, &c.write, &c.copy, &c.gemm] {
         if json {

@@ -2,11 +2,13 @@
 //!
 //! The element-wise primitives live in the [`CpuKernels`] trait, implemented for `f32` and
 //! `f64` with the pulp kernels of [`simd`] (one `struct` + `impl WithSimd` per kernel,
-//! dispatched at run time to AVX-512, AVX2+FMA, NEON or scalar code). Every primitive has a
+//! dispatched at run time to AVX-512, AVX2+FMA, NEON or scalar code, at most the level set by
+//! `ITLIN_SIMD`: see [`level`]). Every primitive has a
 //! scalar twin in [`scalar`] that the tests compare against. The drivers in [`jvec`] apply
 //! them to an explicit Jacobian stored row-major.
 
 pub mod jvec;
+pub mod level;
 pub mod memory;
 pub mod scalar;
 pub mod simd;
@@ -14,10 +16,10 @@ mod stream;
 pub mod tanh;
 
 pub use jvec::{j_v, jt_j_v, jt_u};
+pub use level::{SimdLevel, simd_level};
 pub use memory::{advise_huge_pages, zeroed_vec};
 
 use faer::traits::RealField;
-use pulp::Arch;
 
 #[track_caller]
 fn same_len(what: &str, a: usize, b: usize) {
@@ -119,17 +121,17 @@ macro_rules! impl_cpu_kernels {
             #[track_caller]
             fn dot(a: &[$t], b: &[$t]) -> $t {
                 same_len("dot", a.len(), b.len());
-                Arch::new().dispatch(simd::Dot { a, b })
+                level::arch().dispatch(simd::Dot { a, b })
             }
             #[inline]
             fn sum_sq(x: &[$t]) -> $t {
-                Arch::new().dispatch(simd::SumSq { x })
+                level::arch().dispatch(simd::SumSq { x })
             }
             #[inline]
             #[track_caller]
             fn dot4(rows: [&[$t]; 4], v: &[$t]) -> [$t; 4] {
                 rows_len("dot4", &rows, v.len());
-                Arch::new().dispatch(simd::Dot4 { rows, v })
+                level::arch().dispatch(simd::Dot4 { rows, v })
             }
             #[inline]
             #[track_caller]
@@ -137,7 +139,7 @@ macro_rules! impl_cpu_kernels {
                 same_len("dot_axpy", x.len(), v.len());
                 same_len("dot_axpy", x.len(), prev.len());
                 same_len("dot_axpy", x.len(), acc.len());
-                Arch::new().dispatch(simd::DotAxpy {
+                level::arch().dispatch(simd::DotAxpy {
                     x,
                     v,
                     alpha,
@@ -149,38 +151,38 @@ macro_rules! impl_cpu_kernels {
             #[track_caller]
             fn axpy(alpha: $t, x: &[$t], y: &mut [$t]) {
                 same_len("axpy", x.len(), y.len());
-                Arch::new().dispatch(simd::Axpy { alpha, x, y })
+                level::arch().dispatch(simd::Axpy { alpha, x, y })
             }
             #[inline]
             #[track_caller]
             fn axpy4(alpha: [$t; 4], x: [&[$t]; 4], y: &mut [$t]) {
                 rows_len("axpy4", &x, y.len());
-                Arch::new().dispatch(simd::Axpy4 { alpha, x, y })
+                level::arch().dispatch(simd::Axpy4 { alpha, x, y })
             }
             #[inline]
             #[track_caller]
             fn scale_into(alpha: $t, x: &[$t], out: &mut [$t]) {
                 same_len("scale_into", x.len(), out.len());
-                Arch::new().dispatch(simd::ScaleInto { alpha, x, out })
+                level::arch().dispatch(simd::ScaleInto { alpha, x, out })
             }
             #[inline]
             #[track_caller]
             fn mul_elementwise(x: &mut [$t], d: &[$t]) {
                 same_len("mul_elementwise", x.len(), d.len());
-                Arch::new().dispatch(simd::MulElementwise { x, d })
+                level::arch().dispatch(simd::MulElementwise { x, d })
             }
             #[inline]
             #[track_caller]
             fn outer_into(alpha: $t, g: &[$t], a: &[$t], out: &mut [$t]) {
                 outer_len("outer_into", out.len(), g.len(), a.len());
-                Arch::new().dispatch(simd::Outer { alpha, g, a, out })
+                level::arch().dispatch(simd::Outer { alpha, g, a, out })
             }
             #[inline]
             #[track_caller]
             fn outer_into_stream(alpha: $t, g: &[$t], a: &[$t], out: &mut [$t]) {
                 outer_len("outer_into_stream", out.len(), g.len(), a.len());
                 if !$stream(alpha, g, a, out) {
-                    Arch::new().dispatch(simd::Outer { alpha, g, a, out })
+                    level::arch().dispatch(simd::Outer { alpha, g, a, out })
                 }
             }
             #[inline]
@@ -190,7 +192,7 @@ macro_rules! impl_cpu_kernels {
                 if let Some(d) = &d {
                     same_len("tanh_slice", z.len(), d.len());
                 }
-                Arch::new().dispatch(tanh::Tanh { z, a, d })
+                level::arch().dispatch(tanh::Tanh { z, a, d })
             }
         }
     };

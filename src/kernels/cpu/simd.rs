@@ -1,8 +1,9 @@
 //! The SIMD kernels, written once over a [`Lane`] type (`f32` or `f64`) with pulp.
 //!
 //! Every kernel is a `struct` implementing [`pulp::WithSimd`]; the public entry points in
-//! [`super::CpuKernels`] dispatch them with `Arch::new().dispatch(..)`, so the best
-//! instruction set of the running CPU (AVX-512, AVX2+FMA, NEON, …) is chosen at run time.
+//! [`super::CpuKernels`] dispatch them with [`super::level::arch`]`().dispatch(..)`, so the
+//! best instruction set of the running CPU (AVX-512, AVX2+FMA, NEON, …), capped by
+//! `ITLIN_SIMD`, is chosen at run time.
 //! Loops run over whole registers with four independent accumulators (hiding the FMA
 //! latency), then over single registers, then a masked partial register for the tail.
 //!

@@ -8,15 +8,18 @@
 //! access, by this thread or (after the usual synchronisation) by others.
 //!
 //! Only x86-64 with AVX-512F has a streaming path; elsewhere (or on older x86 CPUs) the
-//! functions return `false` and the caller uses the ordinary SIMD kernel.
+//! functions return `false` and the caller uses the ordinary SIMD kernel. The same holds when
+//! `ITLIN_SIMD` caps the level below AVX-512 (see [`super::level`]).
 
 /// Streams `out[i·k + j] ← (α gᵢ) aⱼ` (`k = a.len()`). Returns `false`, touching nothing,
-/// when the CPU has no AVX-512F. Lengths must already be checked (`out.len() == g.len()·k`).
+/// when the CPU has no AVX-512F or the kernels are capped below it. Lengths must already be checked (`out.len() == g.len()·k`).
 #[inline]
 pub fn outer_f32(alpha: f32, g: &[f32], a: &[f32], out: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if super::level::simd_level() == super::level::SimdLevel::V4
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
             // SAFETY: AVX-512F is available (checked just above).
             unsafe { x86::outer_f32(alpha, g, a, out) };
             return true;
@@ -31,7 +34,9 @@ pub fn outer_f32(alpha: f32, g: &[f32], a: &[f32], out: &mut [f32]) -> bool {
 pub fn outer_f64(alpha: f64, g: &[f64], a: &[f64], out: &mut [f64]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if super::level::simd_level() == super::level::SimdLevel::V4
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
             // SAFETY: AVX-512F is available (checked just above).
             unsafe { x86::outer_f64(alpha, g, a, out) };
             return true;
