@@ -106,11 +106,11 @@ proptest! {
     /// (Gaussian elimination on `A` assembled from the explicit J with plain loops):
     /// - the factorisation forms agree with it to 1e-8 (seen over 2,000 cases: ≤ 1.2e-9,
     ///   κ(A) up to 5.6e6);
-    /// - CG (asked for a relative residual of 1e-14) reaches a normwise backward error
-    ///   `‖Aδ − b‖ / (‖A‖‖δ‖ + ‖b‖) ≤ 1e-13` (seen ≤ 9e-15) and agrees with the reference
-    ///   to `max(1e-8, 1e-13·κ(A))`: a backward error η bounds the forward error only by
-    ///   about `2κη`, and f64 CG cannot push η far below 1e-14 (seen: κ = 1.2e6,
-    ///   error 1.1e-8; largest error / (1e-13·κ) over 2,000 cases: 0.17).
+    /// - CG with its defaults (aim: backward error 8ε, see `Form::Cg`) reaches a normwise
+    ///   backward error `‖Aδ − b‖∞ / (‖A‖∞‖δ‖∞ + ‖b‖∞) ≤ 2e-14` (seen ≤ 2.6e-15 over 2,000
+    ///   cases) and agrees with the reference to `max(1e-10, 2e-14·κ(A))`: a backward error
+    ///   η bounds the forward error only by about `2κη` (largest error / (1e-14·κ) over
+    ///   2,000 cases: 0.38; largest error 7.7e-10).
     #[test]
     fn every_gn_form_matches_the_dense_reference(
         arch in arch(),
@@ -155,8 +155,6 @@ proptest! {
                 .with_damping(lambda)
                 .with_form(form)
                 .with_memory_budget(budget)
-                .with_cg_tolerance(1e-14)
-                .with_cg_max_iterations(20_000)
                 .solve(&mlp, &theta, x.as_ref(), y.as_ref());
             prop_assert_eq!(rep.status, StepStatus::Solved, "{:?} {:?}: {:?}", form, loss, rep);
             let what = format!(
@@ -165,8 +163,8 @@ proptest! {
             );
             let tol = if form == Form::Cg {
                 let eta = backward_error(&d);
-                prop_assert!(eta <= 1e-13, "{}: backward error {:e}", what, eta);
-                1e-8f64.max(1e-13 * kappa)
+                prop_assert!(eta <= 2e-14, "{}: backward error {:e}", what, eta);
+                1e-10f64.max(2e-14 * kappa)
             } else {
                 1e-8
             };

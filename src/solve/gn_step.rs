@@ -1,7 +1,7 @@
 //! One damped Gauss-Newton step for a [`Model`], in the form the caller or [`Form::Auto`]
 //! chooses.
 
-use super::cg::{CgConfig, CgOutcome, conjugate_gradient};
+use super::cg::{CgConfig, CgOutcome, Preconditioner, conjugate_gradient};
 use super::dense::{DampedSolve, all_finite, damped_cholesky_solve, damped_lu_solve};
 use super::spectral::{Filter, SpectralCache};
 use crate::linalg::{gram_lower, mirror_lower, par};
@@ -23,8 +23,12 @@ pub enum Form {
     /// `δ = −Jᵀα`, `(HΘ + NλI) α = g`: Cholesky (MSE) or LU (cross-entropy) of an
     /// `(N·C) × (N·C)` matrix; `Θ` structured, `Jᵀα` one VJP.
     Dual,
-    /// Conjugate gradients on `(JᵀHJ + NλI)` with Jacobi preconditioning; explicit `J`
-    /// when it fits the memory budget, else JVP/VJP (Hessian-free).
+    /// Conjugate gradients on `(JᵀHJ + NλI)` (see [`Preconditioner`] for which one is
+    /// used); explicit `J` when it fits the memory budget, else JVP/VJP (Hessian-free). By default CG runs until
+    /// the normwise backward error `‖b − Aδ‖ / (‖A‖‖δ‖ + ‖b‖)` of its iterate is `8 ε`
+    /// (checked on the true residual, with restarts from it), so `δ` is as exact as the
+    /// direct forms' (forward error ≲ `2κ(A)·8ε`); when it cannot get there the report says
+    /// [`StepStatus::NotConverged`].
     Cg,
     /// One eigendecomposition `Θ = U S Uᵀ`, `α = U (S + NλI)⁻¹ Uᵀ g` (MSE; cross-entropy
     /// falls back to `Dual`). See [`SpectralCache`] to reuse it across many `λ`.
@@ -42,8 +46,9 @@ pub enum StepStatus {
     NonFinite,
     /// No damping up to the retry limit gave a finite solution: `δ = 0`.
     Failed,
-    /// CG stopped at its iteration limit (or lost positive curvature) before reaching its
-    /// tolerance: `δ` is the last iterate (see `cg` in the report).
+    /// CG stopped at its iteration limit, lost positive curvature, or reached the attainable
+    /// accuracy before its tolerance: `δ` is the last iterate (see `cg` in the report for
+    /// its residual and backward error).
     NotConverged,
 }
 
@@ -103,8 +108,9 @@ pub struct GaussNewtonStep {
 
 impl GaussNewtonStep {
     /// Defaults: damping `λ = 1e-3`, [`Form::Auto`], memory budget
-    /// [`default_budget`](crate::memory::default_budget), CG relative tolerance `1e-10`
-    /// (f64) / `1e-5` (f32) and at most 500 iterations, no predicted reduction.
+    /// [`default_budget`](crate::memory::default_budget), CG stopped at a backward error of
+    /// `8 ε` (see [`Form::Cg`]) within 2,000 iterations, [`Preconditioner::Auto`], no
+    /// predicted reduction.
     pub fn new(loss: Loss) -> Self {
         Self {
             loss,
@@ -130,12 +136,18 @@ impl GaussNewtonStep {
         self.memory_budget = bytes;
         self
     }
-    /// CG relative residual tolerance (`None`: the precision's default).
+    /// Stops CG on the relative residual `‖b − Aδ‖ ≤ rtol ‖b‖` instead of the default
+    /// backward-error test (see [`Form::Cg`]). The forward error is then up to `κ(A)·rtol`.
     pub fn with_cg_tolerance(mut self, rtol: f64) -> Self {
         self.cg.rtol = Some(rtol);
         self
     }
-    /// CG iteration limit.
+    /// The CG preconditioner (default [`Preconditioner::Auto`]).
+    pub fn with_cg_preconditioner(mut self, preconditioner: Preconditioner) -> Self {
+        self.cg.preconditioner = preconditioner;
+        self
+    }
+    /// CG iteration limit (operator applications).
     pub fn with_cg_max_iterations(mut self, iters: usize) -> Self {
         self.cg.max_iterations = iters;
         self
@@ -388,7 +400,11 @@ impl GaussNewtonStep {
                 .iter()
                 .map(|&d| T::one_impl() / (d + shift_t).max(T::from_f64(f64::MIN_POSITIVE)))
                 .collect();
-            let r = conjugate_gradient(op, &b, Some(&pre), None, &self.cg);
+            let mut cfg = self.cg.clone();
+            if cfg.preconditioner == Preconditioner::Auto && p > n * c {
+                cfg.preconditioner = Preconditioner::None;
+            }
+            let r = conjugate_gradient(op, &b, Some(&pre), None, &cfg);
             report.seconds_solve = t.elapsed().as_secs_f64();
             (b, r)
         } else {
@@ -534,8 +550,10 @@ fn gn_diagonal<T: Real>(j: &Jacobian<T>, probs: Option<&Mat<T>>) -> Vec<T> {
 
 /// One damped Gauss-Newton step `δ` at θ (see the module docs for the system solved).
 /// `y` is `N × C`: targets for MSE, one-hot (or probability) rows for cross-entropy.
-/// On non-finite residuals, or if no damping gives a finite solution, returns zeros; use
-/// [`GaussNewtonStep::solve`] to see why in the report.
+/// On non-finite residuals, or if no damping gives a finite solution, returns zeros; with
+/// [`Form::Cg`] (or [`Form::Auto`] resolving to it) a solve that did not reach its tolerance
+/// returns the last iterate. Use [`GaussNewtonStep::solve`] to see which in the report
+/// ([`StepStatus`], and [`CgOutcome`](super::CgOutcome) for CG).
 ///
 /// # Panics
 /// If `θ`, `X` or `Y` do not fit the model.

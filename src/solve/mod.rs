@@ -26,7 +26,7 @@ mod spectral;
 pub mod test_problems;
 
 pub use crate::loss::{Loss, accuracy, loss_gradient, loss_value};
-pub use cg::CgOutcome;
+pub use cg::{CgOutcome, Preconditioner};
 pub use gauss_newton_lsq::GaussNewton;
 pub use gn_step::{Form, GaussNewtonStep, StepReport, StepStatus, gauss_newton_step};
 pub use least_squares::{JacobianCheck, LeastSquares, check_jacobian};
