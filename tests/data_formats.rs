@@ -148,6 +148,39 @@ fn idx_bad_files_name_file_and_problem() {
     assert!(e.to_string().contains("missing-idx"), "{e}");
 }
 
+/// A header of 255 dimensions gives a short message: the first dimensions and a count.
+#[test]
+fn idx_many_dimensions_give_a_short_message() {
+    let mut file = vec![0, 0, 0x08, 255];
+    for k in 0..255u32 {
+        file.extend_from_slice(&(1_000_000 + k).to_be_bytes());
+    }
+    let p = Path::new("dims255-idx");
+    let r = idx::parse_idx(&file, p);
+    assert_format_err(r, p, "(255 dimensions)");
+    let msg = idx::parse_idx(&file, p).unwrap_err().to_string();
+    assert!(msg.len() < 200, "{} characters: {msg}", msg.len());
+    // Also when the product fits and the data are short.
+    let mut ones = vec![0, 0, 0x08, 255];
+    for _ in 0..255 {
+        ones.extend_from_slice(&1u32.to_be_bytes());
+    }
+    let msg = idx::parse_idx(&ones, p).unwrap_err().to_string();
+    assert!(msg.len() < 200 && msg.contains("truncated"), "{msg}");
+    // And an NPY shape of 5,000 dimensions.
+    let dict = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}), }}",
+        vec!["1"; 5000].join(", ")
+    );
+    let msg = npy::parse_npy::<f64>(&npy_bytes(2, &dict, &[]), Path::new("x.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.len() < 200 && msg.contains("(5000 dimensions)"),
+        "{msg}"
+    );
+}
+
 // ---------------------------------------------------------------- NPY
 
 fn random_f64(seed: u64, n: usize) -> Vec<f64> {

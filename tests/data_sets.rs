@@ -329,6 +329,115 @@ fn load_dir_npy_regression_and_one_hot_targets() {
     );
 }
 
+/// The NPY feature rule: `uint8` is scaled by 1/255, floats are used as they are, and every
+/// other integer dtype is refused with a message saying how to convert it.
+#[test]
+fn load_dir_npy_integer_features_are_refused_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    npy::write_npy_labels(&d.join("y_train.npy"), &[3], &[0, 1, 0]).unwrap();
+    npy::write_npy_labels(&d.join("y_test.npy"), &[1], &[1]).unwrap();
+    npy::write_npy(&d.join("x_test.npy"), &[1, 2], &[0.5f32, 2.0]).unwrap();
+
+    // uint8: pixels, scaled.
+    npy::write_npy_u8(
+        &d.join("x_train.npy"),
+        &[3, 2],
+        &[0, 51, 102, 153, 204, 255],
+    )
+    .unwrap();
+    let s = load_dir::<f64>(d).unwrap();
+    assert_eq!(s.train.x[(0, 1)], 51.0 / 255.0);
+    assert_eq!(s.train.x[(2, 1)], 1.0);
+    // float32: as it is.
+    assert_eq!((s.test.x[(0, 0)], s.test.x[(0, 1)]), (0.5, 2.0));
+
+    // int64 (and every other integer dtype): refused, naming the dtype and the way out.
+    npy::write_npy_labels(
+        &d.join("x_train.npy"),
+        &[3, 2],
+        &[0, 51, 102, 153, 204, 255],
+    )
+    .unwrap();
+    let msg = assert_err_names(
+        load_dir::<f64>(d),
+        &["x_train.npy", "dtype int64", "astype(np.float32)"],
+    );
+    assert!(msg.len() < 300, "{msg}");
+    for (descr, size, name) in [
+        ("|i1", 1, "int8"),
+        ("<u2", 2, "uint16"),
+        ("<i4", 4, "int32"),
+        ("<u8", 8, "uint64"),
+    ] {
+        let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1, 2), }}");
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        let pad = 64 - (10 + dict.len() + 1) % 64;
+        let text = format!("{dict}{}\n", " ".repeat(pad % 64));
+        file.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        file.extend_from_slice(text.as_bytes());
+        file.extend_from_slice(&vec![1u8; 2 * size]);
+        std::fs::write(d.join("x_test.npy"), &file).unwrap();
+        npy::write_npy_u8(&d.join("x_train.npy"), &[3, 2], &[0; 6]).unwrap();
+        assert_err_names(
+            load_dir::<f64>(d),
+            &["x_test.npy", &format!("dtype {name} ")],
+        );
+    }
+}
+
+/// A raw IDX file and its `.gz` side by side are refused, naming both; either alone loads.
+#[test]
+fn load_dir_refuses_a_raw_and_a_gz_file_of_the_same_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_idx_dir(d, [false; 4]);
+    assert!(load_dir::<f32>(d).is_ok());
+    let labels = std::fs::read(d.join("t10k-labels-idx1-ubyte")).unwrap();
+    idx::write_idx(&d.join("t10k-labels-idx1-ubyte.gz"), &[3], &[2, 0, 1]).unwrap();
+    let msg = assert_err_names(
+        load_dir::<f32>(d),
+        &[
+            "t10k-labels-idx1-ubyte:",
+            "t10k-labels-idx1-ubyte.gz",
+            "both",
+        ],
+    );
+    assert!(!msg.contains("train-"), "{msg}");
+    // Either one alone is fine.
+    std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).unwrap();
+    assert!(load_dir::<f32>(d).is_ok());
+    std::fs::write(d.join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    std::fs::remove_file(d.join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    assert!(load_dir::<f32>(d).is_ok());
+    // Refused even when the other files are missing (the clash is the first thing said).
+    std::fs::remove_file(d.join("train-images-idx3-ubyte")).unwrap();
+    idx::write_idx(&d.join("t10k-labels-idx1-ubyte.gz"), &[3], &[2, 0, 1]).unwrap();
+    assert_err_names(load_dir::<f32>(d), &["t10k-labels-idx1-ubyte.gz", "both"]);
+}
+
+/// Samples of no features and targets of no outputs are refused, naming the file.
+#[test]
+fn load_dir_refuses_zero_widths() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_idx_dir(d, [false; 4]);
+    idx::write_idx(&d.join("train-images-idx3-ubyte"), &[6, 0], &[]).unwrap();
+    assert_err_names(load_dir::<f32>(d), &["train-images-idx3-ubyte", "0 pixels"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    npy::write_npy(&d.join("x_train.npy"), &[2, 0], &[0f32; 0]).unwrap();
+    npy::write_npy(&d.join("x_test.npy"), &[1, 0], &[0f32; 0]).unwrap();
+    npy::write_npy(&d.join("y_train.npy"), &[2], &[1f32, 2.0]).unwrap();
+    npy::write_npy(&d.join("y_test.npy"), &[1], &[1f32]).unwrap();
+    assert_err_names(load_dir::<f32>(d), &["x_train.npy", "0 features"]);
+    npy::write_npy(&d.join("x_train.npy"), &[2, 1], &[0f32; 2]).unwrap();
+    npy::write_npy(&d.join("x_test.npy"), &[1, 1], &[0f32; 1]).unwrap();
+    npy::write_npy(&d.join("y_train.npy"), &[2, 0], &[0f32; 0]).unwrap();
+    assert_err_names(load_dir::<f32>(d), &["y_train.npy", "0 outputs"]);
+}
+
 // ---------------------------------------------------------------- teacher-student
 
 fn bits(m: &Mat<f64>) -> Vec<u64> {

@@ -1,9 +1,9 @@
 //! [`load_dir`]: a train/test split from a directory of IDX or NPY files.
 
 use super::idx::read_idx;
-use super::mnist::idx_images_labels;
+use super::mnist::{check_idx_pair, idx_images_labels};
 use super::npy::{self, Dtype};
-use super::{Dataset, Split, read_file, thousands};
+use super::{Dataset, Split, dims_text, read_file, thousands};
 use crate::{Error, Real, Result};
 use faer::Mat;
 use std::path::{Path, PathBuf};
@@ -23,26 +23,34 @@ const MAX_CLASSES: usize = 1 << 16;
 
 /// Loads a train/test split from a directory holding either the four standard IDX files
 /// (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
-/// `t10k-labels-idx1-ubyte`, each plain or `.gz`; a plain file is preferred when both exist)
-/// or the four NPY files `x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy` (if both
-/// sets are complete, the IDX files are used).
+/// `t10k-labels-idx1-ubyte`, each plain or `.gz`, never both) or the four NPY files
+/// `x_train.npy`, `y_train.npy`, `x_test.npy`, `y_test.npy` (if both sets are complete, the
+/// IDX files are used).
 ///
-/// - IDX: images (`N × …`) are flattened to `N × d` and scaled to `[0, 1]`; labels become
-///   one-hot targets with `C` = one more than the largest label of either part.
-/// - NPY `x`: 1-D (`N` samples of one feature) or `N × …` (flattened), of any supported
-///   dtype; `uint8` is scaled to `[0, 1]`, other types are converted unscaled.
+/// - IDX: images (`N × …`) are flattened to `N × d` and scaled to `[0, 1]` (`v / 255`);
+///   labels become one-hot targets with `C` = one more than the largest label of either part.
+/// - NPY `x`: 1-D (`N` samples of one feature) or `N × …` (flattened). `uint8` features are
+///   image pixels and are scaled to `[0, 1]` (`v / 255`), as IDX images are; `float32` and
+///   `float64` features are used as they are. Features of any other integer dtype are refused
+///   rather than guessed at (a `uint16` image wants `/ 65535`, a count wants no scaling):
+///   convert them to floats, scaled as intended, with `x.astype(np.float32)`.
 /// - NPY `y`: integer labels of shape `(N,)` or `(N, 1)` become one-hot targets
-///   (classification, `C` as for IDX); float targets `(N,)` or `(N, C)` are regression
-///   targets, except that when every row of both parts is exactly one-hot the set is read as
-///   classification with those labels.
+///   (classification, `C` as for IDX); other targets `(N,)` or `(N, C)` (floats, or integers
+///   of width `C > 1`) are regression targets with their values unscaled, except that when
+///   every row of both parts is exactly one-hot the set is read as classification with those
+///   labels.
+///
+/// Widths are checked before any matrix is built, so a part of no samples whose header
+/// claims a huge row width costs nothing.
 ///
 /// # Errors
 /// [`Error::Format`] naming the directory when it is missing or does not hold either set of
-/// four files (the message names the missing ones), and naming the offending file for any bad
-/// file (see [`idx::parse_idx`](super::idx::parse_idx) and
-/// [`npy::parse_npy`](super::npy::parse_npy)), a label count that differs from the image
-/// count, row counts of `x` and `y` that differ, train and test widths that differ, negative
-/// labels, or an empty training set.
+/// four files (the message names the missing ones), naming both files when an IDX file is
+/// present both plain and as `.gz`, and naming the offending file for any bad file (see
+/// [`idx::parse_idx`](super::idx::parse_idx) and [`npy::parse_npy`](super::npy::parse_npy)),
+/// integer features other than `uint8`, a label count that differs from the image count, row
+/// counts of `x` and `y` that differ, train and test widths that differ, samples of no
+/// features or targets of no outputs, negative labels, or an empty training set.
 pub fn load_dir<T: Real>(dir: &Path) -> Result<Split<T>> {
     let expected = || {
         format!(
@@ -59,14 +67,22 @@ pub fn load_dir<T: Real>(dir: &Path) -> Result<Split<T>> {
         };
         return Err(Error::format(dir, format!("{what}; {}", expected())));
     }
-    let idx: Vec<Option<PathBuf>> = IDX_FILES
-        .iter()
-        .map(|name| {
-            let plain = dir.join(name);
-            let gz = dir.join(format!("{name}.gz"));
-            [plain, gz].into_iter().find(|p| p.is_file())
-        })
-        .collect();
+    let mut idx: Vec<Option<PathBuf>> = Vec::with_capacity(IDX_FILES.len());
+    for name in IDX_FILES {
+        let plain = dir.join(name);
+        let gz = dir.join(format!("{name}.gz"));
+        if plain.is_file() && gz.is_file() {
+            return Err(Error::format(
+                &plain,
+                format!(
+                    "both this file and {} exist; remove one (which of them is meant is not \
+                     guessed)",
+                    gz.display()
+                ),
+            ));
+        }
+        idx.push([plain, gz].into_iter().find(|p| p.is_file()));
+    }
     let npy: Vec<Option<PathBuf>> = NPY_FILES
         .iter()
         .map(|name| Some(dir.join(name)).filter(|p| p.is_file()))
@@ -159,12 +175,25 @@ fn check_nonempty(n: usize, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a row width of zero (`what`: "features", "outputs").
+fn check_width_nonzero(d: usize, what: &str, shape: &[usize], path: &Path) -> Result<()> {
+    if d == 0 {
+        return Err(Error::format(
+            path,
+            format!("has 0 {what} per sample (shape {})", dims_text(shape)),
+        ));
+    }
+    Ok(())
+}
+
 fn load_idx<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
     let arrays = p.iter().map(|p| read_idx(p)).collect::<Result<Vec<_>>>()?;
+    let (n_tr, d_tr) = check_idx_pair(&arrays[0], &p[0], &arrays[1], &p[1])?;
+    let (_, d_te) = check_idx_pair(&arrays[2], &p[2], &arrays[3], &p[3])?;
+    check_nonempty(n_tr, &p[0])?;
+    check_widths(d_tr, d_te, "pixels", &p[0], &p[2])?;
     let (x_tr, l_tr) = idx_images_labels::<T>(&arrays[0], &p[0], &arrays[1], &p[1])?;
     let (x_te, l_te) = idx_images_labels::<T>(&arrays[2], &p[2], &arrays[3], &p[3])?;
-    check_nonempty(x_tr.nrows(), &p[0])?;
-    check_widths(x_tr.ncols(), x_te.ncols(), "pixels", &p[0], &p[2])?;
     let c = 1 + l_tr.iter().chain(&l_te).max().map_or(0, |&m| m as usize);
     Ok(Split {
         train: Dataset::classification(x_tr, l_tr, c)?,
@@ -172,10 +201,37 @@ fn load_idx<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
     })
 }
 
-/// Features from an NPY file: `N × d` (trailing dimensions flattened), `uint8` scaled.
-fn npy_features<T: Real>(path: &Path) -> Result<Mat<T>> {
+/// A row-major `n × d` table read from an NPY file, not yet a matrix (widths are checked
+/// first, so that no matrix is built for a width that a header merely claims).
+struct Table<T> {
+    n: usize,
+    d: usize,
+    data: Vec<T>,
+}
+
+impl<T: Real> Table<T> {
+    fn into_mat(self) -> Mat<T> {
+        let (d, data) = (self.d, self.data);
+        Mat::from_fn(self.n, d, |i, j| data[i * d + j])
+    }
+}
+
+/// Features from an NPY file: `N × d` (trailing dimensions flattened); `uint8` scaled by
+/// `1/255`, floats as they are, other integer dtypes refused.
+fn npy_features<T: Real>(path: &Path) -> Result<Table<T>> {
     let bytes = read_file(path)?;
     let h = npy::parse_header(&bytes, path)?;
+    if !h.dtype.is_float() && h.dtype != Dtype::U8 {
+        return Err(Error::format(
+            path,
+            format!(
+                "features of dtype {} are not guessed at: uint8 is read as pixels scaled by \
+                 1/255, float32 and float64 as they are; save them as floats, scaled as \
+                 intended (x.astype(np.float32))",
+                h.dtype
+            ),
+        ));
+    }
     let arr = npy::parse_npy::<T>(&bytes, path)?;
     if arr.shape.is_empty() {
         return Err(Error::format(
@@ -184,23 +240,31 @@ fn npy_features<T: Real>(path: &Path) -> Result<Mat<T>> {
         ));
     }
     let n = arr.shape[0];
+    // Cannot overflow: the reader checks every partial product of the shape.
     let d: usize = arr.shape[1..].iter().product();
-    let scale = if h.dtype == Dtype::U8 { 255.0 } else { 1.0 };
-    let data = &arr.data;
-    Ok(Mat::from_fn(n, d, |i, j| {
-        let v = data[i * d + j];
-        if scale == 1.0 {
-            v
-        } else {
-            T::from_f64(v.to_f64() / scale)
+    check_width_nonzero(d, "features", &arr.shape, path)?;
+    let mut data = arr.data;
+    if h.dtype == Dtype::U8 {
+        for v in &mut data {
+            *v = T::from_f64(v.to_f64() / 255.0);
         }
-    }))
+    }
+    Ok(Table { n, d, data })
 }
 
 /// Targets from an NPY file.
 enum Targets<T> {
     Labels(Vec<i64>),
-    Values(Mat<T>),
+    Values(Table<T>),
+}
+
+impl<T> Targets<T> {
+    fn len(&self) -> usize {
+        match self {
+            Targets::Labels(l) => l.len(),
+            Targets::Values(t) => t.n,
+        }
+    }
 }
 
 fn npy_targets<T: Real>(path: &Path) -> Result<Targets<T>> {
@@ -219,28 +283,31 @@ fn npy_targets<T: Real>(path: &Path) -> Result<Targets<T>> {
                 path,
                 format!(
                     "targets must be 1-D labels or values, or 2-D (samples × outputs); found \
-                     shape {:?}",
-                    arr.shape
+                     shape {}",
+                    dims_text(&arr.shape)
                 ),
             ));
         }
     };
-    Ok(Targets::Values(Mat::from_fn(n, c, |i, j| {
-        arr.data[i * c + j]
-    })))
+    check_width_nonzero(c, "outputs", &arr.shape, path)?;
+    Ok(Targets::Values(Table {
+        n,
+        d: c,
+        data: arr.data,
+    }))
 }
 
 /// The labels of `y` if every row is exactly one-hot.
-fn one_hot_labels<T: Real>(y: &Mat<T>) -> Option<Vec<i64>> {
-    if y.ncols() < 2 {
+fn one_hot_labels<T: Real>(y: &Table<T>) -> Option<Vec<i64>> {
+    if y.d < 2 {
         return None;
     }
     let (zero, one) = (T::zero_impl(), T::one_impl());
-    (0..y.nrows())
-        .map(|i| {
+    y.data
+        .chunks_exact(y.d)
+        .map(|row| {
             let mut hot = None;
-            for j in 0..y.ncols() {
-                let v = y[(i, j)];
+            for (j, &v) in row.iter().enumerate() {
                 if v == one && hot.is_none() {
                     hot = Some(j as i64);
                 } else if v != zero {
@@ -257,21 +324,17 @@ fn load_npy<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
     let y_tr = npy_targets::<T>(&p[1])?;
     let x_te = npy_features::<T>(&p[2])?;
     let y_te = npy_targets::<T>(&p[3])?;
-    check_nonempty(x_tr.nrows(), &p[0])?;
-    check_widths(x_tr.ncols(), x_te.ncols(), "features", &p[0], &p[2])?;
+    check_nonempty(x_tr.n, &p[0])?;
+    check_widths(x_tr.d, x_te.d, "features", &p[0], &p[2])?;
     for (x, y, xp, yp) in [(&x_tr, &y_tr, &p[0], &p[1]), (&x_te, &y_te, &p[2], &p[3])] {
-        let ny = match y {
-            Targets::Labels(l) => l.len(),
-            Targets::Values(m) => m.nrows(),
-        };
-        if ny != x.nrows() {
+        if y.len() != x.n {
             return Err(Error::format(
                 yp,
                 format!(
                     "has {} targets but {} has {} samples",
-                    thousands(ny),
+                    thousands(y.len()),
                     xp.display(),
-                    thousands(x.nrows())
+                    thousands(x.n)
                 ),
             ));
         }
@@ -281,22 +344,22 @@ fn load_npy<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
         (Targets::Labels(a), Targets::Labels(b)) => {
             let c = n_classes([(&a, &p[1]), (&b, &p[3])])?;
             Ok(Split {
-                train: Dataset::classification(x_tr, to_u32(a), c)?,
-                test: Dataset::classification(x_te, to_u32(b), c)?,
+                train: Dataset::classification(x_tr.into_mat(), to_u32(a), c)?,
+                test: Dataset::classification(x_te.into_mat(), to_u32(b), c)?,
             })
         }
         (Targets::Values(a), Targets::Values(b)) => {
-            check_widths(a.ncols(), b.ncols(), "outputs", &p[1], &p[3])?;
+            check_widths(a.d, b.d, "outputs", &p[1], &p[3])?;
             if let (Some(la), Some(lb)) = (one_hot_labels(&a), one_hot_labels(&b)) {
-                let c = a.ncols();
+                let c = a.d;
                 return Ok(Split {
-                    train: Dataset::classification(x_tr, to_u32(la), c)?,
-                    test: Dataset::classification(x_te, to_u32(lb), c)?,
+                    train: Dataset::classification(x_tr.into_mat(), to_u32(la), c)?,
+                    test: Dataset::classification(x_te.into_mat(), to_u32(lb), c)?,
                 });
             }
             Ok(Split {
-                train: Dataset::regression(x_tr, a)?,
-                test: Dataset::regression(x_te, b)?,
+                train: Dataset::regression(x_tr.into_mat(), a.into_mat())?,
+                test: Dataset::regression(x_te.into_mat(), b.into_mat())?,
             })
         }
         (a, _) => {

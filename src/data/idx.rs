@@ -7,9 +7,10 @@
 //! `1f 8b` is decompressed first (detected from the bytes, not the file name).
 //!
 //! Every defect gives [`Error::Format`] naming the file: wrong magic, unsupported type,
-//! truncated header or data, trailing bytes, corrupt gzip.
+//! truncated header or data, dimensions whose product overflows, trailing bytes, corrupt
+//! gzip, a gzip stream too small to hold what its header claims.
 
-use crate::data::{read_file, thousands, write_atomic};
+use crate::data::{dims_text, read_file, thousands, write_atomic};
 use crate::{Error, Result};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -43,14 +44,17 @@ pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
 
-/// Decompresses a gzip stream (all members), naming `name` in errors.
-pub(crate) fn gunzip(bytes: &[u8], name: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::format(name, format!("corrupt or truncated gzip data ({e})")))?;
-    Ok(out)
+/// The most bytes a deflate stream of `n` bytes can decompress to: every output symbol costs
+/// at least one bit, a literal yields one byte and a match at most 258 bytes for at least two
+/// bits, so the ratio is below 1032 : 1 (gzip headers only lower it).
+fn inflate_bound(n: usize) -> usize {
+    n.saturating_mul(1032)
 }
+
+/// Claimed data sizes up to this are decompressed in one pass into a buffer that grows with
+/// the data; larger ones are first counted without being stored, then read into a buffer of
+/// exactly the size the stream was found to hold.
+const ONE_PASS_MAX: usize = 16 << 20;
 
 fn type_name(code: u8) -> &'static str {
     match code {
@@ -64,34 +68,22 @@ fn type_name(code: u8) -> &'static str {
     }
 }
 
-/// Reads an IDX file (plain or gzip-compressed).
-///
-/// # Errors
-/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file if its
-/// contents are not a valid unsigned-byte IDX array (see [`parse_idx`]).
-pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    parse_idx(&read_file(path)?, path)
+/// A parsed IDX header: the dimensions, the header length and the data length they imply.
+struct Header {
+    dims: Vec<usize>,
+    len: usize,
+    data_len: usize,
 }
 
-/// Parses the bytes of an IDX file (plain or gzip-compressed); `name` is the file named in
-/// errors.
-///
-/// # Errors
-/// [`Error::Format`] naming `name` for: corrupt gzip data; a magic number that is not
-/// `00 00 TT NN`; an element type other than unsigned byte (`0x08`); a header shorter than
-/// its `NN` dimensions; fewer or more data bytes than the product of the dimensions.
-pub fn parse_idx(bytes: &[u8], name: &Path) -> Result<IdxArray> {
-    let unzipped;
-    let bytes = if is_gzip(bytes) {
-        unzipped = gunzip(bytes, name)?;
-        &unzipped[..]
-    } else {
-        bytes
-    };
+/// Parses the header at the start of `bytes`, which hold the whole file or at least its
+/// header when it has one (a shorter `bytes` is then the whole file); `what` names `bytes`
+/// in messages ("the file", "the decompressed data").
+fn parse_header(bytes: &[u8], name: &Path, what: &str) -> Result<Header> {
     let err = |problem: String| Error::format(name, problem);
     if bytes.len() < 4 {
         return Err(err(format!(
-            "not an IDX file: {} bytes, too short for the 4-byte magic number",
+            "not an IDX file: {} has {} bytes, too short for the 4-byte magic number",
+            what,
             bytes.len()
         )));
     }
@@ -109,46 +101,172 @@ pub fn parse_idx(bytes: &[u8], name: &Path) -> Result<IdxArray> {
             type_name(ty)
         )));
     }
-    let header = 4 + 4 * ndims;
-    if bytes.len() < header {
+    let len = 4 + 4 * ndims;
+    if bytes.len() < len {
         return Err(err(format!(
-            "truncated IDX header: {ndims} dimensions need {header} bytes, the file has {}",
+            "truncated IDX header: {ndims} dimensions need {len} bytes, {what} has {}",
             bytes.len()
         )));
     }
-    let dims: Vec<usize> = bytes[4..header]
+    let dims: Vec<usize> = bytes[4..len]
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let expected = dims
+    // Every partial product must fit, not only the full one: `[0, 2³², 2³²]` holds no
+    // elements, but its row width (the product after the first dimension) overflows.
+    let data_len = dims
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))
+        .map(|_| dims.iter().product())
         .ok_or_else(|| {
             err(format!(
-                "IDX dimensions {dims:?} overflow the address space"
+                "IDX dimensions {} overflow the address space",
+                dims_text(&dims)
             ))
         })?;
-    let found = bytes.len() - header;
-    if found < expected {
-        return Err(err(format!(
-            "truncated IDX data: dimensions {dims:?} need {} bytes, the file has {}",
-            thousands(expected),
-            thousands(found)
-        )));
-    }
-    if found > expected {
-        return Err(err(format!(
-            "IDX data length mismatch: dimensions {dims:?} need {} bytes, the file has {} \
-             ({} extra)",
-            thousands(expected),
-            thousands(found),
-            thousands(found - expected)
-        )));
-    }
-    Ok(IdxArray {
+    Ok(Header {
         dims,
-        data: bytes[header..].to_vec(),
+        len,
+        data_len,
     })
+}
+
+/// The error for a data section of `found` bytes (or more than `found` if `more`) where
+/// `h` needs `h.data_len`.
+fn length_error(h: &Header, found: usize, more: bool, name: &Path, what: &str) -> Error {
+    let (need, dims) = (thousands(h.data_len), dims_text(&h.dims));
+    let problem = if found < h.data_len {
+        format!(
+            "truncated IDX data: dimensions {dims} need {need} bytes, {what} has {}",
+            thousands(found)
+        )
+    } else if more {
+        format!("IDX data length mismatch: dimensions {dims} need {need} bytes, {what} has more")
+    } else {
+        format!(
+            "IDX data length mismatch: dimensions {dims} need {need} bytes, {what} has {} \
+             ({} extra)",
+            thousands(found),
+            thousands(found - h.data_len)
+        )
+    };
+    Error::format(name, problem)
+}
+
+/// Reads an IDX file (plain or gzip-compressed).
+///
+/// Memory: a plain file is read once and its header dropped in place (peak: the file's
+/// size); a compressed file is parsed as in [`parse_idx`].
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file if its
+/// contents are not a valid unsigned-byte IDX array (see [`parse_idx`]).
+pub fn read_idx(path: &Path) -> Result<IdxArray> {
+    let bytes = read_file(path)?;
+    if is_gzip(&bytes) {
+        return parse_gzip(&bytes, path);
+    }
+    let h = check_plain(&bytes, path)?;
+    let mut data = bytes;
+    data.drain(..h.len);
+    Ok(IdxArray { dims: h.dims, data })
+}
+
+/// Parses the bytes of an IDX file (plain or gzip-compressed); `name` is the file named in
+/// errors.
+///
+/// No allocation is sized by what the header claims before the data are known to be there:
+/// a plain file's data are copied only once their length is checked; a gzip stream is
+/// refused at once if its header claims more than any stream of its size can hold (1032
+/// bytes per compressed byte), is decompressed at most one byte past the claimed size, and,
+/// for claims above 16 MiB, is first counted and only then read into a buffer of exactly
+/// that size (so a stream that decompresses to far more than the header says, or far less,
+/// costs time proportional to the claim but little memory).
+///
+/// # Errors
+/// [`Error::Format`] naming `name` for: corrupt gzip data; a magic number that is not
+/// `00 00 TT NN`; an element type other than unsigned byte (`0x08`); a header shorter than
+/// its `NN` dimensions; dimensions whose product, or the product of any of them, overflows
+/// `usize`; fewer or more data bytes than the product of the dimensions.
+pub fn parse_idx(bytes: &[u8], name: &Path) -> Result<IdxArray> {
+    if is_gzip(bytes) {
+        return parse_gzip(bytes, name);
+    }
+    let h = check_plain(bytes, name)?;
+    Ok(IdxArray {
+        data: bytes[h.len..].to_vec(),
+        dims: h.dims,
+    })
+}
+
+/// The header of a plain (uncompressed) file whose data length has been checked.
+fn check_plain(bytes: &[u8], name: &Path) -> Result<Header> {
+    let what = "the file";
+    let h = parse_header(bytes, name, what)?;
+    let found = bytes.len() - h.len;
+    if found != h.data_len {
+        return Err(length_error(&h, found, false, name, what));
+    }
+    Ok(h)
+}
+
+/// Parses a gzip-compressed IDX file (all members of the stream).
+fn parse_gzip(bytes: &[u8], name: &Path) -> Result<IdxArray> {
+    let what = "the decompressed data";
+    let corrupt =
+        |e: std::io::Error| Error::format(name, format!("corrupt or truncated gzip data ({e})"));
+    let mut stream = flate2::read::MultiGzDecoder::new(bytes);
+    // The magic number, then the dimensions it announces.
+    let mut head = Vec::with_capacity(4 + 4 * 255);
+    (&mut stream)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(corrupt)?;
+    if head.len() == 4 && head[..2] == [0, 0] {
+        let dims = 4 * u64::from(head[3]);
+        (&mut stream)
+            .take(dims)
+            .read_to_end(&mut head)
+            .map_err(corrupt)?;
+    }
+    let h = parse_header(&head, name, what)?;
+    if h.data_len > inflate_bound(bytes.len()).saturating_sub(h.len) {
+        return Err(Error::format(
+            name,
+            format!(
+                "IDX dimensions {} need {} bytes, more than a gzip stream of {} bytes can hold",
+                dims_text(&h.dims),
+                thousands(h.data_len),
+                thousands(bytes.len())
+            ),
+        ));
+    }
+    let limit = h.data_len as u64 + 1;
+    let mut data = Vec::new();
+    if h.data_len > ONE_PASS_MAX {
+        let mut count = flate2::read::MultiGzDecoder::new(bytes);
+        let total = std::io::copy(
+            &mut (&mut count).take(h.len as u64 + limit),
+            &mut std::io::sink(),
+        )
+        .map_err(corrupt)?;
+        let found = (total as usize).saturating_sub(h.len);
+        if found != h.data_len {
+            return Err(length_error(&h, found, found > h.data_len, name, what));
+        }
+        data.reserve_exact(h.data_len);
+    }
+    stream.take(limit).read_to_end(&mut data).map_err(corrupt)?;
+    if data.len() != h.data_len {
+        return Err(length_error(
+            &h,
+            data.len(),
+            data.len() > h.data_len,
+            name,
+            what,
+        ));
+    }
+    Ok(IdxArray { dims: h.dims, data })
 }
 
 /// The bytes of an unsigned-byte IDX file holding `data` with dimensions `dims`.

@@ -7,7 +7,7 @@
 //! download. They are in a fixed shuffled order, so any prefix holds all ten classes.
 
 use super::idx::{IdxArray, parse_idx};
-use super::{Dataset, Split, thousands};
+use super::{Dataset, Split, dims_text, thousands};
 use crate::{Error, Real, Result};
 use faer::Mat;
 use std::path::Path;
@@ -116,8 +116,8 @@ pub(crate) fn check_idx_pair(
         return Err(Error::format(
             img_name,
             format!(
-                "IDX images need at least 2 dimensions (count, then the pixels), found dims {:?}",
-                images.dims
+                "IDX images need at least 2 dimensions (count, then the pixels), found dims {}",
+                dims_text(&images.dims)
             ),
         ));
     }
@@ -125,8 +125,8 @@ pub(crate) fn check_idx_pair(
         return Err(Error::format(
             lbl_name,
             format!(
-                "IDX labels must have 1 dimension, found dims {:?} (is this an image file?)",
-                labels.dims
+                "IDX labels must have 1 dimension, found dims {} (is this an image file?)",
+                dims_text(&labels.dims)
             ),
         ));
     }
@@ -142,7 +142,15 @@ pub(crate) fn check_idx_pair(
             ),
         ));
     }
-    Ok((n, images.dims[1..].iter().product()))
+    // Cannot overflow: the reader checks every partial product of the dimensions.
+    let d: usize = images.dims[1..].iter().product();
+    if d == 0 {
+        return Err(Error::format(
+            img_name,
+            format!("IDX images of 0 pixels (dims {})", dims_text(&images.dims)),
+        ));
+    }
+    Ok((n, d))
 }
 
 /// Checks an IDX image/label pair and returns the images flattened to `N × d` (scaled to

@@ -14,7 +14,11 @@
 //! File readers ([`idx`], [`npy`]) never panic on bad files: a wrong magic number, truncated
 //! data, a label count that differs from the image count, NaN or infinity in an NPY array, an
 //! unsupported dtype or Fortran order give an [`Error::Format`](crate::Error::Format) naming
-//! the file and the problem.
+//! the file and the problem, in one line of bounded length (long dimension lists and header
+//! texts are cut, control characters escaped). No allocation is sized by what a header
+//! claims before the file is known to hold that much: a header claiming 2³¹ rows in a small
+//! file is refused, not allocated (the property tests in `tests/fuzz_readers/` check this
+//! with a counting allocator).
 
 mod batch;
 mod dataset;
@@ -83,8 +87,63 @@ pub(crate) fn thousands(n: usize) -> String {
     out
 }
 
+/// Dimensions for a message: `[60000, 28, 28]`, or, past [`DIMS_SHOWN`] of them, the first
+/// ones and a count (`[1, 2, 3, 4, 5, 6, … (255 dimensions)]`), so that a header of many
+/// dimensions cannot make a message long.
+pub(crate) fn dims_text(dims: &[usize]) -> String {
+    let shown: Vec<String> = dims
+        .iter()
+        .take(DIMS_SHOWN)
+        .map(|d| d.to_string())
+        .collect();
+    if dims.len() <= DIMS_SHOWN {
+        format!("[{}]", shown.join(", "))
+    } else {
+        format!("[{}, … ({} dimensions)]", shown.join(", "), dims.len())
+    }
+}
+
+/// Most dimensions [`dims_text`] lists.
+pub(crate) const DIMS_SHOWN: usize = 6;
+
+/// Text taken from a file, made fit for a one-line message: control characters (newlines
+/// included) written as escapes, and at most `max` characters kept, with `…` when cut.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dims_text_caps_the_list() {
+        assert_eq!(super::dims_text(&[]), "[]");
+        assert_eq!(super::dims_text(&[60000, 28, 28]), "[60000, 28, 28]");
+        let many: Vec<usize> = (1..=255).collect();
+        assert_eq!(
+            super::dims_text(&many),
+            "[1, 2, 3, 4, 5, 6, … (255 dimensions)]"
+        );
+    }
+
+    #[test]
+    fn excerpt_escapes_and_cuts() {
+        assert_eq!(super::excerpt("a\nb\tc", 10), "a\\nb\\tc");
+        assert_eq!(super::excerpt("abcdef", 3), "abc…");
+        assert_eq!(super::excerpt("\u{85}x", 10), "\\u{85}x");
+    }
+
     #[test]
     fn thousands_groups_digits() {
         assert_eq!(super::thousands(0), "0");

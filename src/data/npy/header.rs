@@ -6,12 +6,18 @@
 //! suffix, tuples, lists, nested dictionaries), so key order, spacing, quotes and trailing
 //! commas may vary as they do between numpy versions.
 
+use crate::data::excerpt;
 use crate::{Error, Result};
 use std::fmt;
 use std::path::Path;
 
 /// The NPY magic string.
 pub(crate) const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// Most characters of the header text quoted in a message.
+const SHOWN: usize = 80;
+/// Most characters of one word or string of the header quoted in a message.
+const SHOWN_WORD: usize = 24;
 
 /// Element types the readers accept (the writers produce `F32`, `F64`, `U8` and `I64`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -171,18 +177,17 @@ pub fn parse_header(bytes: &[u8], name: &Path) -> Result<NpyHeader> {
     } else {
         text.iter().map(|&b| b as char).collect() // latin-1
     };
+    // The header as quoted in messages: one line, at most `SHOWN` characters.
+    let shown = || excerpt(text.trim(), SHOWN);
     let dict = match Parser::new(&text).literal_alone() {
         Ok(Lit::Dict(d)) => d,
         Ok(_) => {
-            return Err(err(format!(
-                "NPY header is not a dictionary: {}",
-                text.trim()
-            )));
+            return Err(err(format!("NPY header is not a dictionary: {}", shown())));
         }
         Err(e) => {
             return Err(err(format!(
                 "cannot parse the NPY header ({e}): {}",
-                text.trim()
+                shown()
             )));
         }
     };
@@ -190,7 +195,7 @@ pub fn parse_header(bytes: &[u8], name: &Path) -> Result<NpyHeader> {
         dict.iter()
             .find(|(k, _)| matches!(k, Lit::Str(s) if s == key))
             .map(|(_, v)| v)
-            .ok_or_else(|| err(format!("NPY header has no '{key}' entry: {}", text.trim())))
+            .ok_or_else(|| err(format!("NPY header has no '{key}' entry: {}", shown())))
     };
     let (dtype, big_endian) = match get("descr")? {
         Lit::Str(s) => parse_descr(s).map_err(err)?,
@@ -217,7 +222,7 @@ pub fn parse_header(bytes: &[u8], name: &Path) -> Result<NpyHeader> {
                 _ => None,
             })
             .collect::<Option<Vec<usize>>>()
-            .ok_or_else(|| err(format!("'shape' is not a tuple of sizes: {}", text.trim())))?,
+            .ok_or_else(|| err(format!("'shape' is not a tuple of sizes: {}", shown())))?,
         other => return Err(err(format!("'shape' is {other}, not a tuple"))),
     };
     Ok(NpyHeader {
@@ -233,8 +238,9 @@ pub fn parse_header(bytes: &[u8], name: &Path) -> Result<NpyHeader> {
 fn parse_descr(s: &str) -> std::result::Result<(Dtype, bool), String> {
     let unsupported = || {
         format!(
-            "unsupported dtype '{s}' (supported: float32 '<f4', float64 '<f8', uint8 '|u1', \
-             and int8/16/32/64, uint16/32/64 for labels)"
+            "unsupported dtype '{}' (supported: float32 '<f4', float64 '<f8', uint8 '|u1', \
+             and int8/16/32/64, uint16/32/64 for labels)",
+            excerpt(s, SHOWN_WORD)
         )
     };
     let (order, code) = match s.chars().next() {
@@ -276,7 +282,7 @@ enum Lit {
 impl fmt::Display for Lit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Lit::Str(s) => write!(f, "'{s}'"),
+            Lit::Str(s) => write!(f, "'{}'", excerpt(s, SHOWN_WORD)),
             Lit::Bool(b) => f.write_str(if *b { "True" } else { "False" }),
             Lit::Int(n) => write!(f, "{n}"),
             Lit::None => f.write_str("None"),
@@ -322,7 +328,9 @@ impl<'a> Parser<'a> {
             }
             Some(x) => Err(format!(
                 "expected '{}' at byte {}, found '{}'",
-                c as char, self.i, x as char
+                c as char,
+                self.i,
+                (x as char).escape_default()
             )),
             None => Err(format!("expected '{}', found the end", c as char)),
         }
@@ -335,7 +343,8 @@ impl<'a> Parser<'a> {
             None => Ok(lit),
             Some(c) => Err(format!(
                 "unexpected '{}' at byte {} after the dictionary",
-                c as char, self.i
+                (c as char).escape_default(),
+                self.i
             )),
         }
     }
@@ -353,7 +362,11 @@ impl<'a> Parser<'a> {
             Some(q @ (b'\'' | b'"')) => self.string(q),
             Some(c) if c == b'-' || c.is_ascii_digit() => self.int(),
             Some(c) if c.is_ascii_alphabetic() => self.word(),
-            Some(c) => Err(format!("unexpected '{}' at byte {}", c as char, self.i)),
+            Some(c) => Err(format!(
+                "unexpected '{}' at byte {}",
+                (c as char).escape_default(),
+                self.i
+            )),
         };
         self.depth -= 1;
         lit
@@ -428,9 +441,12 @@ impl<'a> Parser<'a> {
             self.i += 1;
         }
         let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-        let n = text
-            .parse::<i128>()
-            .map_err(|_| format!("bad integer '{text}' at byte {start}"))?;
+        let n = text.parse::<i128>().map_err(|_| {
+            format!(
+                "bad integer '{}' at byte {start}",
+                excerpt(text, SHOWN_WORD)
+            )
+        })?;
         if matches!(self.s.get(self.i), Some(b'L' | b'l')) {
             self.i += 1; // Python 2 long suffix
         }
@@ -448,7 +464,7 @@ impl<'a> Parser<'a> {
             b"None" => Ok(Lit::None),
             w => Err(format!(
                 "unknown word '{}' at byte {start}",
-                String::from_utf8_lossy(w)
+                excerpt(&String::from_utf8_lossy(w), SHOWN_WORD)
             )),
         }
     }

@@ -21,7 +21,7 @@ mod header;
 
 pub use header::{Dtype, NpyHeader, parse_header};
 
-use crate::data::{read_file, thousands, write_atomic};
+use crate::data::{dims_text, read_file, thousands, write_atomic};
 use crate::{Error, Real, Result};
 use std::io::Read;
 use std::path::Path;
@@ -105,8 +105,12 @@ macro_rules! dispatch {
     };
 }
 
-/// The multi-index `(i, j, …)` of flat row-major index `flat` in `shape`, for messages.
+/// The multi-index `(i, j, …)` of flat row-major index `flat` in `shape`, for messages
+/// (`flat i` alone past 8 dimensions, to keep messages short).
 fn multi_index(shape: &[usize], mut flat: usize) -> String {
+    if shape.len() > 8 {
+        return format!("flat {flat}");
+    }
     let mut idx = vec![0; shape.len()];
     for (k, &d) in shape.iter().enumerate().rev() {
         if d > 0 {
@@ -123,28 +127,31 @@ fn data_section<'a>(bytes: &'a [u8], h: &NpyHeader, name: &Path) -> Result<&'a [
     let err = |p: String| Error::format(name, p);
     if h.fortran_order && h.shape.iter().filter(|&&d| d > 1).count() > 1 {
         return Err(err(format!(
-            "Fortran-ordered (column-major) array of shape {:?} is not supported; save it in C \
+            "Fortran-ordered (column-major) array of shape {} is not supported; save it in C \
              order (np.save(f, np.ascontiguousarray(a)))",
-            h.shape
+            dims_text(&h.shape)
         )));
     }
-    let n = h.n_elements().ok_or_else(|| {
+    // Every partial product must fit, not only the full one: `(0, 2³², 2³²)` holds no
+    // elements, but its row width (the product after the first dimension) overflows.
+    let overflow = || {
         err(format!(
-            "NPY shape {:?} overflows the address space",
-            h.shape
+            "NPY shape {} of {} overflows the address space",
+            dims_text(&h.shape),
+            h.dtype
         ))
-    })?;
-    let need = n.checked_mul(h.dtype.size()).ok_or_else(|| {
-        err(format!(
-            "NPY shape {:?} overflows the address space",
-            h.shape
-        ))
-    })?;
+    };
+    h.shape
+        .iter()
+        .try_fold(h.dtype.size(), |a, &d| a.checked_mul(d.max(1)))
+        .ok_or_else(overflow)?;
+    let n = h.n_elements().ok_or_else(overflow)?;
+    let need = n.checked_mul(h.dtype.size()).ok_or_else(overflow)?;
     let found = bytes.len() - h.data_offset;
     if found < need {
         return Err(err(format!(
-            "truncated NPY data: shape {:?} of {} needs {} bytes, the file has {}",
-            h.shape,
+            "truncated NPY data: shape {} of {} needs {} bytes, the file has {}",
+            dims_text(&h.shape),
             h.dtype,
             thousands(need),
             thousands(found)
@@ -152,9 +159,9 @@ fn data_section<'a>(bytes: &'a [u8], h: &NpyHeader, name: &Path) -> Result<&'a [
     }
     if found > need {
         return Err(err(format!(
-            "NPY data length mismatch: shape {:?} of {} needs {} bytes, the file has {} \
+            "NPY data length mismatch: shape {} of {} needs {} bytes, the file has {} \
              ({} extra)",
-            h.shape,
+            dims_text(&h.shape),
             h.dtype,
             thousands(need),
             thousands(found),
@@ -218,37 +225,28 @@ fn decode_int<E: Elem, X>(
 
 /// Reads only the header of an NPY file (the shape and dtype, without the data).
 ///
+/// The header length the file declares is not trusted: at most that many bytes are read,
+/// into a buffer that grows only with the bytes actually read.
+///
 /// # Errors
 /// [`Error::Io`] if the file cannot be read; [`Error::Format`] as [`parse_header`].
 pub fn read_header(path: &Path) -> Result<NpyHeader> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = vec![0u8; 12];
-    let n = read_up_to(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
-    buf.truncate(n);
+    let io = |e| Error::io(path, e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = Vec::with_capacity(12);
+    (&mut f).take(12).read_to_end(&mut buf).map_err(io)?;
+    let n = buf.len();
     if n >= 10 && &buf[..6] == header::MAGIC {
         let hlen = match buf[6] {
-            1 => u16::from_le_bytes([buf[8], buf[9]]) as usize + 10,
-            _ if n >= 12 => u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize + 12,
-            _ => n,
+            1 => u64::from(u16::from_le_bytes([buf[8], buf[9]])) + 10,
+            _ if n >= 12 => u64::from(u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]])) + 12,
+            _ => n as u64,
         };
-        if hlen > n {
-            buf.resize(hlen, 0);
-            let m = read_up_to(&mut f, &mut buf[n..]).map_err(|e| Error::io(path, e))?;
-            buf.truncate(n + m);
+        if let Some(rest) = hlen.checked_sub(n as u64) {
+            f.take(rest).read_to_end(&mut buf).map_err(io)?;
         }
     }
     parse_header(&buf, path)
-}
-
-fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            m => n += m,
-        }
-    }
-    Ok(n)
 }
 
 /// Reads an NPY file as floats of type `T`. Files of `float32`, `float64`, `uint8` or any
