@@ -7,6 +7,7 @@
 //! with MINPACK `lmder1`'s counts where the reference output has them.
 
 mod common;
+mod nist;
 
 use itlin::solve::test_problems::{self, TestProblem};
 use itlin::solve::{
@@ -309,7 +310,7 @@ fn print_mgh_table() {
     for p in test_problems::all() {
         for factor in [1.0, 10.0, 100.0] {
             let mut theta = p.scaled_start(factor);
-            let report = LevenbergMarquardt::new().minimize(&p, &mut theta);
+            let report = nist::tuned(LevenbergMarquardt::new()).minimize(&p, &mut theta);
             let (lm_counts, lm_cost) = match (factor == 1.0).then(|| p.lmder()).flatten() {
                 Some(r) => (
                     format!("{}/{}", r.nfev, r.njev),

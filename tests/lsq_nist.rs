@@ -11,7 +11,7 @@ use nist::Problem;
 /// One run of `LevenbergMarquardt::new()`.
 fn run(p: &Problem, start: usize) -> (Report, Vec<f64>) {
     let mut b = p.starts[start].clone();
-    let report = LevenbergMarquardt::new().minimize(p, &mut b);
+    let report = nist::tuned(LevenbergMarquardt::new()).minimize(p, &mut b);
     (report, b)
 }
 
@@ -33,7 +33,7 @@ fn print_nist_table() {
             ok += usize::from(e <= 1e-6);
             fev += r.evaluations;
             println!(
-                "| {} | {} | {} | {} | {:.1} | {} |",
+                "| {} | {} | {} | {} | {:.2} | {} |",
                 p.name,
                 s + 1,
                 r.evaluations,
@@ -44,4 +44,44 @@ fn print_nist_table() {
         }
     }
     println!("{ok}/{total} certified, {fev} residual evaluations");
+}
+
+#[test]
+#[ignore = "TEMPORARY trace"]
+fn trace() {
+    let want = std::env::var("X_PROB").unwrap_or_default();
+    let s: usize = std::env::var("X_START").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    if let Some(name) = want.strip_prefix("mgh:") {
+        let p = itlin::solve::test_problems::by_name(name).unwrap();
+        let mut b = p.scaled_start(s as f64);
+        let r = nist::tuned(LevenbergMarquardt::new())
+            .with_observer(move |i| {
+                println!(
+                    "it {:3} fev {:3} acc {} cost {:.17e} trial {:.17e} lam {:.2e} rho {:.3e} step {:.2e}",
+                    i.iteration, i.evaluations, i.accepted as u8, i.cost, i.trial_cost, i.lambda, i.rho, i.step_norm
+                );
+                std::ops::ControlFlow::Continue(())
+            })
+            .minimize(&p, &mut b);
+        println!("{r}");
+        return;
+    }
+    for p in nist::problems() {
+        if p.name != want {
+            continue;
+        }
+        let cert = p.certified.clone();
+        let mut b = p.starts[s - 1].clone();
+        let r = nist::tuned(LevenbergMarquardt::new())
+            .with_observer(move |i| {
+                let e = i.theta.iter().zip(&cert).map(|(a, c)| ((a - c) / c).abs()).fold(0.0, f64::max);
+                println!(
+                    "it {:3} fev {:3} acc {} cost {:.17e} trial {:.17e} lam {:.2e} rho {:.3e} step {:.2e} relerr {:.2e}",
+                    i.iteration, i.evaluations, i.accepted as u8, i.cost, i.trial_cost, i.lambda, i.rho, i.step_norm, e
+                );
+                std::ops::ControlFlow::Continue(())
+            })
+            .minimize(&p, &mut b);
+        println!("{r}");
+    }
 }

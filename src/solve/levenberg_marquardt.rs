@@ -14,6 +14,14 @@ use std::time::Instant;
 
 /// Gain ratio above which a step is accepted (MINPACK's `p0001`).
 const ACCEPT_RHO: f64 = 1e-4;
+/// Gain ratio below which a geodesic-acceleration correction of the trial step is tried.
+const ACCEL_RHO: f64 = 0.5;
+/// Largest `2‖D a‖ / ‖D v‖` for which the corrected step `v + a/2` is tried (Transtrum &
+/// Sethna's `α`).
+const ACCEL_ALPHA: f64 = 0.75;
+/// After a trial with non-finite residuals the next scaled step is at most this fraction of
+/// the failed one.
+const NONFINITE_SHRINK: f64 = 0.1;
 /// Damping beyond which the solve is declared stalled.
 const LAMBDA_MAX: f64 = 1e300;
 
@@ -101,6 +109,7 @@ pub struct LevenbergMarquardt<T: Real = f64> {
     tol: Tolerances,
     tau: f64,
     scaling: bool,
+    acceleration: bool,
     observer: Observer<T>,
 }
 
@@ -113,10 +122,17 @@ impl<T: Real> Default for LevenbergMarquardt<T> {
 impl<T: Real> LevenbergMarquardt<T> {
     /// A solver with the default settings (see the table on [`LevenbergMarquardt`]).
     pub fn new() -> Self {
+        let eps = T::EPSILON.to_f64();
         LevenbergMarquardt {
-            tol: Tolerances::new(),
+            tol: Tolerances {
+                ftol: Some(eps),
+                xtol: Some(10.0 * eps),
+                gtol: eps,
+                ..Tolerances::new()
+            },
             tau: 1e-6,
             scaling: true,
+            acceleration: true,
             observer: Observer::none(),
         }
     }
@@ -171,6 +187,16 @@ impl<T: Real> LevenbergMarquardt<T> {
         self
     }
 
+    /// Geodesic acceleration (on by default): when a trial step `v` gains less than half of
+    /// its predicted reduction (`ρ < ½`), the second directional derivative of the residuals
+    /// along `v`, read off that trial at no cost, gives a second-order correction `a`; the
+    /// corrected step `v + a/2` costs one more residual evaluation and replaces `v` when it
+    /// lowers the cost further. `false` gives plain Levenberg–Marquardt.
+    pub fn with_acceleration(mut self, acceleration: bool) -> Self {
+        self.acceleration = acceleration;
+        self
+    }
+
     /// A callback run after every trial step; returning `ControlFlow::Break(())` stops the
     /// solve with [`Termination::User`].
     pub fn with_observer(
@@ -193,7 +219,11 @@ impl<T: Real> LevenbergMarquardt<T> {
         let ftol = self.tol.ftol::<T>();
         let xtol = self.tol.xtol::<T>();
         let gtol = self.tol.gtol;
-        let max_fev = self.tol.max_evaluations(n).max(1);
+        let max_fev = self
+            .tol
+            .max_evaluations
+            .unwrap_or(1000usize.saturating_mul(n.saturating_add(1)))
+            .max(1);
         let eps = T::EPSILON.to_f64();
 
         let mut prog = Progress::new();
@@ -224,6 +254,10 @@ impl<T: Real> LevenbergMarquardt<T> {
         let mut nu = 2.0f64;
         let mut trial = theta.to_vec();
         let mut r_new = vec![0.0; m];
+        let mut trial2 = theta.to_vec();
+        let mut r_new2 = vec![0.0; m];
+        let mut j_fresh;
+        let mut shrink_to: Option<f64> = None;
         // The last point whose Jacobian was finite, to fall back to.
         let mut prev_theta = theta.to_vec();
         let mut prev_r = r.clone();
@@ -233,6 +267,7 @@ impl<T: Real> LevenbergMarquardt<T> {
         loop {
             // ---- linearise at the current point (or fall back to the previous one)
             let j_ok = ev.jacobian(theta, &mut j);
+            j_fresh = j_ok;
             if j_ok {
                 let t0 = Instant::now();
                 let new = Linearisation::new(&j, &r);
@@ -282,7 +317,14 @@ impl<T: Real> LevenbergMarquardt<T> {
                     return prog.finish(Termination::Stalled, cost, &ev);
                 }
                 let t0 = Instant::now();
-                let step = lin_ref.solve(&d, lambda);
+                let mut step = lin_ref.solve(&d, lambda);
+                if let Some(bound) = shrink_to.take() {
+                    while norm2(&step.dp) > bound && lambda <= LAMBDA_MAX {
+                        lambda *= nu;
+                        nu *= 2.0;
+                        step = lin_ref.solve(&d, lambda);
+                    }
+                }
                 prog.t_lin += t0.elapsed();
                 prog.iterations += 1;
                 prog.lambdas.push(lambda);
@@ -292,32 +334,47 @@ impl<T: Real> LevenbergMarquardt<T> {
                     let dx: Vec<f64> = (0..n).map(|k| d[k] * theta[k].to_f64()).collect();
                     norm2(&dx)
                 };
-                let step_norm = norm2(&step.p);
-                let (trial_cost, rho, pred) = if step.p.iter().all(|v| v.is_finite()) {
+                // A step whose predicted reduction comes mostly from the damping term is
+                // short because λ is large, not because θ has converged: the convergence
+                // tests do not count for it (this avoids MINPACK-style false convergence
+                // after a run of rejections).
+                let undamped = lambda * step.dp_norm2 <= 1e2 * step.jp_norm2;
+                let pred = step.predicted;
+                // The undamped model cannot reduce the cost by more than ftol·F: converged.
+                let ftol_ok = undamped && pred <= ftol * cost;
+                let mut step_norm = norm2(&step.p);
+                let (trial_cost, rho) = if step.p.iter().all(|v| v.is_finite()) {
                     add_step(theta, &step.p, &mut trial);
-                    let c = ev.residuals(&trial, &mut r_new);
-                    let pred = step.predicted;
+                    let mut c = ev.residuals(&trial, &mut r_new);
+                    let poor = c.is_finite() && pred > 0.0 && !((cost - c) / pred >= ACCEL_RHO);
+                    if self.acceleration && poor && j_fresh && !ftol_ok && ev.nfev < max_fev {
+                        if let Some(a) = acceleration(&j, &r, &r_new, &step.p, &d, lambda) {
+                            let dnorm_a = norm2(&a.iter().zip(&d).map(|(x, y)| x * y).collect::<Vec<_>>());
+                            if 2.0 * dnorm_a <= ACCEL_ALPHA * dnorm_step {
+                                let p2: Vec<f64> =
+                                    step.p.iter().zip(&a).map(|(v, a)| v + 0.5 * a).collect();
+                                add_step(theta, &p2, &mut trial2);
+                                let c2 = ev.residuals(&trial2, &mut r_new2);
+                                if c2 < c {
+                                    c = c2;
+                                    step_norm = norm2(&p2);
+                                    std::mem::swap(&mut trial, &mut trial2);
+                                    std::mem::swap(&mut r_new, &mut r_new2);
+                                }
+                            }
+                        }
+                    }
                     let rho = if c.is_finite() && pred > 0.0 {
                         (cost - c) / pred
                     } else {
                         f64::NAN
                     };
-                    (c, rho, pred)
+                    (c, rho)
                 } else {
-                    (f64::NAN, f64::NAN, f64::NAN)
+                    (f64::NAN, f64::NAN)
                 };
                 let accepted = rho > ACCEPT_RHO;
                 let actred = cost - trial_cost;
-                // A step whose predicted reduction comes mostly from the damping term is
-                // short because λ is large, not because θ has converged: the relative tests
-                // do not count for it (this avoids MINPACK-style false convergence after a
-                // run of rejections).
-                let undamped = lambda * step.dp_norm2 <= 1e2 * step.jp_norm2;
-                let ftol_ok = undamped
-                    && trial_cost.is_finite()
-                    && actred.abs() <= ftol * cost
-                    && pred <= ftol * cost
-                    && rho <= 2.0;
                 // The step test counts only for accepted steps: a run of rejections shrinks
                 // the step too, and that is not convergence (it ends as `Stalled` below).
                 let xtol_ok = accepted && undamped && dnorm_step <= xtol * xnorm;
@@ -337,6 +394,11 @@ impl<T: Real> LevenbergMarquardt<T> {
                 } else {
                     lambda *= nu;
                     nu *= 2.0;
+                    if !trial_cost.is_finite() {
+                        // Nothing was learnt about the model's validity except that the step
+                        // was far too long: the next one is at most a tenth of it.
+                        shrink_to = Some(NONFINITE_SHRINK * dnorm_step);
+                    }
                 }
                 let info = IterationInfo {
                     iteration: prog.iterations,
@@ -367,6 +429,22 @@ impl<T: Real> LevenbergMarquardt<T> {
             }
         }
     }
+}
+
+/// Geodesic acceleration from the trial residuals.
+fn acceleration(j: &Mat<f64>, r: &[f64], r_new: &[f64], v: &[f64], d: &[f64], lambda: f64) -> Option<Vec<f64>> {
+    let (m, n) = (j.nrows(), j.ncols());
+    let sl = lambda.sqrt();
+    let mut rvv = vec![0.0; m];
+    for i in 0..m {
+        let jv: f64 = (0..n).map(|k| j[(i, k)] * v[k]).sum();
+        rvv[i] = 2.0 * (r_new[i] - r[i] - jv);
+    }
+    let a = Mat::from_fn(m + n, n, |i, c| if i < m { j[(i, c)] } else if i - m == c { sl * d[c] } else { 0.0 });
+    let b = Mat::from_fn(m + n, 1, |i, _| if i < m { -rvv[i] } else { 0.0 });
+    let x = a.qr().solve_lstsq(&b);
+    let out: Vec<f64> = (0..n).map(|i| x[(i, 0)]).collect();
+    out.iter().all(|v| v.is_finite()).then_some(out)
 }
 
 /// The QR factors of one Jacobian: `[J | r] = Q [R | Qᵀr]`.

@@ -391,3 +391,14 @@ pub fn problems() -> Vec<Problem> {
             .expect("the vendored NIST file parses"),
     }
 }
+
+/// TEMPORARY experiment knobs.
+pub fn tuned(mut lm: itlin::solve::LevenbergMarquardt) -> itlin::solve::LevenbergMarquardt {
+    let get = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+    if let Some(v) = get("X_FTOL") { lm = lm.with_ftol(v); }
+    if let Some(v) = get("X_XTOL") { lm = lm.with_xtol(v); }
+    if let Some(v) = get("X_GTOL") { lm = lm.with_gtol(v); }
+    if let Some(v) = get("X_TAU") { lm = lm.with_initial_lambda(v); }
+    if let Some(v) = get("X_FEV") { lm = lm.with_max_evaluations(v as usize); }
+    lm
+}
