@@ -349,7 +349,8 @@ impl<T: Real> LevenbergMarquardt<T> {
                     let poor = c.is_finite() && pred > 0.0 && !((cost - c) / pred >= ACCEL_RHO);
                     if self.acceleration && poor && j_fresh && !ftol_ok && ev.nfev < max_fev {
                         if let Some(a) = acceleration(&j, &r, &r_new, &step.p, &d, lambda) {
-                            let dnorm_a = norm2(&a.iter().zip(&d).map(|(x, y)| x * y).collect::<Vec<_>>());
+                            let dnorm_a =
+                                norm2(&a.iter().zip(&d).map(|(x, y)| x * y).collect::<Vec<_>>());
                             if 2.0 * dnorm_a <= ACCEL_ALPHA * dnorm_step {
                                 let p2: Vec<f64> =
                                     step.p.iter().zip(&a).map(|(v, a)| v + 0.5 * a).collect();
@@ -432,7 +433,14 @@ impl<T: Real> LevenbergMarquardt<T> {
 }
 
 /// Geodesic acceleration from the trial residuals.
-fn acceleration(j: &Mat<f64>, r: &[f64], r_new: &[f64], v: &[f64], d: &[f64], lambda: f64) -> Option<Vec<f64>> {
+fn acceleration(
+    j: &Mat<f64>,
+    r: &[f64],
+    r_new: &[f64],
+    v: &[f64],
+    d: &[f64],
+    lambda: f64,
+) -> Option<Vec<f64>> {
     let (m, n) = (j.nrows(), j.ncols());
     let sl = lambda.sqrt();
     let mut rvv = vec![0.0; m];
@@ -440,7 +448,15 @@ fn acceleration(j: &Mat<f64>, r: &[f64], r_new: &[f64], v: &[f64], d: &[f64], la
         let jv: f64 = (0..n).map(|k| j[(i, k)] * v[k]).sum();
         rvv[i] = 2.0 * (r_new[i] - r[i] - jv);
     }
-    let a = Mat::from_fn(m + n, n, |i, c| if i < m { j[(i, c)] } else if i - m == c { sl * d[c] } else { 0.0 });
+    let a = Mat::from_fn(m + n, n, |i, c| {
+        if i < m {
+            j[(i, c)]
+        } else if i - m == c {
+            sl * d[c]
+        } else {
+            0.0
+        }
+    });
     let b = Mat::from_fn(m + n, 1, |i, _| if i < m { -rvv[i] } else { 0.0 });
     let x = a.qr().solve_lstsq(&b);
     let out: Vec<f64> = (0..n).map(|i| x[(i, 0)]).collect();

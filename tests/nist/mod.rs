@@ -345,7 +345,10 @@ pub fn parse(text: &str) -> Result<Vec<Problem>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for p in v.as_array().ok_or("not a JSON array")? {
-        let name = p["name"].as_str().ok_or("a problem without a name")?.to_string();
+        let name = p["name"]
+            .as_str()
+            .ok_or("a problem without a name")?
+            .to_string();
         let model = Model::of(&name).ok_or(format!("{name}: no model for this problem"))?;
         let x = p["x"]
             .as_array()
@@ -372,7 +375,9 @@ pub fn parse(text: &str) -> Result<Vec<Problem>, String> {
             y,
             starts: [floats(&p["start1"], &name)?, floats(&p["start2"], &name)?],
             certified: floats(&p["certified_params"], &name)?,
-            certified_rss: p["certified_rss"].as_f64().ok_or(format!("{name}: no RSS"))?,
+            certified_rss: p["certified_rss"]
+                .as_f64()
+                .ok_or(format!("{name}: no RSS"))?,
             name,
         });
     }
@@ -387,18 +392,9 @@ pub fn problems() -> Vec<Problem> {
             let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
         }
-        Err(_) => parse(include_str!("../data/nist-strd/nist_strd_lower_average.json"))
-            .expect("the vendored NIST file parses"),
+        Err(_) => parse(include_str!(
+            "../data/nist-strd/nist_strd_lower_average.json"
+        ))
+        .expect("the vendored NIST file parses"),
     }
-}
-
-/// TEMPORARY experiment knobs.
-pub fn tuned(mut lm: itlin::solve::LevenbergMarquardt) -> itlin::solve::LevenbergMarquardt {
-    let get = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
-    if let Some(v) = get("X_FTOL") { lm = lm.with_ftol(v); }
-    if let Some(v) = get("X_XTOL") { lm = lm.with_xtol(v); }
-    if let Some(v) = get("X_GTOL") { lm = lm.with_gtol(v); }
-    if let Some(v) = get("X_TAU") { lm = lm.with_initial_lambda(v); }
-    if let Some(v) = get("X_FEV") { lm = lm.with_max_evaluations(v as usize); }
-    lm
 }
