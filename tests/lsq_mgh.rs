@@ -113,7 +113,8 @@ fn levenberg_marquardt_reaches_the_known_minima() {
         };
         if hit.is_none()
             || !terminated_well
-            || !(cos < 1e-6)
+            || cos.is_nan()
+            || cos >= 1e-6
             || theta.iter().any(|v| !v.is_finite())
         {
             failures.push(format!(

@@ -180,7 +180,8 @@ fn boxbod() -> Problem {
 #[test]
 fn boxbod_from_both_starts() {
     let p = boxbod();
-    let configs: [(&str, fn() -> LevenbergMarquardt); 3] = [
+    type Builder = fn() -> LevenbergMarquardt;
+    let configs: [(&str, Builder); 3] = [
         ("defaults", LevenbergMarquardt::new),
         ("τ = 100", || {
             LevenbergMarquardt::new().with_initial_lambda(100.0)

@@ -1,14 +1,14 @@
 //! Levenberg–Marquardt for generic nonlinear least squares (see [`LevenbergMarquardt`]).
 
 use super::least_squares::LeastSquares;
+use super::lm_linear::{Linearisation, acceleration};
 use super::lsq_common::{
-    Evaluator, Observer, Progress, Tolerances, add_step, bad_input, check_input,
-    gradient_and_column_norms, gradient_cosine, half_norm2, norm2,
+    Evaluator, Observer, Progress, Tolerances, add_step, bad_input, check_input, gradient_cosine,
+    half_norm2, norm2,
 };
 use super::report::{IterationInfo, Report, Termination};
 use crate::Real;
 use faer::Mat;
-use faer::linalg::solvers::SolveLstsq;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -396,22 +396,27 @@ impl<T: Real> LevenbergMarquardt<T> {
                 let (trial_cost, rho) = if step.p.iter().all(|v| v.is_finite()) {
                     add_step(theta, &step.p, &mut trial);
                     let mut c = ev.residuals(&trial, &mut r_new);
-                    let poor = c.is_finite() && pred > 0.0 && !((cost - c) / pred >= ACCEL_RHO);
-                    if self.acceleration && poor && j_fresh && !ftol_ok && ev.nfev < max_fev {
-                        if let Some(a) = acceleration(&j, &r, &r_new, &step.p, &d, lambda) {
-                            let dnorm_a =
-                                norm2(&a.iter().zip(&d).map(|(x, y)| x * y).collect::<Vec<_>>());
-                            if 2.0 * dnorm_a <= ACCEL_ALPHA * dnorm_step {
-                                let p2: Vec<f64> =
-                                    step.p.iter().zip(&a).map(|(v, a)| v + 0.5 * a).collect();
-                                add_step(theta, &p2, &mut trial2);
-                                let c2 = ev.residuals(&trial2, &mut r_new2);
-                                if c2 < c {
-                                    c = c2;
-                                    step_norm = norm2(&p2);
-                                    std::mem::swap(&mut trial, &mut trial2);
-                                    std::mem::swap(&mut r_new, &mut r_new2);
-                                }
+                    // Finite `c` and positive `pred`: the ratio is finite.
+                    let poor = c.is_finite() && pred > 0.0 && (cost - c) / pred < ACCEL_RHO;
+                    let correction =
+                        if self.acceleration && poor && j_fresh && !ftol_ok && ev.nfev < max_fev {
+                            acceleration(&j, &r, &r_new, &step.p, &d, lambda)
+                        } else {
+                            None
+                        };
+                    if let Some(a) = correction {
+                        let dnorm_a =
+                            norm2(&a.iter().zip(&d).map(|(x, y)| x * y).collect::<Vec<_>>());
+                        if 2.0 * dnorm_a <= ACCEL_ALPHA * dnorm_step {
+                            let p2: Vec<f64> =
+                                step.p.iter().zip(&a).map(|(v, a)| v + 0.5 * a).collect();
+                            add_step(theta, &p2, &mut trial2);
+                            let c2 = ev.residuals(&trial2, &mut r_new2);
+                            if c2 < c {
+                                c = c2;
+                                step_norm = norm2(&p2);
+                                std::mem::swap(&mut trial, &mut trial2);
+                                std::mem::swap(&mut r_new, &mut r_new2);
                             }
                         }
                     }
@@ -478,114 +483,6 @@ impl<T: Real> LevenbergMarquardt<T> {
                     break;
                 }
             }
-        }
-    }
-}
-
-/// Geodesic acceleration from the trial residuals.
-fn acceleration(
-    j: &Mat<f64>,
-    r: &[f64],
-    r_new: &[f64],
-    v: &[f64],
-    d: &[f64],
-    lambda: f64,
-) -> Option<Vec<f64>> {
-    let (m, n) = (j.nrows(), j.ncols());
-    let sl = lambda.sqrt();
-    let mut rvv = vec![0.0; m];
-    for i in 0..m {
-        let jv: f64 = (0..n).map(|k| j[(i, k)] * v[k]).sum();
-        rvv[i] = 2.0 * (r_new[i] - r[i] - jv);
-    }
-    let a = Mat::from_fn(m + n, n, |i, c| {
-        if i < m {
-            j[(i, c)]
-        } else if i - m == c {
-            sl * d[c]
-        } else {
-            0.0
-        }
-    });
-    let b = Mat::from_fn(m + n, 1, |i, _| if i < m { -rvv[i] } else { 0.0 });
-    let x = a.qr().solve_lstsq(&b);
-    let out: Vec<f64> = (0..n).map(|i| x[(i, 0)]).collect();
-    out.iter().all(|v| v.is_finite()).then_some(out)
-}
-
-/// The QR factors of one Jacobian: `[J | r] = Q [R | Qᵀr]`.
-struct Linearisation {
-    /// `R`, `k × n` upper trapezoidal, `k = min(m, n)`.
-    r: Mat<f64>,
-    /// The first `k` entries of `Qᵀ r`.
-    qtr: Vec<f64>,
-    /// `g = Jᵀ r`.
-    g: Vec<f64>,
-    /// Column norms of `J`.
-    colnorm: Vec<f64>,
-}
-
-/// One damped step.
-struct Step {
-    /// `δ`.
-    p: Vec<f64>,
-    /// `D δ`.
-    dp: Vec<f64>,
-    /// Predicted reduction `½‖Rδ‖² + λ‖Dδ‖²`.
-    predicted: f64,
-    /// `‖Jδ‖² = ‖Rδ‖²`.
-    jp_norm2: f64,
-    /// `‖Dδ‖²`.
-    dp_norm2: f64,
-}
-
-impl Linearisation {
-    fn new(j: &Mat<f64>, r: &[f64]) -> Self {
-        let (m, n) = (j.nrows(), j.ncols());
-        let k = m.min(n);
-        let aug = Mat::from_fn(m, n + 1, |i, c| if c < n { j[(i, c)] } else { r[i] });
-        let qr = aug.qr();
-        let rr = qr.R();
-        let r_fac = Mat::from_fn(k, n, |i, c| if i <= c { rr[(i, c)] } else { 0.0 });
-        let qtr = (0..k).map(|i| rr[(i, n)]).collect();
-        let (g, colnorm) = gradient_and_column_norms(j, r);
-        Linearisation {
-            r: r_fac,
-            qtr,
-            g,
-            colnorm,
-        }
-    }
-
-    /// Solves `min ‖[R; √λ D] δ + [Qᵀr; 0]‖` by a QR of the stacked matrix.
-    fn solve(&self, d: &[f64], lambda: f64) -> Step {
-        let (k, n) = (self.r.nrows(), self.r.ncols());
-        let sl = lambda.sqrt();
-        let a = Mat::from_fn(k + n, n, |i, c| {
-            if i < k {
-                self.r[(i, c)]
-            } else if i - k == c {
-                sl * d[c]
-            } else {
-                0.0
-            }
-        });
-        let b = Mat::from_fn(k + n, 1, |i, _| if i < k { -self.qtr[i] } else { 0.0 });
-        let x = a.qr().solve_lstsq(&b);
-        let p: Vec<f64> = (0..n).map(|i| x[(i, 0)]).collect();
-        let dp: Vec<f64> = p.iter().zip(d).map(|(a, b)| a * b).collect();
-        let rp: Vec<f64> = (0..k)
-            .map(|i| (i..n).map(|c| self.r[(i, c)] * p[c]).sum())
-            .collect();
-        let jp_norm2 = norm2(&rp).powi(2);
-        let dp_norm2 = norm2(&dp).powi(2);
-        let predicted = 0.5 * jp_norm2 + lambda * dp_norm2;
-        Step {
-            p,
-            dp,
-            predicted,
-            jp_norm2,
-            dp_norm2,
         }
     }
 }
