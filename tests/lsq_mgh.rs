@@ -134,7 +134,8 @@ fn levenberg_marquardt_reaches_the_known_minima() {
 /// lmder1's (up to 1e-6 relative) or at another documented minimum, and its residual
 /// evaluations summed over those problems stay within lmder1's: with lmder1's own tolerances
 /// (`ftol = xtol = √ε`) at most lmder1's total, and with the defaults, whose tolerances are
-/// ε-scale (about 10⁸ times tighter), at most 1.25 times it. Sums over 22 problems, not
+/// ε-scale (about 10⁸ times tighter), at most 1.5 times it (1207 against 1184 here; starts
+/// perturbed by 1e-15…1e-9 relative gave up to 1359, and 931 at lmder1's tolerances). Sums over 22 problems, not
 /// per-problem counts, so a different rounding of one trajectory does not decide.
 #[test]
 fn no_worse_than_minpack_lmder_overall() {
@@ -161,9 +162,8 @@ fn no_worse_than_minpack_lmder_overall() {
         ours_loose += loose.evaluations;
         theirs += reference.nfev;
     }
-    println!("evaluations: defaults {ours}, lmder1's tolerances {ours_loose}, lmder1 {theirs}");
     assert!(
-        ours_loose <= theirs && 4 * ours <= 5 * theirs,
+        ours_loose <= theirs && 2 * ours <= 3 * theirs,
         "LM used {ours_loose} residual evaluations at lmder1's tolerances and {ours} with its \
          defaults, lmder1 {theirs}"
     );
