@@ -135,8 +135,9 @@ fn levenberg_marquardt_reaches_the_known_minima() {
 /// evaluations summed over those problems stay within lmder1's: with lmder1's own tolerances
 /// (`ftol = xtol = √ε`) at most lmder1's total, and with the defaults, whose tolerances are
 /// ε-scale (about 10⁸ times tighter), at most 1.5 times it (1207 against 1184 here; starts
-/// perturbed by 1e-15…1e-9 relative gave up to 1359, and 931 at lmder1's tolerances). Sums over 22 problems, not
-/// per-problem counts, so a different rounding of one trajectory does not decide.
+/// perturbed by 1e-15…1e-9 relative gave up to 1359, and 931 at lmder1's tolerances). Sums
+/// over 22 problems, not per-problem counts, so a different rounding of one trajectory does
+/// not decide.
 #[test]
 fn no_worse_than_minpack_lmder_overall() {
     let sqrt_eps = f64::EPSILON.sqrt();
