@@ -19,6 +19,7 @@ mod gauss_newton_lsq;
 mod gn_step;
 mod least_squares;
 mod levenberg_marquardt;
+mod lm_linear;
 mod lsq_common;
 mod network_lm;
 mod report;

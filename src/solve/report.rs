@@ -13,10 +13,12 @@ use std::time::Duration;
 pub enum Termination {
     /// A convergence test was met; each flag says which (several may hold at once).
     Converged {
-        /// Relative reduction: actual and predicted reductions of the cost were both
+        /// Relative reduction. Levenberg–Marquardt: the predicted reduction of a step not
+        /// dominated by the damping was `≤ ftol · cost` (the actual reduction is rounding
+        /// noise there). Gauss–Newton: actual and predicted reductions were both
         /// `≤ ftol · cost` (MINPACK's `info = 1`).
         ftol: bool,
-        /// Relative step: `‖D δ‖ ≤ xtol · ‖D θ‖` (MINPACK's `info = 2`).
+        /// Relative step: `‖D δ‖ ≤ xtol · ‖D θ‖` for an accepted step (MINPACK's `info = 2`).
         xtol: bool,
         /// Gradient: `max_k |(Jᵀr)_k| / (‖J_{:,k}‖ ‖r‖) ≤ gtol`, the largest cosine between the
         /// residual and a Jacobian column (MINPACK's `info = 4`).
