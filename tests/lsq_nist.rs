@@ -9,7 +9,9 @@
 
 mod nist;
 
-use itlin::solve::{GaussNewton, LeastSquares, LevenbergMarquardt, Report, check_jacobian};
+use itlin::solve::{
+    GaussNewton, LeastSquares, LevenbergMarquardt, Report, Termination, check_jacobian,
+};
 use nist::{Model, Problem};
 
 /// Residual evaluations of MINPACK `lmder` (scipy 1.17.1 `least_squares(method="lm")`, exact
@@ -99,7 +101,8 @@ fn a_wrong_jacobian_is_caught() {
     assert!(check_jacobian(&Wrong(p), &b, 6e-6).max_error > 1e-5);
 }
 
-/// The defaults certify all 36 runs, the final RSS is NIST's, and the residual evaluations
+/// The defaults certify all 36 runs (every parameter within 1e-6 relative, converged or
+/// stalled at working precision), the final RSS is NIST's, and the residual evaluations
 /// stay within MINPACK's: summed over the 36 runs at most MINPACK's total, and no run above
 /// three times MINPACK's count plus 20 (sums and generous bounds, not exact counts, so the
 /// test holds whatever SIMD width rounds the QR).
@@ -114,7 +117,13 @@ fn defaults_reach_the_certified_values_on_every_run() {
             let err = p.max_relative_error(&b);
             let rss_err = ((2.0 * r.cost - p.certified_rss) / p.certified_rss).abs();
             let minpack = MINPACK_NFEV[2 * i + s];
-            if !(err <= 1e-6 && rss_err <= 1e-8 && r.termination.is_converged()) {
+            // Converged, or stalled at working precision (MINPACK's info 6-8): Lanczos2 (RSS
+            // 2.2e-11) ends either way depending on the SIMD width faer's QR rounds with.
+            let ended_well = matches!(
+                r.termination,
+                Termination::Converged { .. } | Termination::Stalled
+            );
+            if !(err <= 1e-6 && rss_err <= 1e-8 && ended_well) {
                 failures.push(format!(
                     "{} start {}: max relative error {err:e}, RSS off by {rss_err:e}, {}",
                     p.name,
