@@ -382,12 +382,12 @@ fn fit<'m, T: Real, M: Model<T>>(
         }
         // keep only the evaluations the checkpoint has seen (a torn last line is dropped)
         let kept = if metrics_path.exists() {
-            let (lines, torn) = read_metrics_resumable(&metrics_path)?;
-            if let Some(note) = torn {
+            let read = read_metrics_resumable(&metrics_path)?;
+            if let Some(note) = read.torn {
                 eprintln!("note: {note}");
             }
             let mut text = String::new();
-            for (line, m) in &lines {
+            for (line, m) in &read.lines {
                 if m.step <= state.step {
                     text.push_str(line);
                     text.push('\n');

@@ -6,7 +6,8 @@
 //! `summary.json` first), (3) writes `config.json` and the rest; a finished run (completed,
 //! stopped or diverged, with its `summary.json` written) removes the marker last. A kill
 //! before (1) leaves the earlier run intact; after it, the marker says that the directory is
-//! an unfinished run. A resume writes the marker again until it finishes.
+//! an unfinished run, and once the new `config.json` is there none of the earlier run's files
+//! is left. A resume writes the marker again until it finishes.
 
 use itlin::{Error, Result};
 use std::io::Write;
@@ -15,20 +16,22 @@ use std::path::Path;
 /// The file that marks a run directory whose run has not finished.
 pub const MARKER: &str = "UNFINISHED";
 
-/// The files a run writes (and a fresh run removes first); `summary.json` comes first, so
-/// that a half-removed earlier run no longer looks finished.
+/// The files a run writes (and a fresh run removes first), in the order of removal:
+/// `summary.json` first, so that a half-removed earlier run no longer looks finished, and
+/// `config.json` last, so that a new `config.json` means that none of the earlier run's
+/// files is left.
 pub const RUN_FILES: &[&str] = &[
     "summary.json",
-    "theta.npy",
-    "metrics.jsonl",
-    "checkpoint.bin",
-    "config.json",
     "loss.svg",
     "loss.png",
     "accuracy.svg",
     "accuracy.png",
     "kernel_distance.svg",
     "kernel_distance.png",
+    "theta.npy",
+    "metrics.jsonl",
+    "checkpoint.bin",
+    "config.json",
 ];
 
 /// Writes the marker into `dir` (created if needed) and makes it durable.

@@ -67,6 +67,16 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Metrics>> {
         .collect()
 }
 
+/// The evaluations of a `metrics.jsonl` that a resumed run can keep
+/// ([`read_metrics_resumable`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumableMetrics {
+    /// Every parsed line: its text (without the newline) and its evaluation.
+    pub lines: Vec<(String, Metrics)>,
+    /// A note when a torn last line was dropped.
+    pub torn: Option<String>,
+}
+
 /// The evaluations of a `metrics.jsonl` that a resumed run can keep: every line with its
 /// text, and a note when the last line was torn (an interrupted write: it does not parse and
 /// the file does not end in a newline), which is dropped. Blank lines are skipped.
@@ -74,7 +84,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Metrics>> {
 /// # Errors
 /// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file and the line
 /// if any line other than a torn last one does not parse.
-pub fn read_metrics_resumable(path: &Path) -> Result<(Vec<(String, Metrics)>, Option<String>)> {
+pub fn read_metrics_resumable(path: &Path) -> Result<ResumableMetrics> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let complete = bytes.last().is_none_or(|&b| b == b'\n');
     let lines: Vec<(usize, &[u8])> = bytes
@@ -103,7 +113,10 @@ pub fn read_metrics_resumable(path: &Path) -> Result<(Vec<(String, Metrics)>, Op
             }
         }
     }
-    Ok((out, note))
+    Ok(ResumableMetrics {
+        lines: out,
+        torn: note,
+    })
 }
 
 /// `msg` as one short line: control characters (newlines included) become spaces and

@@ -120,7 +120,15 @@ pub fn save<T: Real>(path: &Path, state: &TrainState<T>) -> Result<()> {
 /// or was written with the other precision.
 pub fn load<T: Real>(path: &Path) -> Result<TrainState<T>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse::<T>(&bytes).map_err(|m| Error::format(path, m))
+    decode(&bytes, path)
+}
+
+/// [`load`] on the bytes of a checkpoint file already in memory; `path` names it in errors.
+///
+/// # Errors
+/// As [`load`], less the I/O.
+pub fn decode<T: Real>(bytes: &[u8], path: &Path) -> Result<TrainState<T>> {
+    parse::<T>(bytes).map_err(|m| Error::format(path, m))
 }
 
 /// The checks of [`load`] on the bytes of a file; the error is the problem, in one line.
@@ -192,7 +200,7 @@ fn parse<T: Real>(bytes: &[u8]) -> std::result::Result<TrainState<T>, String> {
         ));
     }
     let damping = f64::from_bits(h.damping_bits);
-    if !(damping.is_finite() && damping >= 0.0) || !h.seconds.is_finite() {
+    if !(damping.is_finite() && damping >= 0.0 && h.seconds.is_finite()) {
         return Err("bad header: non-finite damping or time".into());
     }
     // every array length is checked against the bytes present before anything is allocated

@@ -426,9 +426,8 @@ impl TrainConfig {
             loss_factor,
             theta_factor,
         } = self.divergence;
-        if !(loss_factor.is_finite() && loss_factor >= 1.0)
-            || !(theta_factor.is_finite() && theta_factor >= 1.0)
-        {
+        let ok = |v: f64| v.is_finite() && v >= 1.0;
+        if !(ok(loss_factor) && ok(theta_factor)) {
             return Err(Error::config(format!(
                 "divergence factors must be finite and ≥ 1, got {loss_factor} and {theta_factor}"
             )));
