@@ -188,11 +188,11 @@ fn check_inner_step<T: Real>(a: &TrainArgs, mlp: &Mlp, cfg: &TrainConfig, n: usi
             _ => cfg.steps,
         };
         eprintln!(
-            "note: each --inner {} step is a {} on {} rows: {:.2} GB and {:.1e} flop (about {:.0} s at 50 GFLOP/s), {solves} of them; a smaller --gn-batch makes them cheaper",
+            "note: each --inner {} step needs the {} on {} rows: {:.2} GiB and {:.1e} flop to factor (about {:.0} s at 50 GFLOP/s), {solves} of them; a smaller --gn-batch makes them cheaper",
             cfg.inner.name(),
             plan.what,
             plan.rows,
-            plan.bytes as f64 / 1e9,
+            plan.bytes as f64 / (1u64 << 30) as f64,
             plan.flops,
             plan.flops / 50e9,
         );

@@ -141,9 +141,10 @@ pub struct Divergence {
     /// What was measured: `batch gradient`, `θ after the update`, `Gauss-Newton step δ`,
     /// `spectral step δ`, `train loss`, `‖θ − θ₀‖`, ….
     pub quantity: String,
-    /// Its value (in JSON a number, or the text `inf`, `-inf`, `NaN`).
+    /// Its value (in JSON a number, or the text `inf`, `-inf`, `NaN`); `None` when only
+    /// its non-finiteness is known (an engine reports a flag, not the value).
     #[serde(with = "f64_or_text")]
-    pub value: f64,
+    pub value: Option<f64>,
     /// The limit it crossed (exploded values).
     pub limit: Option<f64>,
     /// The step whose θ is kept (the last finite one; for a failed update the step before).
@@ -152,24 +153,29 @@ pub struct Divergence {
 
 impl std::fmt::Display for Divergence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.kind, self.limit) {
-            (DivergenceKind::Exploded, Some(l)) => write!(
+        match (self.kind, self.limit, self.value) {
+            (DivergenceKind::Exploded, Some(l), Some(v)) => write!(
                 f,
-                "training diverged at step {}: {} is {:.4e}, above the limit {:.4e}",
-                self.step, self.quantity, self.value, l
+                "training diverged at step {}: {} is {v:.4e}, above the limit {l:.4e}",
+                self.step, self.quantity
             )?,
-            _ => write!(
+            (_, _, Some(v)) => write!(
                 f,
-                "training diverged at step {}: {} is not finite ({})",
-                self.step, self.quantity, self.value
+                "training diverged at step {}: {} is not finite ({v})",
+                self.step, self.quantity
+            )?,
+            (_, _, None) => write!(
+                f,
+                "training diverged at step {}: {} is not finite",
+                self.step, self.quantity
             )?,
         }
         write!(f, "; θ of step {} kept", self.kept_step)
     }
 }
 
-/// Serialises an `f64` as a JSON number when finite, else as the text `inf`, `-inf`, `NaN`
-/// (JSON has no such numbers); reads either.
+/// Serialises an `Option<f64>` as a JSON number when finite, as the text `inf`, `-inf`,
+/// `NaN` otherwise (JSON has no such numbers), `null` for `None`; reads any of them.
 mod f64_or_text {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -180,20 +186,24 @@ mod f64_or_text {
         Text(String),
     }
 
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            Repr::Num(*v)
-        } else {
-            Repr::Text(v.to_string())
-        }
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(|v| {
+            if v.is_finite() {
+                Repr::Num(v)
+            } else {
+                Repr::Text(v.to_string())
+            }
+        })
         .serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        match Repr::deserialize(d)? {
-            Repr::Num(v) => Ok(v),
-            Repr::Text(t) => t
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Option::<Repr>::deserialize(d)? {
+            None => Ok(None),
+            Some(Repr::Num(v)) => Ok(Some(v)),
+            Some(Repr::Text(t)) => t
                 .parse()
+                .map(Some)
                 .map_err(|_| serde::de::Error::custom(format!("not a number: {t:?}"))),
         }
     }

@@ -19,8 +19,8 @@ pub struct StepPlan {
     /// Bytes of the dense matrices the step holds at once (kernel or Gram matrix, its factor
     /// and, for the primal form, `J`).
     pub bytes: u64,
-    /// Floating-point operations of the factorisation and of forming its matrix (an
-    /// estimate for CG: its iteration limit).
+    /// Floating-point operations of the factorisation (for the primal form also of forming
+    /// `JᵀJ`; for CG its iteration limit); forming a kernel comes on top.
     pub flops: f64,
     /// Dense bytes per `(n·C)²` entry pair, so that [`max_rows`](Self::max_rows) can say
     /// what fits (0 for the primal and CG forms, whose size does not grow as `n²`).
@@ -76,7 +76,7 @@ impl StepPlan {
 /// first-order inners. Gauss-Newton: the form [`Form::Auto`] picks (cross-entropy away from
 /// `θ̃`: the LU of the linearised dual system); spectral: the eigendecomposition of the
 /// `(n·C)²` kernel. Flops: `⅓d³` (Cholesky), `⅔d³` (LU), `4d³` (symmetric eigensolver), plus
-/// `d²P` to form a kernel or `nC·P²` a Gram matrix.
+/// `nC·P²` to form the primal Gram matrix.
 pub fn inner_step_plan<T: Real>(
     cfg: &TrainConfig,
     n_train: usize,
@@ -113,7 +113,7 @@ pub fn inner_step_plan<T: Real>(
             format!("{name} of the {m}×{m} dual system"),
             k,
             0,
-            f * mf.powi(3) + mf * mf * pf,
+            f * mf.powi(3),
         )
     };
     match cfg.inner {
@@ -122,7 +122,7 @@ pub fn inner_step_plan<T: Real>(
             format!("eigendecomposition of the {m}×{m} kernel"),
             3,
             0,
-            4.0 * mf.powi(3) + mf * mf * pf,
+            4.0 * mf.powi(3),
         )),
         Inner::GaussNewton { .. } => {
             let form = GaussNewtonStep::new(cfg.loss).resolve_form::<T>(n, c, p);

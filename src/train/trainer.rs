@@ -408,9 +408,14 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 self.relinearise(obs)?;
                 self.state.timings.update += t.elapsed().as_secs_f64();
             }
-            let failed = match self.cfg.inner {
-                Inner::Sgd { .. } | Inner::Adam { .. } if self.engine_live => self.engine_step()?,
-                Inner::Sgd { .. } | Inner::Adam { .. } => self.first_order_step(train),
+            // the quantity that became non-finite and its value (unknown on an engine)
+            let failed: Option<(&str, Option<f64>)> = match self.cfg.inner {
+                Inner::Sgd { .. } | Inner::Adam { .. } if self.engine_live => {
+                    self.engine_step()?.then_some(("batch gradient", None))
+                }
+                Inner::Sgd { .. } | Inner::Adam { .. } => {
+                    self.first_order_step(train).map(|(q, v)| (q, Some(v)))
+                }
                 Inner::GaussNewton { adaptive, .. } => {
                     let t = Instant::now();
                     let bad =
@@ -420,14 +425,14 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                         self.state.step += 1;
                         self.state.since_relin += 1;
                     }
-                    bad
+                    bad.map(|(q, v)| (q, Some(v)))
                 }
                 Inner::Spectral { lr } => {
                     let t = Instant::now();
                     let bad =
                         spectral_inner_step(self.model, &mut self.state, &self.cfg, train, lr)?;
                     self.state.timings.solve += t.elapsed().as_secs_f64();
-                    bad
+                    bad.map(|(q, v)| (q, Some(v)))
                 }
             };
             obs.on_step(self.state.step, self.cfg.steps);

@@ -30,7 +30,7 @@ impl Guard {
             step: m.step,
             kind,
             quantity: quantity.into(),
-            value,
+            value: Some(value),
             limit,
             kept_step: m.step,
         };
@@ -63,7 +63,11 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
     /// The divergence of an update that failed at step `state.step + 1` on `quantity`
     /// (whose value was `value`). On the host θ is already that before the update; a live
     /// engine's θ is synced and, if not finite, replaced by the last finite host copy.
-    pub(super) fn failed_update(&mut self, quantity: &str, value: f64) -> Result<Divergence> {
+    pub(super) fn failed_update(
+        &mut self,
+        quantity: &str,
+        value: Option<f64>,
+    ) -> Result<Divergence> {
         let step = self.state.step + 1;
         let kept_step = match self.sync_checked()? {
             Some(d) => d.kept_step,
@@ -106,7 +110,7 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
                     step: self.state.step,
                     kind: DivergenceKind::NonFinite,
                     quantity: "θ".into(),
-                    value,
+                    value: Some(value),
                     limit: None,
                     kept_step: *kept_step,
                 }))

@@ -18,8 +18,8 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
 
     /// One mini-batch SGD/Adam step on `f_lin` taken by the live engine (same batches, same
     /// step sizes and counters as [`first_order_step`](Self::first_order_step)). Returns
-    /// `Some` when the engine reported a non-finite gradient (nothing changed).
-    pub(super) fn engine_step(&mut self) -> Result<Option<(&'static str, f64)>> {
+    /// whether the engine reported a non-finite gradient (then nothing changed).
+    pub(super) fn engine_step(&mut self) -> Result<bool> {
         let t = Instant::now();
         let rows = self.next_rows();
         self.state.timings.update += t.elapsed().as_secs_f64();
@@ -35,10 +35,8 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
             self.state.step += 1;
             self.state.since_relin += 1;
             self.host_stale = true;
-            Ok(None)
-        } else {
-            Ok(Some(("batch gradient", f64::NAN)))
         }
+        Ok(!finite)
     }
 
     /// One mini-batch SGD/Adam step on `f_lin`. Returns `None` when it was taken, else the
