@@ -553,3 +553,30 @@ fn mutated_config_files_never_crash_resume() {
         })
         .unwrap();
 }
+
+/// Widths whose parameter count overflows (2⁶²: the network's offsets would wrap) are refused
+/// in one line before the network is built or anything is written.
+#[test]
+fn absurd_widths_are_refused_before_anything_is_built() {
+    let f = fixture();
+    let out_dir = f.root.join("fresh");
+    for arch in ["16,4611686018427387904,3", "16,1152921504606846976,3"] {
+        let out = itlin(
+            &[
+                "train",
+                "--data",
+                s(&f.data),
+                "--arch",
+                arch,
+                "--out",
+                s(&out_dir),
+            ],
+            &f.root,
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{arch}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{arch}: {err}");
+        assert!(err.contains("lower the widths in --arch"), "{arch}: {err}");
+        assert!(!out_dir.exists(), "{arch}: wrote its run directory");
+    }
+}

@@ -132,22 +132,48 @@ pub fn train_config(a: &TrainArgs, n_train: usize, dir: &Path) -> Result<TrainCo
     Ok(cfg)
 }
 
+/// Refuses widths whose parameters (θ and the buffers beside it, 8 copies) would not fit the
+/// memory budget, counted with checked arithmetic before the network is built.
+fn check_param_count<T: Real>(arch: &[usize]) -> Result<()> {
+    let p = arch.windows(2).try_fold(0u64, |acc, w| {
+        let (i, o) = (w[0] as u64, w[1] as u64);
+        i.checked_mul(o)?.checked_add(o)?.checked_add(acc)
+    });
+    let budget = itlin::memory::default_budget();
+    let need = p.and_then(|p| p.checked_mul(8 * size_of::<T>() as u64));
+    match need {
+        Some(n) if n <= budget => Ok(()),
+        _ => Err(Error::OutOfMemory {
+            what: format!(
+                "training {arch:?} ({} parameters)",
+                p.map_or("more than 2^64".into(), |p| p.to_string())
+            ),
+            needed: need.unwrap_or(u64::MAX),
+            budget,
+            hint: "lower the widths in --arch".into(),
+        }),
+    }
+}
+
 /// Refuses plans that would not fit in memory, saying what to lower.
 fn check_memory<T: Real>(mlp: &Mlp, cfg: &TrainConfig, n_eval: usize) -> Result<()> {
     let sz = size_of::<T>() as u64;
     let p = Model::<T>::n_params(mlp) as u64;
     let c = Model::<T>::n_outputs(mlp) as u64;
     let widths: u64 = mlp.widths().iter().map(|&w| w as u64).sum();
-    let params = 8 * p * sz;
-    let eval = 4 * n_eval as u64 * widths * sz;
+    let mul = |a: u64, b: u64| a.saturating_mul(b);
+    let params = mul(8 * sz, p);
+    let eval = mul(mul(4 * sz, n_eval as u64), widths);
     // three probe NTKs (at θ₀, θ̃, θ) and the signals behind them
+    let probe_rows = (cfg.probe as u64).min(n_eval as u64);
     let probe = if cfg.kernel_distance {
-        4 * (cfg.probe as u64 * c).pow(2) * sz + 2 * cfg.probe as u64 * c * widths * sz
+        mul(4 * sz, mul(probe_rows, c).saturating_pow(2))
+            .saturating_add(mul(mul(2 * sz, probe_rows), mul(c, widths)))
     } else {
         0
     };
     let budget = itlin::memory::default_budget();
-    let need = params + eval + probe;
+    let need = params.saturating_add(eval).saturating_add(probe);
     if need > budget {
         let hint = if probe > params.max(eval) {
             "lower --probe or pass --no-kernel-distance"
@@ -310,9 +336,8 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
     }
     let act: Activation = a.act.parse()?;
     let split = load_data::<T>(&a.data, a.n_train)?;
-    let mlp = Mlp::new(&a.arch, act)?;
     let (d, c) = (split.train.n_features(), split.train.n_outputs());
-    if a.arch[0] != d || *a.arch.last().expect("≥ 2 widths") != c {
+    if a.arch.len() < 2 || a.arch[0] != d || a.arch[a.arch.len() - 1] != c {
         return Err(Error::config(format!(
             "--arch {}: the data has {d} inputs and {c} outputs, so --arch must start with {d} and end with {c}",
             a.arch
@@ -322,6 +347,8 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
                 .join(",")
         )));
     }
+    check_param_count::<T>(&a.arch)?;
+    let mlp = Mlp::new(&a.arch, act)?;
     let loss: Loss = a.loss.parse()?;
     if loss == Loss::CrossEntropy && !split.train.is_classification() {
         return Err(Error::config(
