@@ -549,7 +549,10 @@ pub fn print_summary(s: &Summary, dir: &Path) {
             "last evaluation at step",
             l.map_or("-".into(), |m| m.step.to_string()),
         ),
-        ("epochs", num(of(|m| Some(m.epoch)))),
+        (
+            "epochs",
+            l.map_or("-".into(), |m| format!("{:.2}", m.epoch)),
+        ),
         ("re-linearisations", s.relinearisations.to_string()),
         ("parameters", s.n_params.to_string()),
         (
