@@ -331,13 +331,12 @@ fn divergence_before_the_first_evaluation_is_reported() {
     assert_eq!(sm["last"]["step"], 0);
     assert_eq!(sm["last"]["dist_init"], 0.0);
     check_diverges(&f, "b", &["--loss", "mse", "--lr", "1e4", "--k", "1"], "");
-    let sm = check_diverges(
+    check_diverges(
         &f,
         "c",
         &["--loss", "mse", "--inner", "spectral", "--lr", "1e6"],
-        "δ",
+        "",
     );
-    assert_eq!(sm["divergence"]["kind"], "NonFinite");
 }
 
 #[test]
