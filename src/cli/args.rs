@@ -137,7 +137,7 @@ pub struct TrainArgs {
     /// Adapt the Gauss-Newton damping (Levenberg-Marquardt).
     #[arg(long)]
     pub adaptive: bool,
-    /// Rows per Gauss-Newton / spectral solve (default: 256).
+    /// Rows per Gauss-Newton / spectral solve (default: 256; at most the training rows).
     #[arg(long, default_value_t = 256)]
     pub gn_batch: usize,
     /// Mini-batch size.
@@ -191,7 +191,8 @@ pub struct TrainArgs {
     /// unless --force.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Allow --out to be a non-empty directory (its run files are replaced).
+    /// Allow --out to be a non-empty directory (an earlier run's files in it are removed when
+    /// the new run starts; other files are left alone).
     #[arg(long)]
     pub force: bool,
     /// Continue the run in this directory from its checkpoint (its config.json is used; the

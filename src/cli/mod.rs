@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bench;
 pub mod run;
+pub mod rundir;
 pub mod sweep;
 pub mod train;
 
@@ -67,8 +68,9 @@ pub fn timestamp() -> String {
 
 /// Prepares the output directory. With `out = None` a fresh `runs/<prefix>-<timestamp>`
 /// (suffixed `-2`, `-3`, … if taken). An explicit directory must be absent or empty unless
-/// `force` (then files of the same names are replaced; others are left alone). Nothing is
-/// created here: the run creates the directory once every check has passed.
+/// `force` (then the earlier run's files are removed when the new run starts, see
+/// [`rundir`]; other files are left alone). Nothing is created here: the run creates the
+/// directory once every check has passed.
 pub fn prepare_out(out: Option<&Path>, prefix: &str, force: bool) -> Result<PathBuf> {
     let dir = match out {
         Some(d) => {

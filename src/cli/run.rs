@@ -2,11 +2,14 @@
 
 use super::args::{Device, InnerKind, Precision, TrainArgs};
 use super::load_data;
+use super::rundir;
 use indicatif::{ProgressBar, ProgressStyle};
-use itlin::report::{MetricsWriter, plot_run, read_metrics, write_json_atomic};
+use itlin::report::{
+    MetricsWriter, plot_run, read_metrics, read_metrics_resumable, write_json_atomic,
+};
 use itlin::train::{
-    Control, DataRef, FirstOrderEngine, Inner, Loss, Metrics, Observer, Period, Schedule,
-    Termination, Timings, TrainConfig, Trainer, checkpoint,
+    Control, DataRef, Divergence, FirstOrderEngine, Inner, Loss, Metrics, Observer, Period,
+    Schedule, Termination, Timings, TrainConfig, Trainer, checkpoint, inner_step_plan,
 };
 use itlin::{Activation, Error, Init, Mlp, Model, Real, Result};
 use serde::{Deserialize, Serialize};
@@ -29,14 +32,34 @@ pub struct Summary {
     pub n_train: usize,
     /// Test rows.
     pub n_test: usize,
-    /// The last evaluation.
-    pub last: Metrics,
+    /// The last evaluation (`null` when the run diverged before any evaluation with finite
+    /// values).
+    pub last: Option<Metrics>,
     /// Best test accuracy over the evaluations (classification).
     pub best_test_acc: Option<f64>,
     /// Time per phase.
     pub timings: Timings,
     /// Rejected Gauss-Newton steps.
     pub rejected_steps: u64,
+    /// Where and why the run diverged (`termination` is then `Diverged`).
+    #[serde(default)]
+    pub divergence: Option<Divergence>,
+}
+
+impl Summary {
+    /// A value of the last evaluation (`None` without one).
+    pub fn last_of(&self, f: impl Fn(&Metrics) -> Option<f64>) -> Option<f64> {
+        self.last.as_ref().and_then(f)
+    }
+    /// The training loss of the last evaluation as a table cell (`-` without one, and
+    /// `diverged at step N` after a divergence).
+    pub fn train_loss_cell(&self) -> String {
+        match (&self.divergence, self.last_of(|m| Some(m.train_loss))) {
+            (Some(d), _) => format!("diverged at step {}", d.step),
+            (None, Some(v)) => format!("{v:.4}"),
+            (None, None) => "-".into(),
+        }
+    }
 }
 
 /// What `config.json` holds: the flags as resolved and the trainer configuration.
@@ -96,7 +119,7 @@ pub fn train_config(a: &TrainArgs, n_train: usize, dir: &Path) -> Result<TrainCo
         .with_schedule(schedule)
         .with_batch(a.batch)
         .with_steps(steps)
-        .with_gn_batch(Some(a.gn_batch))
+        .with_gn_batch(Some(a.gn_batch.min(n_train)))
         .with_eval_every(eval_every)
         .with_probe(a.probe)
         .with_kernel_distance(!a.no_kernel_distance)
@@ -109,22 +132,48 @@ pub fn train_config(a: &TrainArgs, n_train: usize, dir: &Path) -> Result<TrainCo
     Ok(cfg)
 }
 
+/// Refuses widths whose parameters (θ and the buffers beside it, 8 copies) would not fit the
+/// memory budget, counted with checked arithmetic before the network is built.
+fn check_param_count<T: Real>(arch: &[usize]) -> Result<()> {
+    let p = arch.windows(2).try_fold(0u64, |acc, w| {
+        let (i, o) = (w[0] as u64, w[1] as u64);
+        i.checked_mul(o)?.checked_add(o)?.checked_add(acc)
+    });
+    let budget = itlin::memory::default_budget();
+    let need = p.and_then(|p| p.checked_mul(8 * size_of::<T>() as u64));
+    match need {
+        Some(n) if n <= budget => Ok(()),
+        _ => Err(Error::OutOfMemory {
+            what: format!(
+                "training {arch:?} ({} parameters)",
+                p.map_or("more than 2^64".into(), |p| p.to_string())
+            ),
+            needed: need.unwrap_or(u64::MAX),
+            budget,
+            hint: "lower the widths in --arch".into(),
+        }),
+    }
+}
+
 /// Refuses plans that would not fit in memory, saying what to lower.
 fn check_memory<T: Real>(mlp: &Mlp, cfg: &TrainConfig, n_eval: usize) -> Result<()> {
     let sz = size_of::<T>() as u64;
     let p = Model::<T>::n_params(mlp) as u64;
     let c = Model::<T>::n_outputs(mlp) as u64;
     let widths: u64 = mlp.widths().iter().map(|&w| w as u64).sum();
-    let params = 8 * p * sz;
-    let eval = 4 * n_eval as u64 * widths * sz;
+    let mul = |a: u64, b: u64| a.saturating_mul(b);
+    let params = mul(8 * sz, p);
+    let eval = mul(mul(4 * sz, n_eval as u64), widths);
     // three probe NTKs (at θ₀, θ̃, θ) and the signals behind them
+    let probe_rows = (cfg.probe as u64).min(n_eval as u64);
     let probe = if cfg.kernel_distance {
-        4 * (cfg.probe as u64 * c).pow(2) * sz + 2 * cfg.probe as u64 * c * widths * sz
+        mul(4 * sz, mul(probe_rows, c).saturating_pow(2))
+            .saturating_add(mul(mul(2 * sz, probe_rows), mul(c, widths)))
     } else {
         0
     };
     let budget = itlin::memory::default_budget();
-    let need = params + eval + probe;
+    let need = params.saturating_add(eval).saturating_add(probe);
     if need > budget {
         let hint = if probe > params.max(eval) {
             "lower --probe or pass --no-kernel-distance"
@@ -141,6 +190,52 @@ fn check_memory<T: Real>(mlp: &Mlp, cfg: &TrainConfig, n_eval: usize) -> Result<
         });
     }
     Ok(())
+}
+
+/// Refuses a Gauss-Newton / spectral step that would not fit the memory budget and says
+/// beforehand what a heavy one costs (over 1 GiB or 1e11 flops); notes a `--gn-batch` larger
+/// than the training set (every solve then uses all rows).
+fn check_inner_step<T: Real>(a: &TrainArgs, mlp: &Mlp, cfg: &TrainConfig, n: usize) -> Result<()> {
+    let (c, p) = (Model::<T>::n_outputs(mlp), Model::<T>::n_params(mlp));
+    let Some(plan) = inner_step_plan::<T>(cfg, n, c, p) else {
+        return Ok(());
+    };
+    if a.gn_batch > n {
+        eprintln!(
+            "note: --gn-batch {}: the training set has {n} rows; each solve uses all {n}",
+            a.gn_batch
+        );
+    }
+    plan.check(itlin::memory::default_budget())?;
+    if plan.is_heavy() {
+        let solves = match (cfg.inner, cfg.period) {
+            (Inner::Spectral { .. }, Period::Steps(k)) => cfg.steps.div_ceil(k),
+            (Inner::Spectral { .. }, Period::Never) => 1,
+            _ => cfg.steps,
+        };
+        eprintln!(
+            "note: each --inner {} step needs the {} on {} rows: {:.2} GiB and {:.1e} flop to factor (about {:.0} s at 50 GFLOP/s), {solves} of them; a smaller --gn-batch makes them cheaper",
+            cfg.inner.name(),
+            plan.what,
+            plan.rows,
+            plan.bytes as f64 / (1u64 << 30) as f64,
+            plan.flops,
+            plan.flops / 50e9,
+        );
+    }
+    Ok(())
+}
+
+/// `--data` as it is stored in `config.json`: a directory as its absolute path (so that
+/// `--resume` works from any working directory), `mnist` as is.
+fn stored_data(spec: &str) -> String {
+    if spec.eq_ignore_ascii_case("mnist") {
+        return spec.to_string();
+    }
+    std::fs::canonicalize(spec)
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_string))
+        .unwrap_or_else(|| spec.to_string())
 }
 
 struct CliObserver {
@@ -241,9 +336,8 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
     }
     let act: Activation = a.act.parse()?;
     let split = load_data::<T>(&a.data, a.n_train)?;
-    let mlp = Mlp::new(&a.arch, act)?;
     let (d, c) = (split.train.n_features(), split.train.n_outputs());
-    if a.arch[0] != d || *a.arch.last().expect("≥ 2 widths") != c {
+    if a.arch.len() < 2 || a.arch[0] != d || a.arch[a.arch.len() - 1] != c {
         return Err(Error::config(format!(
             "--arch {}: the data has {d} inputs and {c} outputs, so --arch must start with {d} and end with {c}",
             a.arch
@@ -253,6 +347,8 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
                 .join(",")
         )));
     }
+    check_param_count::<T>(&a.arch)?;
+    let mlp = Mlp::new(&a.arch, act)?;
     let loss: Loss = a.loss.parse()?;
     if loss == Loss::CrossEntropy && !split.train.is_classification() {
         return Err(Error::config(
@@ -262,6 +358,7 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
     let cfg = train_config(a, split.train.len(), dir)?;
     let n_eval = split.train.len().max(split.test.len());
     check_memory::<T>(&mlp, &cfg, n_eval)?;
+    check_inner_step::<T>(a, &mlp, &cfg, split.train.len())?;
 
     match a.device {
         Device::Cpu => fit(a, dir, resume, &mlp, &mlp, None, &split, &cfg),
@@ -300,28 +397,48 @@ fn fit<'m, T: Real, M: Model<T>>(
     let metrics_path = dir.join("metrics.jsonl");
     let mut trainer = if resume {
         let state = checkpoint::load::<T>(&ck_path)?;
-        // keep only the evaluations the checkpoint has seen
-        if metrics_path.exists() {
-            let all =
-                std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-            let parsed = read_metrics(&metrics_path)?;
+        if state.batcher.is_some() && state.n_train != split.train.len() {
+            return Err(Error::format(
+                &ck_path,
+                format!(
+                    "the checkpoint was made with {} training rows, the data has {}",
+                    state.n_train,
+                    split.train.len()
+                ),
+            ));
+        }
+        // keep only the evaluations the checkpoint has seen (a torn last line is dropped)
+        let kept = if metrics_path.exists() {
+            let read = read_metrics_resumable(&metrics_path)?;
+            if let Some(note) = read.torn {
+                eprintln!("note: {note}");
+            }
             let mut text = String::new();
-            for (line, m) in all.lines().filter(|l| !l.trim().is_empty()).zip(&parsed) {
+            for (line, m) in &read.lines {
                 if m.step <= state.step {
                     text.push_str(line);
                     text.push('\n');
                 }
             }
+            Some(text)
+        } else {
+            None
+        };
+        let trainer = Trainer::from_state(model, state, cfg.clone())?;
+        rundir::mark_unfinished(dir)?;
+        if let Some(text) = kept {
             itlin::report::write_atomic(&metrics_path, text.as_bytes())?;
         }
-        Trainer::from_state(model, state, cfg.clone())?
+        trainer
     } else {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        rundir::begin_fresh(dir)?;
+        let mut args = a.clone();
+        args.data = stored_data(&a.data);
         write_json_atomic(
             &dir.join("config.json"),
             &RunConfig {
                 version: env!("CARGO_PKG_VERSION").into(),
-                args: a.clone(),
+                args,
                 train: cfg.clone(),
             },
         )?;
@@ -374,7 +491,7 @@ fn fit<'m, T: Real, M: Model<T>>(
     let history = read_metrics(&metrics_path)?;
     let title = format!("K={} {}", cfg.period, cfg.inner.name());
     plot_run(dir, &history, &title)?;
-    let last = history.last().cloned().unwrap_or_default();
+    let last = history.last().cloned();
     let summary = Summary {
         termination: report.termination,
         steps: report.steps,
@@ -390,8 +507,10 @@ fn fit<'m, T: Real, M: Model<T>>(
         last,
         timings: report.timings,
         rejected_steps: report.rejected_steps,
+        divergence: report.divergence,
     };
     write_json_atomic(&dir.join("summary.json"), &summary)?;
+    rundir::finish(dir)?;
     Ok(summary)
 }
 
@@ -403,31 +522,52 @@ pub fn run_any(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
     }
 }
 
-/// The summary table printed on stdout.
+/// The summary table printed on stdout ("-" where nothing was measured).
 pub fn print_summary(s: &Summary, dir: &Path) {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2} %", 100.0 * v));
-    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    let l = &s.last;
-    let rows = [
+    let num = |v: Option<f64>| {
+        v.map_or("-".to_string(), |v| {
+            if v != 0.0 && !(1e-4..1e6).contains(&v.abs()) {
+                format!("{v:.4e}")
+            } else {
+                format!("{v:.4}")
+            }
+        })
+    };
+    let l = s.last.as_ref();
+    let of = |f: fn(&Metrics) -> Option<f64>| l.and_then(f);
+    let mut rows = vec![
         ("run directory", dir.display().to_string()),
         ("termination", format!("{:?}", s.termination)),
+    ];
+    if let Some(d) = &s.divergence {
+        rows.push(("divergence", d.to_string()));
+    }
+    rows.extend([
         ("steps", s.steps.to_string()),
-        ("epochs", format!("{:.2}", l.epoch)),
+        (
+            "last evaluation at step",
+            l.map_or("-".into(), |m| m.step.to_string()),
+        ),
+        (
+            "epochs",
+            l.map_or("-".into(), |m| format!("{:.2}", m.epoch)),
+        ),
         ("re-linearisations", s.relinearisations.to_string()),
         ("parameters", s.n_params.to_string()),
         (
             "train rows / test rows",
             format!("{} / {}", s.n_train, s.n_test),
         ),
-        ("train loss (f_lin)", format!("{:.4}", l.train_loss)),
-        ("train accuracy", pct(l.train_acc)),
-        ("test loss (f_lin)", num(l.test_loss)),
-        ("test accuracy (f_lin)", pct(l.test_acc)),
-        ("test accuracy (network)", pct(l.net_test_acc)),
+        ("train loss (f_lin)", num(of(|m| Some(m.train_loss)))),
+        ("train accuracy", pct(of(|m| m.train_acc))),
+        ("test loss (f_lin)", num(of(|m| m.test_loss))),
+        ("test accuracy (f_lin)", pct(of(|m| m.test_acc))),
+        ("test accuracy (network)", pct(of(|m| m.net_test_acc))),
         ("best test accuracy", pct(s.best_test_acc)),
-        ("‖θ − θ₀‖", format!("{:.4}", l.dist_init)),
-        ("kernel distance to init", num(l.kernel_distance)),
-        ("linearisation error", num(l.lin_error)),
+        ("‖θ − θ₀‖", num(of(|m| Some(m.dist_init)))),
+        ("kernel distance to init", num(of(|m| m.kernel_distance))),
+        ("linearisation error", num(of(|m| m.lin_error))),
         ("wall time", format!("{:.1} s", s.seconds)),
         (
             "inner step (mean of jvp + vjp + update)",
@@ -447,7 +587,7 @@ pub fn print_summary(s: &Summary, dir: &Path) {
                 s.timings.jvp, s.timings.vjp, s.timings.update, s.timings.solve, s.timings.eval
             ),
         ),
-    ];
+    ]);
     let w = rows
         .iter()
         .map(|(k, _)| k.chars().count())

@@ -88,7 +88,7 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
         let sum = run_any(&a, &sub, false)?;
         eprintln!(
             "(a) K = {p}: test acc {} %, {:.1} s",
-            pct(sum.last.test_acc),
+            pct(sum.last_of(|m| m.test_acc)),
             sum.seconds
         );
         rows.push((p, sum, sub));
@@ -99,17 +99,15 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
     for (p, sm, _) in &rows {
         writeln!(
             table,
-            "| {p} | {} | {} | {} | {:.4} | {} | {} | {} | {:.1} |",
-            pct(sm.last.test_acc),
-            pct(sm.last.net_test_acc),
+            "| {p} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            pct(sm.last_of(|m| m.test_acc)),
+            pct(sm.last_of(|m| m.net_test_acc)),
             pct(sm.best_test_acc),
-            sm.last.train_loss,
+            sm.train_loss_cell(),
             sm.relinearisations,
-            sm.last
-                .kernel_distance_features
+            sm.last_of(|m| m.kernel_distance_features)
                 .map_or("-".into(), |v| format!("{v:.4}")),
-            sm.last
-                .kernel_distance
+            sm.last_of(|m| m.kernel_distance)
                 .map_or("-".into(), |v| format!("{v:.4}")),
             sm.seconds
         )
@@ -130,11 +128,11 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
     let xk = |p: &Period| p.steps().map_or(inf_x, |k| k as f64);
     let acc: Vec<(f64, f64)> = rows
         .iter()
-        .filter_map(|(p, sm, _)| sm.last.test_acc.map(|a| (xk(p), 100.0 * a)))
+        .filter_map(|(p, sm, _)| sm.last_of(|m| m.test_acc).map(|a| (xk(p), 100.0 * a)))
         .collect();
     let net: Vec<(f64, f64)> = rows
         .iter()
-        .filter_map(|(p, sm, _)| sm.last.net_test_acc.map(|a| (xk(p), 100.0 * a)))
+        .filter_map(|(p, sm, _)| sm.last_of(|m| m.net_test_acc).map(|a| (xk(p), 100.0 * a)))
         .collect();
     let mut ticks: Vec<(f64, String)> = rows
         .iter()
@@ -213,7 +211,10 @@ fn experiment_b(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
             s.gn_steps, s.gn_batch
         );
         let sum = run_any(&a, &sub, false)?;
-        eprintln!("(b) λ = {lambda:e}: test acc {} %", pct(sum.last.test_acc));
+        eprintln!(
+            "(b) λ = {lambda:e}: test acc {} %",
+            pct(sum.last_of(|m| m.test_acc))
+        );
         rows.push((lambda, sum));
     }
     let mut table = String::new();
@@ -226,10 +227,10 @@ fn experiment_b(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
     for (l, sm) in &rows {
         writeln!(
             table,
-            "| {l:e} | {} | {} | {:.4} | {:.1} |",
-            pct(sm.last.test_acc),
+            "| {l:e} | {} | {} | {} | {:.1} |",
+            pct(sm.last_of(|m| m.test_acc)),
             pct(sm.best_test_acc),
-            sm.last.train_loss,
+            sm.train_loss_cell(),
             sm.seconds
         )
         .ok();
@@ -238,11 +239,12 @@ fn experiment_b(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
     writeln!(md, "## (b) damped Gauss-Newton against λ\n\n{} GN steps on {} sampled rows each, MSE on one-hot targets, K = 1.\n\n{table}", s.gn_steps, s.gn_batch).ok();
     let acc: Vec<(f64, f64)> = rows
         .iter()
-        .filter_map(|(l, sm)| sm.last.test_acc.map(|a| (*l, 100.0 * a)))
+        .filter_map(|(l, sm)| sm.last_of(|m| m.test_acc).map(|a| (*l, 100.0 * a)))
         .collect();
     let loss: Vec<(f64, f64)> = rows
         .iter()
-        .map(|(l, sm)| (*l, sm.last.train_loss))
+        .filter(|(_, sm)| sm.divergence.is_none())
+        .filter_map(|(l, sm)| sm.last_of(|m| Some(m.train_loss)).map(|v| (*l, v)))
         .collect();
     line_plot(
         &dir.join("gn_accuracy_vs_damping"),

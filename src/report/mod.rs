@@ -57,9 +57,82 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Metrics>> {
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))
+            serde_json::from_str(l).map_err(|e| {
+                Error::format(
+                    path,
+                    format!("line {}: {}", i + 1, one_line(&e.to_string())),
+                )
+            })
         })
         .collect()
+}
+
+/// The evaluations of a `metrics.jsonl` that a resumed run can keep
+/// ([`read_metrics_resumable`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumableMetrics {
+    /// Every parsed line: its text (without the newline) and its evaluation.
+    pub lines: Vec<(String, Metrics)>,
+    /// A note when a torn last line was dropped.
+    pub torn: Option<String>,
+}
+
+/// The evaluations of a `metrics.jsonl` that a resumed run can keep: every line with its
+/// text, and a note when the last line was torn (an interrupted write: it does not parse and
+/// the file does not end in a newline), which is dropped. Blank lines are skipped.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] naming the file and the line
+/// if any line other than a torn last one does not parse.
+pub fn read_metrics_resumable(path: &Path) -> Result<ResumableMetrics> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let complete = bytes.last().is_none_or(|&b| b == b'\n');
+    let lines: Vec<(usize, &[u8])> = bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
+        .collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut note = None;
+    for (k, &(i, l)) in lines.iter().enumerate() {
+        match serde_json::from_slice::<Metrics>(l) {
+            Ok(m) => out.push((String::from_utf8_lossy(l).into_owned(), m)),
+            Err(_) if k + 1 == lines.len() && !complete => {
+                note = Some(format!(
+                    "{}: dropped its torn last line {} ({} bytes, an interrupted write)",
+                    path.display(),
+                    i + 1,
+                    l.len()
+                ));
+            }
+            Err(e) => {
+                return Err(Error::format(
+                    path,
+                    format!("line {}: {}", i + 1, one_line(&e.to_string())),
+                ));
+            }
+        }
+    }
+    Ok(ResumableMetrics {
+        lines: out,
+        torn: note,
+    })
+}
+
+/// `msg` as one short line: control characters (newlines included) become spaces and
+/// anything past 300 characters is cut (marked with `…`), so that an error quoting bad
+/// input stays one readable line.
+pub fn one_line(msg: &str) -> String {
+    const MAX: usize = 300;
+    let mut out: String = msg
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if msg.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Writes `value` as pretty JSON to `path` atomically (temporary file, fsync, rename).

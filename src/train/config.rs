@@ -154,6 +154,34 @@ impl std::str::FromStr for Schedule {
     }
 }
 
+/// When a run whose values are all finite still counts as diverged (non-finite gradients,
+/// steps, parameters or losses always do). With `L_ref = max(L(θ₀), L(0))` — the mean
+/// training loss at the start and that of the zero predictor (`ln C` for cross-entropy), on
+/// the first ≤ 1024 training rows — an evaluation diverges when
+///
+/// - the training loss of `f_lin` exceeds `loss_factor · L_ref` (an optimiser that made the
+///   loss `loss_factor` times worse than predicting nothing is not converging), or
+/// - `‖θ − θ₀‖ > theta_factor · max(‖θ₀‖, 1)` (parameters so far from the start that the
+///   linearised model is evaluated on rounding noise).
+///
+/// Defaults `loss_factor = 1e4`, `theta_factor = 1e6`; no run that learns comes near either.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DivergenceRule {
+    /// The factor on `L_ref` (≥ 1).
+    pub loss_factor: f64,
+    /// The factor on `max(‖θ₀‖, 1)` (≥ 1).
+    pub theta_factor: f64,
+}
+
+impl Default for DivergenceRule {
+    fn default() -> Self {
+        Self {
+            loss_factor: 1e4,
+            theta_factor: 1e6,
+        }
+    }
+}
+
 /// Where and how often to checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointConfig {
@@ -182,6 +210,7 @@ pub struct CheckpointConfig {
 /// | `eval_max` | `None` (evaluate on the whole train and test sets) |
 /// | `seed` | `0` (mini-batch order and subset sampling) |
 /// | `checkpoint` | `None` |
+/// | `divergence` | [`DivergenceRule::default`] (loss 1e4 × reference, ‖θ − θ₀‖ 1e6 × ‖θ₀‖) |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Feature-update period `K`.
@@ -214,6 +243,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Periodic checkpoints.
     pub checkpoint: Option<CheckpointConfig>,
+    /// When a finite run counts as diverged.
+    #[serde(default)]
+    pub divergence: DivergenceRule,
 }
 
 impl Default for TrainConfig {
@@ -244,6 +276,7 @@ impl TrainConfig {
             eval_max: None,
             seed: 0,
             checkpoint: None,
+            divergence: DivergenceRule::default(),
         }
     }
     /// Sets the feature-update period.
@@ -320,6 +353,12 @@ impl TrainConfig {
         self
     }
 
+    /// Sets the divergence rule.
+    pub fn with_divergence(mut self, rule: DivergenceRule) -> Self {
+        self.divergence = rule;
+        self
+    }
+
     /// Checks every value.
     ///
     /// # Errors
@@ -382,6 +421,16 @@ impl TrainConfig {
         }
         if self.gn_batch == Some(0) {
             return Err(Error::config("GN batch must be at least 1"));
+        }
+        let DivergenceRule {
+            loss_factor,
+            theta_factor,
+        } = self.divergence;
+        let ok = |v: f64| v.is_finite() && v >= 1.0;
+        if !(ok(loss_factor) && ok(theta_factor)) {
+            return Err(Error::config(format!(
+                "divergence factors must be finite and ≥ 1, got {loss_factor} and {theta_factor}"
+            )));
         }
         if let Some(c) = &self.checkpoint
             && c.every == 0

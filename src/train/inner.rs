@@ -62,14 +62,15 @@ fn neg_jt<T: Real, M: Model<T>>(
 /// [`gauss_newton_step`] itself, and otherwise the dual system `(HΘ + NλI) α = g`,
 /// `δ = −Jᵀα` with `H, g` at `f_lin` (solved here: the solver knows only the network's
 /// outputs). Adaptive: rejects a step that does not lower the linearised subset loss.
-/// Returns whether the loss stayed finite.
+/// Returns `None` when the step was taken (or rejected), else the first non-finite quantity
+/// and its value; then θ is left unchanged.
 pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
     model: &M,
     st: &mut TrainState<T>,
     cfg: &TrainConfig,
     train: DataRef<'_, T>,
     adaptive: bool,
-) -> Result<bool> {
+) -> Result<Option<(&'static str, f64)>> {
     let rows = subset_rows(train.len(), cfg.gn_batch, cfg.seed, st.step);
     let (x, y) = (gather(train.x, &rows), gather(train.y, &rows));
     let at_tilde = st.since_relin == 0;
@@ -83,7 +84,7 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
     let flin = &f0 + &jv;
     let before = loss_value(cfg.loss, flin.as_ref(), y.as_ref());
     if !before.is_finite() {
-        return Ok(false);
+        return Ok(Some(("loss of f_lin on the solve's rows", before)));
     }
     let lambda = st.damping;
     let delta = match cfg.loss {
@@ -118,8 +119,8 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
             lambda,
         )?,
     };
-    if delta.iter().any(|d| !d.is_finite()) {
-        return Ok(false);
+    if let Some(v) = first_non_finite(&delta) {
+        return Ok(Some(("Gauss-Newton step δ", v)));
     }
     let accept = if adaptive {
         let (_, jd) = model.jvp(&st.theta_tilde, x.as_ref(), &delta);
@@ -130,8 +131,8 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
         true
     };
     if accept {
-        for (t, d) in st.theta.iter_mut().zip(&delta) {
-            *t += *d;
+        if let Some(v) = apply_checked(&mut st.theta, &delta) {
+            return Ok(Some(("θ after the update", v)));
         }
         if adaptive {
             st.damping = (st.damping / 3.0).max(1e-12);
@@ -140,7 +141,28 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
         st.rejected += 1;
         st.damping = (st.damping * 10.0).min(1e12);
     }
-    Ok(true)
+    Ok(None)
+}
+
+/// The first entry of `v` that is not finite, as `f64`.
+pub(crate) fn first_non_finite<T: Real>(v: &[T]) -> Option<f64> {
+    v.iter().find(|x| !x.is_finite()).map(|x| x.to_f64())
+}
+
+/// `θ ← θ + δ` unless some `θᵢ + δᵢ` is not finite (then θ is unchanged and that value is
+/// returned). The check computes the same sums as the update, so it is exact.
+fn apply_checked<T: Real>(theta: &mut [T], delta: &[T]) -> Option<f64> {
+    if let Some((&t, &d)) = theta
+        .iter()
+        .zip(delta)
+        .find(|&(&t, &d)| !(t + d).is_finite())
+    {
+        return Some((t + d).to_f64());
+    }
+    for (t, d) in theta.iter_mut().zip(delta) {
+        *t += *d;
+    }
+    None
 }
 
 /// The dual cross-entropy GGN step with `H, g` at the linearised outputs `flin`:
@@ -207,14 +229,15 @@ pub fn phi_k(s: f64, lr: f64, n: f64, k: f64) -> f64 {
 
 /// `K` full-batch GD steps of size `lr` on the linearised mean MSE at `θ̃ = θ`, in closed form
 /// (`δ_K = −Jᵀ U diag(φ_K(s)) Uᵀ r`), on the subset of the step. Advances the step counter by
-/// `K` (or by what remains of the run). Returns whether `δ` is finite.
+/// `K` (or by what remains of the run). Returns `None` when the step was taken, else the
+/// first non-finite quantity and its value (θ and the step counter then unchanged).
 pub(crate) fn spectral_inner_step<T: Real, M: Model<T>>(
     model: &M,
     st: &mut TrainState<T>,
     cfg: &TrainConfig,
     train: DataRef<'_, T>,
     lr: f64,
-) -> Result<bool> {
+) -> Result<Option<(&'static str, f64)>> {
     let remaining = cfg.steps - st.step;
     let k = match cfg.period {
         Period::Steps(k) => k.min(remaining),
@@ -229,13 +252,13 @@ pub(crate) fn spectral_inner_step<T: Real, M: Model<T>>(
     let rows = subset_rows(train.len(), cfg.gn_batch, cfg.seed, st.step);
     let (x, y) = (gather(train.x, &rows), gather(train.y, &rows));
     let delta = gradient_descent_closed_form(model, &st.theta_tilde, x.as_ref(), y.as_ref(), lr, k);
-    if delta.iter().any(|d| !d.is_finite()) {
-        return Ok(false);
+    if let Some(v) = first_non_finite(&delta) {
+        return Ok(Some(("spectral step δ", v)));
     }
-    for (t, d) in st.theta.iter_mut().zip(&delta) {
-        *t += *d;
+    if let Some(v) = apply_checked(&mut st.theta, &delta) {
+        return Ok(Some(("θ after the update", v)));
     }
     st.step += k;
     st.since_relin += k;
-    Ok(true)
+    Ok(None)
 }

@@ -114,9 +114,99 @@ pub enum Termination {
     Completed,
     /// An observer returned [`Control::Stop`].
     Stopped,
-    /// A batch gradient (that step is not applied) or the evaluated training loss became
-    /// non-finite; training stopped there.
+    /// Training diverged and stopped there; [`Report::divergence`] says where, what and
+    /// why (see [`DivergenceRule`](super::DivergenceRule)).
     Diverged,
+}
+
+/// How a run diverged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DivergenceKind {
+    /// A value became infinite or NaN.
+    NonFinite,
+    /// A finite value crossed the limit of the [`DivergenceRule`](super::DivergenceRule).
+    Exploded,
+}
+
+/// Where, what and why a run diverged; the θ the trainer keeps is finite (that of
+/// `kept_step`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The inner step at which it was detected, numbered from 1: the step whose update
+    /// failed (for a spectral solve, the first of its `K` steps), or the step of the
+    /// evaluation that showed it.
+    pub step: u64,
+    /// Non-finite or exploded.
+    pub kind: DivergenceKind,
+    /// What was measured: `batch gradient`, `θ after the update`, `Gauss-Newton step δ`,
+    /// `spectral step δ`, `train loss`, `‖θ − θ₀‖`, ….
+    pub quantity: String,
+    /// Its value (in JSON a number, or the text `inf`, `-inf`, `NaN`); `None` when only
+    /// its non-finiteness is known (an engine reports a flag, not the value).
+    #[serde(with = "f64_or_text")]
+    pub value: Option<f64>,
+    /// The limit it crossed (exploded values).
+    pub limit: Option<f64>,
+    /// The step whose θ is kept (the last finite one; for a failed update the step before).
+    pub kept_step: u64,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.kind, self.limit, self.value) {
+            (DivergenceKind::Exploded, Some(l), Some(v)) => write!(
+                f,
+                "training diverged at step {}: {} is {v:.4e}, above the limit {l:.4e}",
+                self.step, self.quantity
+            )?,
+            (_, _, Some(v)) => write!(
+                f,
+                "training diverged at step {}: {} is not finite ({v})",
+                self.step, self.quantity
+            )?,
+            (_, _, None) => write!(
+                f,
+                "training diverged at step {}: {} is not finite",
+                self.step, self.quantity
+            )?,
+        }
+        write!(f, "; θ of step {} kept", self.kept_step)
+    }
+}
+
+/// Serialises an `Option<f64>` as a JSON number when finite, as the text `inf`, `-inf`,
+/// `NaN` otherwise (JSON has no such numbers), `null` for `None`; reads any of them.
+mod f64_or_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Num(f64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(|v| {
+            if v.is_finite() {
+                Repr::Num(v)
+            } else {
+                Repr::Text(v.to_string())
+            }
+        })
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Option::<Repr>::deserialize(d)? {
+            None => Ok(None),
+            Some(Repr::Num(v)) => Ok(Some(v)),
+            Some(Repr::Text(t)) => t
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("not a number: {t:?}"))),
+        }
+    }
 }
 
 /// The outcome of [`Trainer::fit`](super::Trainer::fit).
@@ -136,6 +226,9 @@ pub struct Report {
     pub timings: Timings,
     /// Gauss-Newton steps rejected by the adaptive damping.
     pub rejected_steps: u64,
+    /// Where and why the run diverged ([`Termination::Diverged`]).
+    #[serde(default)]
+    pub divergence: Option<Divergence>,
 }
 
 impl Report {

@@ -16,14 +16,18 @@ mod inner;
 mod loss;
 mod metrics;
 mod optim;
+mod plan;
 mod probe;
 mod trainer;
 
 pub use crate::data::Batcher;
-pub use config::{CheckpointConfig, Inner, Period, Schedule, TrainConfig};
+pub use config::{CheckpointConfig, DivergenceRule, Inner, Period, Schedule, TrainConfig};
 pub use engine::FirstOrderEngine;
 pub use inner::phi_k;
 pub use loss::{Loss, accuracy, loss_gradient, loss_value};
-pub use metrics::{Control, Metrics, Observer, OnEval, Report, Termination, Timings};
+pub use metrics::{
+    Control, Divergence, DivergenceKind, Metrics, Observer, OnEval, Report, Termination, Timings,
+};
 pub use optim::OptState;
+pub use plan::{StepPlan, inner_step_plan};
 pub use trainer::{DataRef, TrainState, Trainer};

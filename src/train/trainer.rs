@@ -1,12 +1,14 @@
 //! The iterative-linearisation [`Trainer`].
 
+mod diverge;
 mod evaluate;
+mod steps;
 
 use super::config::{Inner, Period, Schedule, TrainConfig};
 use super::engine::FirstOrderEngine;
-use super::inner::{gather, gn_inner_step, spectral_inner_step};
-use super::loss::{Loss, loss_gradient};
-use super::metrics::{Control, Observer, Report, Termination, Timings};
+use super::inner::{gn_inner_step, spectral_inner_step};
+use super::loss::Loss;
+use super::metrics::{Control, Divergence, DivergenceKind, Observer, Report, Termination, Timings};
 use super::optim::OptState;
 use crate::data::{Batcher, Dataset};
 use crate::{Error, Model, Real, Result};
@@ -145,6 +147,10 @@ pub struct Trainer<'m, T: Real, M: Model<T>> {
     engine_live: bool,
     /// The host copies of θ, θ̃ and the optimiser state are behind the engine's.
     host_stale: bool,
+    /// θ before the host first-order update in progress (restored if the update overflows).
+    backup: Vec<T>,
+    /// With a live engine: the step and θ of the last host copy known to be finite.
+    last_good: Option<(u64, Vec<T>)>,
 }
 
 impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
@@ -204,6 +210,8 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             engine: None,
             engine_live: false,
             host_stale: false,
+            backup: Vec::new(),
+            last_good: None,
         })
     }
 
@@ -308,10 +316,19 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     /// Trains until `cfg.steps` inner steps have been taken in total, evaluating every
     /// `eval_every` steps and at the end, checkpointing when configured.
     ///
+    /// Stops early with [`Termination::Diverged`] and [`Report::divergence`] when an update
+    /// would make the gradient, the step or θ non-finite (that update is not applied), or
+    /// when an evaluation shows a non-finite loss or crosses the
+    /// [`DivergenceRule`](super::DivergenceRule). θ stays finite: after a failed update it is
+    /// the θ before it, and that state is evaluated (and passed to the observer) when its
+    /// metrics are finite. An evaluation with a non-finite loss is not passed to the
+    /// observer. No checkpoint is written after a divergence.
+    ///
     /// # Errors
     /// [`Error::Data`] if the data do not fit the model (input width, output width, row
-    /// counts) or the training set is empty; checkpoint I/O errors; memory-budget errors
-    /// of the Gauss-Newton / spectral solves; the errors of an engine
+    /// counts) or the training set is empty; [`Error::OutOfMemory`] before the first step
+    /// when a Gauss-Newton / spectral step would not fit the memory budget
+    /// ([`inner_step_plan`](super::inner_step_plan)); checkpoint I/O errors; the errors of an engine
     /// ([`with_engine`](Self::with_engine), e.g. [`Error::Device`]).
     pub fn fit(
         &mut self,
@@ -332,6 +349,11 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 "cross-entropy needs at least 2 outputs; use --loss mse for a single output",
             ));
         }
+        if let Some(plan) =
+            super::plan::inner_step_plan::<T>(&self.cfg, train.len(), c, self.model.n_params())
+        {
+            plan.check(crate::memory::default_budget())?;
+        }
         match &self.state.batcher {
             None => {
                 self.state.batcher = Some(Batcher::new(train.len(), self.cfg.batch, self.cfg.seed));
@@ -351,6 +373,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             engine.begin(&self.cfg, &self.state, train)?;
             self.engine_live = true;
             self.host_stale = false;
+            self.last_good = Some((self.state.step, self.state.theta.clone()));
         }
         let result = self.fit_loop(train, test, obs);
         let synced = self.sync_engine();
@@ -369,8 +392,10 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     ) -> Result<Report> {
         let start = Instant::now();
         let t0 = self.state.seconds;
+        let guard = self.guard(train);
         let mut history = Vec::new();
         let mut termination = Termination::Completed;
+        let mut divergence: Option<Divergence> = None;
         // a resumed state was evaluated when it was saved: do not repeat that evaluation
         let mut last_eval = if self.state.step > 0 {
             self.state.step
@@ -383,41 +408,59 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 self.relinearise(obs)?;
                 self.state.timings.update += t.elapsed().as_secs_f64();
             }
-            let finite = match self.cfg.inner {
-                Inner::Sgd { .. } | Inner::Adam { .. } if self.engine_live => self.engine_step()?,
-                Inner::Sgd { .. } | Inner::Adam { .. } => self.first_order_step(train),
+            // the quantity that became non-finite and its value (unknown on an engine)
+            let failed: Option<(&str, Option<f64>)> = match self.cfg.inner {
+                Inner::Sgd { .. } | Inner::Adam { .. } if self.engine_live => {
+                    self.engine_step()?.then_some(("batch gradient", None))
+                }
+                Inner::Sgd { .. } | Inner::Adam { .. } => {
+                    self.first_order_step(train).map(|(q, v)| (q, Some(v)))
+                }
                 Inner::GaussNewton { adaptive, .. } => {
                     let t = Instant::now();
-                    let ok =
+                    let bad =
                         gn_inner_step(self.model, &mut self.state, &self.cfg, train, adaptive)?;
                     self.state.timings.solve += t.elapsed().as_secs_f64();
-                    self.state.step += 1;
-                    self.state.since_relin += 1;
-                    ok
+                    if bad.is_none() {
+                        self.state.step += 1;
+                        self.state.since_relin += 1;
+                    }
+                    bad.map(|(q, v)| (q, Some(v)))
                 }
                 Inner::Spectral { lr } => {
                     let t = Instant::now();
-                    let ok =
+                    let bad =
                         spectral_inner_step(self.model, &mut self.state, &self.cfg, train, lr)?;
                     self.state.timings.solve += t.elapsed().as_secs_f64();
-                    ok
+                    bad.map(|(q, v)| (q, Some(v)))
                 }
             };
             obs.on_step(self.state.step, self.cfg.steps);
-            if !finite {
-                termination = Termination::Diverged;
+            if let Some((quantity, value)) = failed {
+                divergence = Some(self.failed_update(quantity, value)?);
                 break;
             }
             let at_end = self.state.step >= self.cfg.steps;
             if self.state.step.is_multiple_of(self.cfg.eval_every) || at_end {
-                self.sync_engine()?;
+                if let Some(d) = self.sync_checked()? {
+                    divergence = Some(d);
+                    break;
+                }
                 let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
                 last_eval = self.state.step;
+                let verdict = guard.check(&m);
+                if verdict
+                    .as_ref()
+                    .is_some_and(|d| d.kind == DivergenceKind::NonFinite)
+                {
+                    // a non-finite loss is no measurement: not passed on
+                    divergence = verdict;
+                    break;
+                }
                 let stop = obs.on_eval(&m) == Control::Stop;
-                let bad = !m.train_loss.is_finite();
                 history.push(m);
-                if bad {
-                    termination = Termination::Diverged;
+                if verdict.is_some() {
+                    divergence = verdict;
                     break;
                 }
                 if stop {
@@ -433,18 +476,37 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 .is_some_and(|ck| step.is_multiple_of(ck.every) || at_end);
             if checkpoint_due {
                 let t = Instant::now();
-                self.sync_engine()?;
+                if let Some(d) = self.sync_checked()? {
+                    divergence = Some(d);
+                    break;
+                }
                 self.state.seconds = t0 + start.elapsed().as_secs_f64();
                 let ck = self.cfg.checkpoint.as_ref().expect("checked above");
                 super::checkpoint::save(&ck.path, &self.state)?;
                 self.state.timings.checkpoint += t.elapsed().as_secs_f64();
             }
         }
-        if last_eval != self.state.step && termination != Termination::Diverged {
+        let kept_here = divergence
+            .as_ref()
+            .is_none_or(|d| d.kept_step == self.state.step);
+        if last_eval != self.state.step && kept_here {
+            // the end of the run, or the state kept after a failed update
             self.sync_engine()?;
             let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
-            obs.on_eval(&m);
-            history.push(m);
+            let verdict = guard.check(&m);
+            let finite = verdict
+                .as_ref()
+                .is_none_or(|d| d.kind != DivergenceKind::NonFinite);
+            if divergence.is_none() {
+                divergence = verdict;
+            }
+            if finite {
+                obs.on_eval(&m);
+                history.push(m);
+            }
+        }
+        if divergence.is_some() {
+            termination = Termination::Diverged;
         }
         self.state.seconds = t0 + start.elapsed().as_secs_f64();
         Ok(Report {
@@ -455,84 +517,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             seconds: self.state.seconds,
             timings: self.state.timings,
             rejected_steps: self.state.rejected,
+            divergence,
         })
-    }
-
-    /// The rows of the next mini-batch (the batcher exists once `fit` has started).
-    fn next_rows(&mut self) -> Vec<usize> {
-        self.state
-            .batcher
-            .as_mut()
-            .expect("batcher created in fit")
-            .next_batch()
-    }
-
-    /// One mini-batch SGD/Adam step on `f_lin` taken by the live engine (same batches, same
-    /// step sizes and counters as [`first_order_step`](Self::first_order_step)).
-    fn engine_step(&mut self) -> Result<bool> {
-        let t = Instant::now();
-        let rows = self.next_rows();
-        self.state.timings.update += t.elapsed().as_secs_f64();
-        let lr = self.lr_at(self.state.step);
-        let at_tilde = self.state.since_relin == 0;
-        let finite = self.engine.as_mut().expect("a live engine exists").step(
-            &rows,
-            lr,
-            at_tilde,
-            &mut self.state.timings,
-        )?;
-        if finite {
-            self.state.step += 1;
-            self.state.since_relin += 1;
-            self.host_stale = true;
-        }
-        Ok(finite)
-    }
-
-    /// One mini-batch SGD/Adam step on `f_lin`. Returns whether the batch loss was finite
-    /// (a non-finite step is not applied).
-    fn first_order_step(&mut self, train: DataRef<'_, T>) -> bool {
-        let t = Instant::now();
-        let rows = self.next_rows();
-        let (xb, yb) = (gather(train.x, &rows), gather(train.y, &rows));
-        self.state.timings.update += t.elapsed().as_secs_f64();
-
-        let t = Instant::now();
-        // f_lin = f(θ̃) + J(θ̃)(θ − θ̃); right after a re-linearisation the tangent is zero.
-        let flin = if self.state.since_relin == 0 {
-            self.model.forward(&self.state.theta_tilde, xb.as_ref())
-        } else {
-            let v = self.delta();
-            let (f0, jv) = self.model.jvp(&self.state.theta_tilde, xb.as_ref(), &v);
-            f0 + jv
-        };
-        self.state.timings.jvp += t.elapsed().as_secs_f64();
-
-        let t = Instant::now();
-        let g_out = loss_gradient(self.cfg.loss, flin.as_ref(), yb.as_ref());
-        let mut grad = self
-            .model
-            .vjp(&self.state.theta_tilde, xb.as_ref(), g_out.as_ref());
-        self.state.timings.vjp += t.elapsed().as_secs_f64();
-
-        let t = Instant::now();
-        let finite = grad.iter().all(|g| g.is_finite());
-        if finite {
-            if self.cfg.weight_decay > 0.0 {
-                T::axpy(
-                    T::from_f64(self.cfg.weight_decay),
-                    &self.state.theta,
-                    &mut grad,
-                );
-            }
-            let lr = self.lr_at(self.state.step);
-            self.state
-                .opt
-                .update(&self.cfg.inner, lr, &mut self.state.theta, &grad);
-            self.state.step += 1;
-            self.state.since_relin += 1;
-        }
-        self.state.timings.update += t.elapsed().as_secs_f64();
-        finite
     }
 }

@@ -1,0 +1,97 @@
+//! The life of a run directory: a run that has not finished is marked by the file
+//! [`MARKER`], so that an interrupted run (or one that failed half-way) never passes for a
+//! finished one, and a fresh run over an earlier one (`--force`) never leaves a mix of both.
+//!
+//! A fresh run: (1) writes the marker, (2) removes the earlier run's files ([`RUN_FILES`],
+//! `summary.json` first), (3) writes `config.json` and the rest; a finished run (completed,
+//! stopped or diverged, with its `summary.json` written) removes the marker last. A kill
+//! before (1) leaves the earlier run intact; after it, the marker says that the directory is
+//! an unfinished run, and once the new `config.json` is there none of the earlier run's files
+//! is left. A resume writes the marker again until it finishes.
+
+use itlin::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// The file that marks a run directory whose run has not finished.
+pub const MARKER: &str = "UNFINISHED";
+
+/// The files a run writes (and a fresh run removes first), in the order of removal:
+/// `summary.json` first, so that a half-removed earlier run no longer looks finished, and
+/// `config.json` last, so that a new `config.json` means that none of the earlier run's
+/// files is left.
+pub const RUN_FILES: &[&str] = &[
+    "summary.json",
+    "loss.svg",
+    "loss.png",
+    "accuracy.svg",
+    "accuracy.png",
+    "kernel_distance.svg",
+    "kernel_distance.png",
+    "theta.npy",
+    "metrics.jsonl",
+    "checkpoint.bin",
+    "config.json",
+];
+
+/// Writes the marker into `dir` (created if needed) and makes it durable.
+///
+/// # Errors
+/// [`Error::Io`] if it cannot be written.
+pub fn mark_unfinished(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(MARKER);
+    let io = |e| Error::io(&path, e);
+    let mut f = std::fs::File::create(&path).map_err(io)?;
+    f.write_all(
+        b"This itlin run has not finished (it is running, was interrupted or failed): its files \
+          are partial. Continue it with `itlin train --resume <this directory>`.\n",
+    )
+    .and_then(|_| f.sync_all())
+    .map_err(io)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Starts a fresh run in `dir`: the marker, then the removal of an earlier run's files
+/// (and of their temporary `.tmp` siblings). Other files are left alone.
+///
+/// # Errors
+/// [`Error::Io`] if the marker cannot be written or a file cannot be removed.
+pub fn begin_fresh(dir: &Path) -> Result<()> {
+    mark_unfinished(dir)?;
+    for name in RUN_FILES {
+        for n in [name.to_string(), format!("{name}.tmp")] {
+            let p = dir.join(n);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&p, e)),
+            }
+        }
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Ends a run whose `summary.json` is written: removes the marker.
+///
+/// # Errors
+/// [`Error::Io`] if it cannot be removed.
+pub fn finish(dir: &Path) -> Result<()> {
+    let p = dir.join(MARKER);
+    match std::fs::remove_file(&p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&p, e)),
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Best-effort fsync of a directory (so that renames and removals in it are durable).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
