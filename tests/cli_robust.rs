@@ -10,59 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_itlin");
-
-/// Writes an uncompressed IDX file of u8 values.
-fn write_idx(path: &Path, dims: &[usize], data: &[u8]) {
-    let mut b = vec![0u8, 0, 0x08, dims.len() as u8];
-    for &d in dims {
-        b.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    b.extend_from_slice(data);
-    std::fs::write(path, b).unwrap();
-}
-
-/// `n` 4×4 "images" of 3 classes (class k lights row k, plus deterministic noise) for
-/// training and 30 for testing.
-fn write_data(dir: &Path, n: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let make = |n: usize, salt: usize| {
-        let mut img = Vec::new();
-        let mut lab = Vec::new();
-        for i in 0..n {
-            let k = (i * 7 + salt) % 3;
-            lab.push(k as u8);
-            for p in 0..16 {
-                let noise = ((i * 31 + p * 17 + salt) % 40) as u8;
-                img.push(if p / 4 == k { 200 + noise / 2 } else { noise });
-            }
-        }
-        (img, lab)
-    };
-    let (xi, yi) = make(n, 0);
-    let (xt, yt) = make(30, 1);
-    write_idx(&dir.join("train-images-idx3-ubyte"), &[n, 4, 4], &xi);
-    write_idx(&dir.join("train-labels-idx1-ubyte"), &[n], &yi);
-    write_idx(&dir.join("t10k-images-idx3-ubyte"), &[30, 4, 4], &xt);
-    write_idx(&dir.join("t10k-labels-idx1-ubyte"), &[30], &yt);
-}
-
-fn itlin_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(BIN);
-    c.args(args).current_dir(cwd);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run itlin")
-}
-
-fn itlin(args: &[&str], cwd: &Path) -> Output {
-    itlin_env(args, cwd, &[])
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{BIN, itlin, itlin_env, s, snapshot, write_data};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -93,21 +43,6 @@ fn fixture() -> Fixture {
         root,
         data,
     }
-}
-
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -3,55 +3,10 @@
 //! run files intact.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_itlin");
-
-/// Writes an uncompressed IDX file of u8 values.
-fn write_idx(path: &Path, dims: &[usize], data: &[u8]) {
-    let mut b = vec![0u8, 0, 0x08, dims.len() as u8];
-    for &d in dims {
-        b.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    b.extend_from_slice(data);
-    std::fs::write(path, b).unwrap();
-}
-
-/// 4×4 "images" of 3 classes: class k lights row k (plus deterministic noise).
-fn write_data(dir: &Path) {
-    let make = |n: usize, salt: usize| {
-        let mut img = Vec::new();
-        let mut lab = Vec::new();
-        for i in 0..n {
-            let k = (i * 7 + salt) % 3;
-            lab.push(k as u8);
-            for p in 0..16 {
-                let on = p / 4 == k;
-                let noise = ((i * 31 + p * 17 + salt) % 40) as u8;
-                img.push(if on { 200 + noise / 2 } else { noise });
-            }
-        }
-        (img, lab)
-    };
-    let (xi, yi) = make(60, 0);
-    let (xt, yt) = make(30, 1);
-    write_idx(&dir.join("train-images-idx3-ubyte"), &[60, 4, 4], &xi);
-    write_idx(&dir.join("train-labels-idx1-ubyte"), &[60], &yi);
-    write_idx(&dir.join("t10k-images-idx3-ubyte"), &[30, 4, 4], &xt);
-    write_idx(&dir.join("t10k-labels-idx1-ubyte"), &[30], &yt);
-}
-
-fn itlin(args: &[&str], cwd: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run itlin")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{itlin, s, snapshot, write_data};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -64,8 +19,7 @@ fn fixture_with_run() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let data = root.join("data");
-    std::fs::create_dir(&data).unwrap();
-    write_data(&data);
+    write_data(&data, 60);
     let run = root.join("run");
     let out = itlin(
         &[
@@ -103,21 +57,6 @@ fn fixture_with_run() -> Fixture {
         data,
         run,
     }
-}
-
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -210,8 +149,7 @@ fn bad_inputs_are_one_line_errors_and_lose_nothing() {
     let f = fixture_with_run();
     let before = snapshot(&f.run);
     let bad_dir = f.root.join("bad");
-    std::fs::create_dir(&bad_dir).unwrap();
-    write_data(&bad_dir);
+    write_data(&bad_dir, 60);
     let imgs = bad_dir.join("train-images-idx3-ubyte");
     let bytes = std::fs::read(&imgs).unwrap();
     std::fs::write(&imgs, &bytes[..bytes.len() - 5]).unwrap();

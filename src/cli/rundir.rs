@@ -2,8 +2,9 @@
 //! [`MARKER`], so that an interrupted run (or one that failed half-way) never passes for a
 //! finished one, and a fresh run over an earlier one (`--force`) never leaves a mix of both.
 //!
-//! A fresh run: (1) writes the marker, (2) removes the earlier run's files ([`RUN_FILES`],
-//! `summary.json` first), (3) writes `config.json` and the rest; a finished run (completed,
+//! A fresh run: (1) turns the earlier run's `summary.json` into the marker by one rename (or
+//! writes the marker when there is none), (2) removes the earlier run's other files
+//! ([`RUN_FILES`]), (3) writes `config.json` and the rest; a finished run (completed,
 //! stopped or diverged, with its `summary.json` written) removes the marker last. A kill
 //! before (1) leaves the earlier run intact; after it, the marker says that the directory is
 //! an unfinished run, and once the new `config.json` is there none of the earlier run's files
@@ -59,6 +60,15 @@ pub fn mark_unfinished(dir: &Path) -> Result<()> {
 /// # Errors
 /// [`Error::Io`] if the marker cannot be written or a file cannot be removed.
 pub fn begin_fresh(dir: &Path) -> Result<()> {
+    // An earlier finished run's summary becomes the marker in one atomic rename, so no kill
+    // can leave a directory that is marked unfinished yet holds a summary, or one that has
+    // lost its summary without being marked.
+    let summary = dir.join("summary.json");
+    if summary.is_file() {
+        let marker = dir.join(MARKER);
+        std::fs::rename(&summary, &marker).map_err(|e| Error::io(&summary, e))?;
+        sync_dir(dir);
+    }
     mark_unfinished(dir)?;
     for name in RUN_FILES {
         for n in [name.to_string(), format!("{name}.tmp")] {
