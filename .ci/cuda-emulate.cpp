@@ -201,7 +201,7 @@ template <class T> void test_elem() {
 // writes must be disjoint, together cover J exactly, and equal the direct formula bit for bit.
 // `cap` bounds the slots per block (forces several column chunks), `rpb_groups` the weight-row
 // groups per block (forces a split over blockIdx.z).
-template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift, int cap, int rpb_groups, unsigned gap_blocks, int rmin = 1, int unroll = 0) {
+template <class T> void test_jac_stripes(int n, int C, vector<int> widths, int shift, int cap, int rpb_groups, unsigned gap_blocks, int rmin = 1, int unroll = 0) {
     constexpr int W = PackWidth<T>::value;
     long long m = (long long)n * C, p = 0;
     int L = (int)widths.size() - 1;
@@ -248,7 +248,7 @@ template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift,
     for (long long k = 0; k < (long long)Sbuf.size(); ++k) {
         const long long f = k - shift * W;
         if (f >= 0 && f < m * p) continue;
-        CHECK(std::isnan(Sbuf[k]) && std::isnan(Gbuf[k]), "jac_v4 wrote outside J at %lld", f);
+        CHECK(std::isnan(Sbuf[k]) && std::isnan(Gbuf[k]), "jac_stripes wrote outside J at %lld", f);
     }
     long long n_stripes = 0;
     for (long long rr = 0; rr < m; ++rr)
@@ -261,11 +261,11 @@ template <class T> void test_jac_v4(int n, int C, vector<int> widths, int shift,
                             : Ly.sb * G[l][rr * Ly.fan_out + e - nw];
             T s = JS[rr * p + k], g = JG[rr * p + k];
             n_stripes += !std::isnan(s);
-            CHECK(std::isnan(s) != std::isnan(g), "jac_v4 r=%lld k=%lld written by %s", rr, k, std::isnan(s) ? "neither kernel" : "both kernels");
+            CHECK(std::isnan(s) != std::isnan(g), "jac_stripes r=%lld k=%lld written by %s", rr, k, std::isnan(s) ? "neither kernel" : "both kernels");
             T got = std::isnan(s) ? g : s;
-            CHECK(got == want, "jac_v4 r=%lld k=%lld got %g want %g (shift %d, cap %d)", rr, k, (double)got, (double)want, shift, cap);
+            CHECK(got == want, "jac_stripes r=%lld k=%lld got %g want %g (shift %d, cap %d)", rr, k, (double)got, (double)want, shift, cap);
         }
-    CHECK(n_stripes > 0 || m * p < 4 * W, "jac_v4: the stripes wrote nothing");
+    CHECK(n_stripes > 0 || m * p < 4 * W, "jac_stripes: the stripes wrote nothing");
 }
 
 // ---- kernels/optim.cu: the device-resident first-order inner step ----------------------------
@@ -462,25 +462,25 @@ int main() {
     for (int shift = 0; shift < 2; ++shift) {
         // v4: weight stripes + gaps. p % 4 == 2 (as 784-128-128-10), odd p, spilling slots,
         // several column chunks (cap), weight rows split over z (rpb_groups), fan_out = 1.
-        test_jac_v4<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1000, 3);
-        test_jac_v4<float>(3, 3, {8, 4, 12, 3}, shift, 2, 1, 2);
-        test_jac_v4<float>(5, 1, {4, 1}, shift, 1024, 1000, 1);
-        test_jac_v4<float>(2, 2, {20, 4, 8, 1}, shift, 3, 2, 4);
-        test_jac_v4<double>(2, 10, {8, 6, 10}, shift, 1024, 1000, 3);
-        test_jac_v4<double>(3, 3, {6, 4, 4, 3}, shift, 2, 1, 1);
-        test_jac_v4<double>(3, 2, {2, 6, 3}, shift, 1, 3, 2);
-        test_jac_v4<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1, 3, 2);  // 2 weight rows at once
-        test_jac_v4<double>(3, 3, {6, 4, 4, 3}, shift, 1024, 1, 2, 3);    // R = 3 (odd)
+        test_jac_stripes<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1000, 3);
+        test_jac_stripes<float>(3, 3, {8, 4, 12, 3}, shift, 2, 1, 2);
+        test_jac_stripes<float>(5, 1, {4, 1}, shift, 1024, 1000, 1);
+        test_jac_stripes<float>(2, 2, {20, 4, 8, 1}, shift, 3, 2, 4);
+        test_jac_stripes<double>(2, 10, {8, 6, 10}, shift, 1024, 1000, 3);
+        test_jac_stripes<double>(3, 3, {6, 4, 4, 3}, shift, 2, 1, 1);
+        test_jac_stripes<double>(3, 2, {2, 6, 3}, shift, 1, 3, 2);
+        test_jac_stripes<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1, 3, 2);  // 2 weight rows at once
+        test_jac_stripes<double>(3, 3, {6, 4, 4, 3}, shift, 1024, 1, 2, 3);    // R = 3 (odd)
         // more weight rows than the unrolled iteration (4): unrolled body plus remainder
         // (one row at a time, R = 1, as for fan_in >= 1024 in f32)
-        test_jac_v4<float>(3, 3, {8, 12, 11}, shift, 1024, 3, 2, -1);    // 11 rows, 3 per block
-        test_jac_v4<float>(3, 3, {8, 12, 11}, shift, 1024, 1000, 2, -1); // 11 rows in one block
-        test_jac_v4<double>(2, 2, {4, 6, 13}, shift, 1024, 1000, 2, -2); // R = 2, 13 rows
-        test_jac_v4<double>(2, 3, {4, 6, 13}, shift, 1024, 2, 2, -1);    // R = 1, 2 rows per block
+        test_jac_stripes<float>(3, 3, {8, 12, 11}, shift, 1024, 3, 2, -1);    // 11 rows, 3 per block
+        test_jac_stripes<float>(3, 3, {8, 12, 11}, shift, 1024, 1000, 2, -1); // 11 rows in one block
+        test_jac_stripes<double>(2, 2, {4, 6, 13}, shift, 1024, 1000, 2, -2); // R = 2, 13 rows
+        test_jac_stripes<double>(2, 3, {4, 6, 13}, shift, 1024, 2, 2, -1);    // R = 1, 2 rows per block
         // the loop without unrolling (U = 1) writes the same
-        test_jac_v4<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1000, 3, 1, 1);
-        test_jac_v4<float>(3, 3, {8, 12, 11}, shift, 1024, 1000, 2, -1, 1);
-        test_jac_v4<double>(3, 3, {6, 4, 14, 3}, shift, 2, 3, 2, 1, 1);
+        test_jac_stripes<float>(4, 10, {12, 8, 8, 12}, shift, 1024, 1000, 3, 1, 1);
+        test_jac_stripes<float>(3, 3, {8, 12, 11}, shift, 1024, 1000, 2, -1, 1);
+        test_jac_stripes<double>(3, 3, {6, 4, 14, 3}, shift, 2, 3, 2, 1, 1);
     }
     test_col_sum<float>(37, 45, 8, 2);
     test_col_sum<double>(100, 10, 7, 1);

@@ -280,11 +280,11 @@ fn mlps() -> Vec<Mlp> {
     v.push(Mlp::new(&[13, 9, 3], Activation::Tanh).unwrap());
     // Four layers: the fused NTK assembly's middle pass (Θ added as it is).
     v.push(Mlp::new(&[4, 6, 5, 3, 2], Activation::Gelu).unwrap());
-    // Every fan_in a multiple of 4 (f32 and f64) or of 2 only (f64): jacobian_v4's own
+    // Every fan_in a multiple of 4 (f32 and f64) or of 2 only (f64): jacobian_stripes's own
     // kernels (weight stripes, spilling slots when p is odd, gaps) instead of its fallback.
     v.push(Mlp::new(&[8, 12, 4, 3], Activation::Relu).unwrap());
     v.push(Mlp::new(&[6, 10, 3], Activation::Tanh).unwrap());
-    // fan_in / W > 1024 slots: jacobian_v4 splits a weight row over several blocks.
+    // fan_in / W > 1024 slots: jacobian_stripes splits a weight row over several blocks.
     v.push(Mlp::new(&[4104, 3, 2], Activation::Tanh).unwrap());
     v
 }
@@ -376,7 +376,7 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
     // weight blocks per block, and v4 with one weight row per block written two at a time.
     // Offsets 0 and 4 keep J 16-byte aligned in f32 (0 and 2 in f64), the others do not (v4
     // falls back to v2 there).
-    let v4 = |rows, at_once| ops::JacobianV4Opts {
+    let v4 = |rows, at_once| ops::StripeOpts {
         weight_rows_per_block: rows,
         min_rows_at_once: at_once,
         ..Default::default()
@@ -395,9 +395,11 @@ fn mlp_case<T: CudaReal>(be: &CudaBackend, mlp: &Mlp, n: usize) {
             {
                 let mut view = jn.slice_mut(offset..offset + nc * p);
                 match (ver, opts) {
-                    (1, _) => dmlp::write_jacobian_v1(be, mlp, &s, &mut view).unwrap(),
-                    (2, _) => dmlp::write_jacobian_v2(be, mlp, &s, &mut view).unwrap(),
-                    (_, Some(o)) => dmlp::write_jacobian_v4(be, mlp, &s, &mut view, o).unwrap(),
+                    (1, _) => dmlp::write_jacobian_per_layer(be, mlp, &s, &mut view).unwrap(),
+                    (2, _) => dmlp::write_jacobian_flat(be, mlp, &s, &mut view).unwrap(),
+                    (_, Some(o)) => {
+                        dmlp::write_jacobian_stripes(be, mlp, &s, &mut view, o).unwrap()
+                    }
                     _ => dmlp::write_jacobian(be, mlp, &s, &mut view).unwrap(),
                 }
             }

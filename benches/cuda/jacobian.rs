@@ -8,9 +8,12 @@ use itlin::kernels::cuda::{CudaBackend, CudaReal, DeviceSignals, cudarc, mlp as 
 
 /// A Jacobian writer other than the default.
 pub(crate) enum Writer {
-    V1,
-    V2,
-    V4(ops::JacobianV4Opts),
+    /// One launch per layer (the fallback above 8 layers).
+    PerLayer,
+    /// One flat launch over all of `J` (the fallback for shapes the stripes do not take).
+    Flat,
+    /// Weight stripes + gaps with these launch options.
+    Stripes(ops::StripeOpts),
 }
 
 impl Writer {
@@ -22,9 +25,9 @@ impl Writer {
         j: &mut CudaSlice<T>,
     ) -> Res<()> {
         match self {
-            Writer::V1 => dmlp::write_jacobian_v1(be, mlp, sig, j)?,
-            Writer::V2 => dmlp::write_jacobian_v2(be, mlp, sig, j)?,
-            Writer::V4(o) => dmlp::write_jacobian_v4(be, mlp, sig, j, *o)?,
+            Writer::PerLayer => dmlp::write_jacobian_per_layer(be, mlp, sig, j)?,
+            Writer::Flat => dmlp::write_jacobian_flat(be, mlp, sig, j)?,
+            Writer::Stripes(o) => dmlp::write_jacobian_stripes(be, mlp, sig, j, *o)?,
         }
         Ok(())
     }
@@ -108,23 +111,23 @@ pub(crate) fn jacobian_rows<T: CudaReal>(
         println!("jacobian_write: J v not finite after writing a NaN-poisoned J  MISMATCH");
     }
 
-    let o4 = |rows: usize, kernels: ops::V4Kernels| {
-        Writer::V4(ops::JacobianV4Opts {
+    let o4 = |rows: usize, kernels: ops::StripeKernels| {
+        Writer::Stripes(ops::StripeOpts {
             weight_rows_per_block: rows,
             min_rows_at_once: 0,
             kernels,
         })
     };
-    let both = ops::V4Kernels::Both;
+    let both = ops::StripeKernels::Both;
     let variants = [
         (
-            "jacobian_write_v1",
-            Writer::V1,
+            "jacobian_write_per_layer",
+            Writer::PerLayer,
             "one launch per layer (the fallback above 8 layers)",
         ),
         (
-            "jacobian_write_v2",
-            Writer::V2,
+            "jacobian_write_flat",
+            Writer::Flat,
             "one flat launch, 16-byte streaming stores (the fallback for other fan_in)",
         ),
         (
@@ -159,17 +162,17 @@ pub(crate) fn jacobian_rows<T: CudaReal>(
         ),
         (
             "jacobian_write_v4_stripes",
-            o4(0, ops::V4Kernels::StripesOnly),
+            o4(0, ops::StripeKernels::StripesOnly),
             "the default's stripes kernels alone",
         ),
         (
             "jacobian_write_v4_gaps",
-            o4(0, ops::V4Kernels::GapsOnly),
+            o4(0, ops::StripeKernels::GapsOnly),
             "the default's gaps kernel alone",
         ),
     ];
     for (name, w, what) in variants {
-        let fell_back = matches!(w, Writer::V4(_)) && !v4_applies;
+        let fell_back = matches!(w, Writer::Stripes(_)) && !v4_applies;
         let timed = b.time(0.3, || Ok(()), || w.write(&b.be, mlp, sig, &mut *j));
         let note = |t: f64| {
             format!(
@@ -183,7 +186,7 @@ pub(crate) fn jacobian_rows<T: CudaReal>(
             continue;
         }
         // A kernel timed alone leaves part of J unwritten: nothing to check.
-        if matches!(&w, Writer::V4(o) if o.kernels != both) {
+        if matches!(&w, Writer::Stripes(o) if o.kernels != both) {
             continue;
         }
         let d = poisoned_jv(b, ps, j, |j| w.write(&b.be, mlp, sig, j)).map(|y| max_rel(&y_ref, &y));

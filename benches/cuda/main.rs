@@ -10,8 +10,8 @@
 //!    `cublas_gemm` (8192 × 8192 × 4096 from Jacobian data: the GEMM ceiling);
 //! 2. `forward`, `jvp`, `vjp`, `signals` (batched backprop);
 //! 3. Jacobian assembly: `jacobian_write` (the default, `write_jacobian`), `jacobian`
-//!    (signals and write), then the kept alternatives `jacobian_write_v1` (one launch per
-//!    layer, the fallback above 8 layers), `jacobian_write_v2` (one flat launch, the fallback
+//!    (signals and write), then the kept alternatives `jacobian_write_per_layer` (one launch per
+//!    layer, the fallback above 8 layers), `jacobian_write_flat` (one flat launch, the fallback
 //!    when a `fan_in` is not a multiple of the packet width) and the block-shape sweep of the
 //!    default kernels `jacobian_write_v4_{w2,w4,w8,w16,w32,all}`; each is written once more
 //!    into a NaN-poisoned `J` and checked against the default through `J v` (all write the

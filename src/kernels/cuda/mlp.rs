@@ -455,9 +455,9 @@ fn jacobian_shape<T: CudaReal>(
 }
 
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`:
-/// [`write_jacobian_v4`] with its default block shape (the fastest on an H100:
+/// [`write_jacobian_stripes`] with its default block shape (the fastest on an H100:
 /// 2.8 TB/s in f32, 3.0 TB/s in f64 for 784-128-128-10), which itself falls back to
-/// [`write_jacobian_v2`] / [`write_jacobian_v1`] for shapes it does not take.
+/// [`write_jacobian_flat`] / [`write_jacobian_per_layer`] for shapes it does not take.
 ///
 /// # Panics
 /// If `j.len() != N·C·P` or the signals are not those of `mlp`.
@@ -471,13 +471,13 @@ pub fn write_jacobian<T: CudaReal>(
     s: &DeviceSignals<T>,
     j: &mut impl DevicePtrMut<T>,
 ) -> Result<()> {
-    write_jacobian_v4(be, mlp, s, j, ops::JacobianV4Opts::default())
+    write_jacobian_stripes(be, mlp, s, j, ops::StripeOpts::default())
 }
 
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`, all
 /// layers in one launch (`ops::jacobian_all`: one pass of 16-byte streaming stores over the
 /// flat `J`, any shape and alignment); MLPs with more than `ops::JACOBIAN_MAX_LAYERS` layers
-/// take [`write_jacobian_v1`].
+/// take [`write_jacobian_per_layer`].
 ///
 /// # Panics
 /// If `j.len() != N·C·P` or the signals are not those of `mlp`.
@@ -485,20 +485,20 @@ pub fn write_jacobian<T: CudaReal>(
 /// # Errors
 /// [`crate::Error::Device`] on a kernel failure.
 #[track_caller]
-pub fn write_jacobian_v2<T: CudaReal>(
+pub fn write_jacobian_flat<T: CudaReal>(
     be: &CudaBackend,
     mlp: &Mlp,
     s: &DeviceSignals<T>,
     j: &mut impl DevicePtrMut<T>,
 ) -> Result<()> {
-    let (m, p, c) = jacobian_shape("write_jacobian_v2", mlp, s, j.len());
+    let (m, p, c) = jacobian_shape("write_jacobian_flat", mlp, s, j.len());
     if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
-        return write_jacobian_v1(be, mlp, s, j);
+        return write_jacobian_per_layer(be, mlp, s, j);
     }
     ops::jacobian_all(be, j, m, p, c, &jacobian_layers(mlp, s))
 }
 
-/// The per-layer table of [`write_jacobian_v2`] and [`write_jacobian_v4`].
+/// The per-layer table of [`write_jacobian_flat`] and [`write_jacobian_stripes`].
 fn jacobian_layers<'a, T: CudaReal>(
     mlp: &Mlp,
     s: &'a DeviceSignals<T>,
@@ -518,11 +518,11 @@ fn jacobian_layers<'a, T: CudaReal>(
 }
 
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`, the
-/// same values as [`write_jacobian_v2`] bit for bit, by `ops::jacobian_v4` (per layer, one thread
+/// same values as [`write_jacobian_flat`] bit for bit, by `ops::jacobian_stripes` (per layer, one thread
 /// per 16-byte column slot of the weight rows with its activations in registers; a second
 /// kernel for the packets around biases and boundaries; `opts` sets the block shape). Falls
 /// back to `ops::jacobian_all` when a `fan_in` is not a multiple of `16 / size_of::<T>()` or
-/// `j` is misaligned, and to [`write_jacobian_v1`] for more than `ops::JACOBIAN_MAX_LAYERS`
+/// `j` is misaligned, and to [`write_jacobian_per_layer`] for more than `ops::JACOBIAN_MAX_LAYERS`
 /// layers.
 ///
 /// # Panics
@@ -531,18 +531,18 @@ fn jacobian_layers<'a, T: CudaReal>(
 /// # Errors
 /// [`crate::Error::Device`] on a kernel failure.
 #[track_caller]
-pub fn write_jacobian_v4<T: CudaReal>(
+pub fn write_jacobian_stripes<T: CudaReal>(
     be: &CudaBackend,
     mlp: &Mlp,
     s: &DeviceSignals<T>,
     j: &mut impl DevicePtrMut<T>,
-    opts: ops::JacobianV4Opts,
+    opts: ops::StripeOpts,
 ) -> Result<()> {
-    let (m, p, c) = jacobian_shape("write_jacobian_v4", mlp, s, j.len());
+    let (m, p, c) = jacobian_shape("write_jacobian_stripes", mlp, s, j.len());
     if mlp.layers().len() > ops::JACOBIAN_MAX_LAYERS {
-        return write_jacobian_v1(be, mlp, s, j);
+        return write_jacobian_per_layer(be, mlp, s, j);
     }
-    ops::jacobian_v4(be, j, m, p, c, &jacobian_layers(mlp, s), opts)
+    ops::jacobian_stripes(be, j, m, p, c, &jacobian_layers(mlp, s), opts)
 }
 
 /// Writes the explicit Jacobian (row-major `(N·C) × P`) from device signals into `j`,
@@ -555,13 +555,13 @@ pub fn write_jacobian_v4<T: CudaReal>(
 /// # Errors
 /// [`crate::Error::Device`] on a kernel failure.
 #[track_caller]
-pub fn write_jacobian_v1<T: CudaReal>(
+pub fn write_jacobian_per_layer<T: CudaReal>(
     be: &CudaBackend,
     mlp: &Mlp,
     s: &DeviceSignals<T>,
     j: &mut impl DevicePtrMut<T>,
 ) -> Result<()> {
-    let (m, p, c) = jacobian_shape("write_jacobian_v1", mlp, s, j.len());
+    let (m, p, c) = jacobian_shape("write_jacobian_per_layer", mlp, s, j.len());
     for (l, layer) in mlp.layers().iter().enumerate() {
         ops::jacobian_layer(
             be,

@@ -173,7 +173,7 @@ pub fn jacobian_all<T: CudaReal>(
     Ok(())
 }
 
-/// Checks the shapes of [`jacobian_all`] / `jacobian_v4` (panicking as they document) and
+/// Checks the shapes of [`jacobian_all`] / `jacobian_stripes` (panicking as they document) and
 /// builds the kernels' layer table.
 #[track_caller]
 pub(super) fn jac_table<T: CudaReal>(

@@ -105,14 +105,14 @@ impl<T, S: DevicePtrMut<T>> DevicePtrMutDyn<T> for S {
     }
 }
 
-mod jacobian_v4;
+mod jacobian_stripes;
 mod jvec;
 mod layer;
 mod linalg;
 mod optim;
 
-pub use jacobian_v4::{
-    DEFAULT_WEIGHT_ROWS, JacobianV4Opts, StripeGeometry, V4Kernels, jacobian_v4,
+pub use jacobian_stripes::{
+    DEFAULT_WEIGHT_ROWS, StripeGeometry, StripeKernels, StripeOpts, jacobian_stripes,
     jacobian_v4_applies, stripe_geometry,
 };
 pub use jvec::{gemv_rm, j_v, jt_j_v, jt_u};

@@ -13,7 +13,7 @@ use cudarc::driver::{DevicePtrMut, LaunchConfig, PushKernelArg};
 /// Threads per block of `jacobian_gaps` (a row's gaps hold a few hundred elements).
 const GAP_THREADS: u32 = 128;
 
-/// Weight rows per block of [`jacobian_v4`] by default, for `W = 4` (f32) and `W = 2` (f64)
+/// Weight rows per block of [`jacobian_stripes`] by default, for `W = 4` (f32) and `W = 2` (f64)
 /// elements per 16-byte packet: the best of 2, 4, 8, 16, 32 and all (128) rows on an H100 for
 /// 784-128-128-10 at N = 1024 and 8192 (`docs/bench/gpu-h100-cuda-bench-run8.log`, GB/s
 /// written, f32 N = 1024: 2387 / 2638 / 2574 / 2769 / 2683 / 2435; f64: 2469 / 2756 / 2967 /
@@ -22,9 +22,9 @@ const GAP_THREADS: u32 = 128;
 /// blocks' stores in a narrow window, and too few leave a block too little work for its setup.
 pub const DEFAULT_WEIGHT_ROWS: [(usize, usize); 2] = [(4, 16), (2, 8)];
 
-/// Launch options of [`jacobian_v4`].
+/// Launch options of [`jacobian_stripes`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JacobianV4Opts {
+pub struct StripeOpts {
     /// Weight rows each block writes (rounded up to a multiple of the rows it writes at
     /// once); `0` picks [`DEFAULT_WEIGHT_ROWS`] for the type (fewer when the grid would
     /// otherwise have under `8 ·` SM count blocks).
@@ -34,12 +34,12 @@ pub struct JacobianV4Opts {
     pub min_rows_at_once: usize,
     /// Which of the two kernels to run: both (the default), or one of them alone to time it
     /// (then part of `J` is left unwritten).
-    pub kernels: V4Kernels,
+    pub kernels: StripeKernels,
 }
 
-/// The kernels [`jacobian_v4`] launches ([`JacobianV4Opts::kernels`]).
+/// The kernels [`jacobian_stripes`] launches ([`StripeOpts::kernels`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum V4Kernels {
+pub enum StripeKernels {
     /// `jacobian_gaps` and `jacobian_stripes`: every element of `J`.
     #[default]
     Both,
@@ -79,7 +79,7 @@ pub fn stripe_geometry(
     fan_out: usize,
     m: usize,
     sms: usize,
-    opts: JacobianV4Opts,
+    opts: StripeOpts,
 ) -> Option<StripeGeometry> {
     if w == 0 || fan_in == 0 || !fan_in.is_multiple_of(w) || fan_out == 0 || m == 0 {
         return None;
@@ -115,15 +115,14 @@ pub fn stripe_geometry(
     })
 }
 
-/// Whether [`jacobian_v4`] runs its own kernels for these layers (`(fan_in, fan_out)`) rather
+/// Whether [`jacobian_stripes`] runs its own kernels for these layers (`(fan_in, fan_out)`) rather
 /// than falling back to [`super::jacobian_all`]: every `fan_in` is a multiple of
 /// `16 / size_of::<T>()` (then each weight row repeats the same 16-byte packet pattern) and
 /// the grids fit. The Jacobian buffer must also be 16-byte aligned, checked at the call.
 pub fn jacobian_v4_applies<T>(m: usize, dims: &[(usize, usize)]) -> bool {
     let w = 16 / std::mem::size_of::<T>();
-    dims.iter().all(|&(fi, fo)| {
-        stripe_geometry(w, fi, fo, m.max(1), 1, JacobianV4Opts::default()).is_some()
-    })
+    dims.iter()
+        .all(|&(fi, fo)| stripe_geometry(w, fi, fo, m.max(1), 1, StripeOpts::default()).is_some())
 }
 
 /// The whole explicit Jacobian `J` (row-major `m × p`, `m = N·C`), the same values as
@@ -143,16 +142,16 @@ pub fn jacobian_v4_applies<T>(m: usize, dims: &[(usize, usize)]) -> bool {
 /// # Errors
 /// [`crate::Error::Device`] if a kernel cannot be compiled or launched, or a size exceeds 32 bits.
 #[track_caller]
-pub fn jacobian_v4<T: CudaReal>(
+pub fn jacobian_stripes<T: CudaReal>(
     be: &CudaBackend,
     j: &mut impl DevicePtrMut<T>,
     m: usize,
     p: usize,
     c: usize,
     layers: &[JacobianLayer<'_, T>],
-    opts: JacobianV4Opts,
+    opts: StripeOpts,
 ) -> Result<()> {
-    let raw = jac_table(j.len(), m, p, c, layers, be, "jacobian_v4")?;
+    let raw = jac_table(j.len(), m, p, c, layers, be, "jacobian_stripes")?;
     if m == 0 {
         return Ok(());
     }
@@ -172,7 +171,7 @@ pub fn jacobian_v4<T: CudaReal>(
         block_dim: (GAP_THREADS, 1, 1),
         shared_mem_bytes: 0,
     };
-    if opts.kernels != V4Kernels::StripesOnly {
+    if opts.kernels != StripeKernels::StripesOnly {
         launch!(
             be,
             Family::Jacobian,
@@ -182,7 +181,7 @@ pub fn jacobian_v4<T: CudaReal>(
             [&jp, &mi, &pi, &raw]
         );
     }
-    if opts.kernels == V4Kernels::GapsOnly {
+    if opts.kernels == StripeKernels::GapsOnly {
         return Ok(());
     }
     for (l, g) in raw.l.iter().zip(&geoms) {
@@ -216,7 +215,7 @@ mod tests {
     use super::*;
 
     fn geo(w: usize, fi: usize, fo: usize, m: usize) -> StripeGeometry {
-        stripe_geometry(w, fi, fo, m, 132, JacobianV4Opts::default()).unwrap()
+        stripe_geometry(w, fi, fo, m, 132, StripeOpts::default()).unwrap()
     }
 
     #[test]
@@ -243,14 +242,14 @@ mod tests {
             (2, 64, (640, 1))
         );
         // the whole weight block per block on request
-        let all = JacobianV4Opts {
+        let all = StripeOpts {
             weight_rows_per_block: 128,
             ..Default::default()
         };
         let g = stripe_geometry(4, 784, 128, 10_240, 132, all).unwrap();
         assert_eq!((g.rows_per_block, g.grid), (128, (10_240, 1)));
         // options: one weight row per block, two at once
-        let o = JacobianV4Opts {
+        let o = StripeOpts {
             weight_rows_per_block: 1,
             min_rows_at_once: 2,
             ..Default::default()
@@ -270,7 +269,7 @@ mod tests {
                 for fo in [1, 2, 3, 7, 10, 128, 1000] {
                     for m in [1, 3, 10, 10_240] {
                         for (rows, rmin) in [(0, 0), (1, 0), (3, 2), (5, 3), (10_000, 1)] {
-                            let o = JacobianV4Opts {
+                            let o = StripeOpts {
                                 weight_rows_per_block: rows,
                                 min_rows_at_once: rmin,
                                 ..Default::default()
@@ -293,7 +292,7 @@ mod tests {
                 }
             }
         }
-        let o = JacobianV4Opts::default();
+        let o = StripeOpts::default();
         assert!(stripe_geometry(4, 10, 3, 5, 132, o).is_none());
         assert!(stripe_geometry(4, 0, 3, 5, 132, o).is_none());
     }
