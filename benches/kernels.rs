@@ -1,5 +1,5 @@
-//! Criterion benches of the CPU kernels on MLP 784-128-128-10 tanh (the peer configuration
-//! of DESIGN.md §5), N = 256 and 1024, f32 and f64:
+//! Criterion benches of the CPU kernels on MLP 784-128-128-10 tanh (the default
+//! configuration of `itlin bench`), N = 256 and 1024, f32 and f64:
 //!
 //! - `jvec/{j_v,jt_u,jt_j_v}`: products with an explicit Jacobian; throughput = bytes of J
 //!   (each op reads J once), compare with the read ceiling;

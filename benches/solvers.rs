@@ -1,7 +1,7 @@
 //! Criterion benches of the NTK and the Gauss-Newton solvers on MLP 784-128-128-10 (tanh):
 //! structured and explicit NTK, Cholesky of Θ + NλI, the whole dual GN step, a CG GN step and
 //! the spectral step, at N = 256 and 1024, f32 and f64. Throughput is reported in flops of
-//! the peer script's FLOP models (`../shared/peers/jax_peer.py`), so rates compare directly.
+//! the FLOP models of `itlin::bench::suite` (those of the JAX peer), so rates compare directly.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use faer::Mat;

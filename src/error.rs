@@ -104,3 +104,34 @@ impl std::error::Error for Error {
         }
     }
 }
+
+/// `msg` as one short line: control characters (newlines included) become spaces and
+/// anything past 300 characters is cut (marked with `…`), so that an error quoting bad
+/// input stays one readable line.
+pub fn one_line(msg: &str) -> String {
+    const MAX: usize = 300;
+    let mut out: String = msg
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if msg.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn one_line_flattens_control_characters_and_cuts_long_messages() {
+        assert_eq!(one_line("a\nb\tc"), "a b c");
+        let long = "x".repeat(301);
+        let cut = one_line(&long);
+        assert_eq!(cut.chars().count(), 301);
+        assert!(cut.ends_with('…'));
+        assert_eq!(one_line(&"y".repeat(300)), "y".repeat(300));
+    }
+}

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod data;
 pub mod device;
@@ -9,10 +10,12 @@ pub mod kernels;
 pub mod linalg;
 pub mod linearise;
 pub mod loss;
+pub mod maths;
 pub mod memory;
 pub mod model;
 pub mod ntk;
 pub mod real;
+#[cfg(feature = "cli")]
 pub mod report;
 pub mod solve;
 pub mod train;

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 pub enum Method {
     /// `J Jᵀ` from the explicit Jacobian (symmetric rank-`P` update, lower half).
     Explicit,
-    /// Per-layer Grams (DESIGN §2); only for models that expose their layer structure
+    /// Per-layer Grams ([structured NTK](crate::maths#structured-ntk)); only for models that expose their layer structure
     /// ([`Mlp`]); other models fall back to `Explicit`.
     Structured,
     /// The cheaper of the two by a flop count.

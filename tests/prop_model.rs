@@ -1,6 +1,6 @@
 //! Property tests of the MLP's derivatives over random architectures (1–4 layers, widths
 //! 1–9, every activation, both parameterisations) and batch sizes 1–9:
-//! forward against plain loops written from DESIGN §2, the adjoint identity, the explicit
+//! forward against plain loops written from the documented layout (`itlin::maths`), the adjoint identity, the explicit
 //! Jacobian (and the `J v`, `Jᵀ u`, `Jᵀ(J v)` kernels) against JVP / VJP and plain loops,
 //! JVP against central differences, and f32 against f64.
 //!
@@ -15,7 +15,7 @@ use faer::Mat;
 use itlin::{Activation, Model, Parameterization};
 use proptest::prelude::*;
 
-/// `φ(z)` written independently of the crate (DESIGN §2).
+/// `φ(z)` written independently of the crate (the activations of `itlin::maths`).
 fn phi(act: Activation, z: f64) -> f64 {
     match act {
         Activation::Identity => z,
@@ -26,7 +26,7 @@ fn phi(act: Activation, z: f64) -> f64 {
     }
 }
 
-/// Forward pass by plain loops over the θ layout of DESIGN §2 (per layer `W` row-major
+/// Forward pass by plain loops over the θ layout of `itlin::maths` (per layer `W` row-major
 /// `fan_out × fan_in`, then `b`): the output in sample-major order and every hidden
 /// pre-activation `z`.
 fn naive_forward(arch: &Arch, theta: &[f64], x: &Mat<f64>) -> (Vec<f64>, Vec<f64>) {
@@ -83,7 +83,7 @@ fn abs_dot(a: &[f64], b: &[f64]) -> f64 {
 proptest! {
     #![proptest_config(config(48, 0x00C0_FFEE_0001))]
 
-    /// `Mlp::forward` is the network of DESIGN §2 (layout, parameterisation, activation);
+    /// `Mlp::forward` is the network of `itlin::maths` (layout, parameterisation, activation);
     /// the primal output of the JVP is the forward pass.
     #[test]
     fn forward_matches_plain_loops(arch in arch(), n in 1usize..=9, seed in any::<u64>()) {

@@ -1,5 +1,5 @@
-//! The benchmark suite behind `itlin bench`: every op of the peer script
-//! (`../shared/peers/jax_peer.py`) on an MLP, timed as the median of repeats, with its rate,
+//! The benchmark suite behind `itlin bench`: every op of the JAX peer
+//! benchmark (same op names and FLOP models, below) on an MLP, timed as the median of repeats, with its rate,
 //! the machine ceiling it is bound by (measured in the same run) and the ratio.
 //!
 //! FLOP models are the peer's, so rates compare one to one: with `P_w = Σ_l in_l out_l` and

@@ -1,5 +1,5 @@
-//! The multi-layer perceptron: layout of θ (DESIGN §2), forward, JVP, VJP and the fast
-//! explicit Jacobian.
+//! The multi-layer perceptron: layout of θ (see [parameter layout](crate::maths#parameter-layout)),
+//! forward, JVP, VJP and the fast explicit Jacobian.
 
 use super::signals::Signals;
 use super::{Activation, Init, Jacobian, Model};

@@ -3,6 +3,7 @@
 
 mod plot;
 
+pub use crate::error::one_line;
 pub use plot::{Series, line_plot, line_plot_with_ticks};
 
 use crate::train::Metrics;
@@ -117,22 +118,6 @@ pub fn read_metrics_resumable(path: &Path) -> Result<ResumableMetrics> {
         lines: out,
         torn: note,
     })
-}
-
-/// `msg` as one short line: control characters (newlines included) become spaces and
-/// anything past 300 characters is cut (marked with `…`), so that an error quoting bad
-/// input stays one readable line.
-pub fn one_line(msg: &str) -> String {
-    const MAX: usize = 300;
-    let mut out: String = msg
-        .chars()
-        .take(MAX)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if msg.chars().nth(MAX).is_some() {
-        out.push('…');
-    }
-    out
 }
 
 /// Writes `value` as pretty JSON to `path` atomically (temporary file, fsync, rename).

@@ -28,7 +28,7 @@ const MAX_HALVINGS: usize = 40;
 /// Gauss–Newton converges quadratically on zero-residual problems with a full-rank Jacobian
 /// and is the baseline against which [`LevenbergMarquardt`](super::LevenbergMarquardt)'s
 /// damping is judged; on large-residual or badly scaled problems LM is the robust choice.
-/// For networks, the damped step of DESIGN §1 is `GaussNewtonStep` / `gauss_newton_step`.
+/// For networks, the [damped step](crate::maths#damped-gauss-newton-step) is `GaussNewtonStep` / `gauss_newton_step`.
 ///
 /// Defaults: `ftol = xtol = √ε` of `T`, `gtol = 0`, cost tolerance 0,
 /// `max_evaluations = 100 (n + 1)`, line search on, `rcond = ε_f64 · max(m, n)`.

@@ -1,7 +1,7 @@
 //! Solvers: the damped Gauss-Newton step for networks in its four forms (primal, dual, CG,
 //! spectral), the closed-form K-step gradient descent, and generic nonlinear least squares.
 //!
-//! The damped GN subproblem (DESIGN §1), mean loss, damping `λ`:
+//! The damped GN subproblem ([damped GN step](crate::maths#damped-gauss-newton-step)), mean loss, damping `λ`:
 //! minimise `(1/N) Σ_n [g_nᵀ (Jδ)_n + ½ (Jδ)_nᵀ H_n (Jδ)_n] + (λ/2)‖δ‖²`, so
 //! `(JᵀHJ + NλI) δ = −Jᵀg`, with `g_n = f_n − y_n`, `H_n = I` for MSE and
 //! `g_n = p_n − y_n`, `H_n = diag(p_n) − p_n p_nᵀ` for softmax cross-entropy.

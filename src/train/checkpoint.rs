@@ -169,7 +169,7 @@ fn parse<T: Real>(bytes: &[u8]) -> std::result::Result<TrainState<T>, String> {
             )
         })?;
     let h: Header = serde_json::from_slice(&body[16..end])
-        .map_err(|e| format!("bad header: {}", crate::report::one_line(&e.to_string())))?;
+        .map_err(|e| format!("bad header: {}", crate::error::one_line(&e.to_string())))?;
     if h.dtype != T::NAME {
         if h.dtype == "f32" || h.dtype == "f64" {
             return Err(format!(

@@ -79,7 +79,8 @@ pub enum Inner {
     },
     /// One damped Gauss-Newton step on `f_lin` per inner step, on a sampled subset of
     /// [`TrainConfig::gn_batch`] rows (or the full batch):
-    /// `(JᵀHJ + NλI) δ = −Jᵀ g` with `J = J(θ̃)` and `H, g` at `f_lin(θ)` (DESIGN §1).
+    /// `(JᵀHJ + NλI) δ = −Jᵀ g` with `J = J(θ̃)` and `H, g` at `f_lin(θ)`
+    /// ([damped GN step](crate::maths#damped-gauss-newton-step)).
     GaussNewton {
         /// Damping `λ` (the initial one when `adaptive`).
         damping: f64,
@@ -88,7 +89,7 @@ pub enum Inner {
         adaptive: bool,
     },
     /// `K` full-batch gradient-descent steps of size `lr` on the linearised mean MSE in closed
-    /// form (`φ_K` of DESIGN §1), on a subset of [`TrainConfig::gn_batch`] rows. One solve
+    /// form ([`φ_K`](crate::maths#k-gradient-steps-in-closed-form)), on a subset of [`TrainConfig::gn_batch`] rows. One solve
     /// counts as `K` inner steps; MSE only.
     Spectral {
         /// Step size `η` of the equivalent gradient descent.

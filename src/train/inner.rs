@@ -212,7 +212,8 @@ fn linearised_ce_step<T: Real, M: Model<T>>(
 
 /// The spectral filter of `K` gradient-descent steps of size `η` on the linearised mean MSE
 /// over `N` rows: `φ_K(s) = (1 − (1 − ηs/N)^K)/s` (limit `ηK/N` as `s → 0`), so that
-/// `δ_K = −Jᵀ U diag(φ_K(s)) Uᵀ r` for `Θ = U diag(s) Uᵀ` (DESIGN §1). Damped Gauss-Newton has
+/// `δ_K = −Jᵀ U diag(φ_K(s)) Uᵀ r` for `Θ = U diag(s) Uᵀ` ([closed
+/// form](crate::maths#k-gradient-steps-in-closed-form)). Damped Gauss-Newton has
 /// the filter `1/(s + Nλ)`; both agree for small and large `s` when `λ = 1/(ηK)`.
 pub fn phi_k(s: f64, lr: f64, n: f64, k: f64) -> f64 {
     let a = lr * s / n;

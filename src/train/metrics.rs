@@ -56,7 +56,8 @@ pub struct Metrics {
     pub dist_lin: f64,
     /// Linearisation error on the probe subset: `‖f(θ) − f_lin(θ)‖_F / √N_probe`.
     pub lin_error: Option<f64>,
-    /// Kernel distance `d(Θ(θ₀), Θ(θ))` on the probe subset (DESIGN §1).
+    /// Kernel distance `d(Θ(θ₀), Θ(θ))` on the probe subset
+    /// ([kernel distance](crate::maths#kernel-distance)).
     pub kernel_distance: Option<f64>,
     /// Kernel distance `d(Θ(θ̃), Θ(θ))` to the current linearisation point.
     pub kernel_distance_lin: Option<f64>,

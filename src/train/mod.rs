@@ -1,4 +1,4 @@
-//! Iterative linearisation (DESIGN §1): train the linearised model
+//! Iterative linearisation ([linearised model](crate::maths#linearised-model)): train the linearised model
 //! `f_lin(x; θ) = f(x; θ̃) + J(x; θ̃)(θ − θ̃)` with an inner optimiser and move the
 //! linearisation point `θ̃ ← θ` every `K` inner steps ("feature updates").
 //!

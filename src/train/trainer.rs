@@ -113,7 +113,8 @@ pub struct TrainState<T> {
     pub timings: Timings,
 }
 
-/// Trains a [`Model`] by iterative linearisation (DESIGN §1): an inner optimiser trains
+/// Trains a [`Model`] by iterative linearisation ([linearised
+/// model](crate::maths#linearised-model)): an inner optimiser trains
 /// `f_lin(x; θ) = f(x; θ̃) + J(x; θ̃)(θ − θ̃)`, and every `K` inner steps `θ̃ ← θ`.
 ///
 /// A mini-batch step costs one JVP at `θ̃` with tangent `θ − θ̃` (which also returns

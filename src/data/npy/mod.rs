@@ -4,7 +4,7 @@
 //! dictionary with three keys, and raw little- or big-endian elements. The crates that read
 //! it (`npyz`) pull in a general Python-literal grammar (`py_literal` → `pest`, `num-bigint`)
 //! and report truncation and non-finite values as generic I/O errors, while this crate must
-//! name the file, the element and the problem in every error (DESIGN.md §7). Candle keeps its
+//! name the file, the element and the problem in every error. Candle keeps its
 //! own NPY reader for the same reasons. The header reader ([`parse_header`]) accepts every
 //! spelling numpy has used (key order, quotes, spacing, trailing commas, Python 2 `3L` sizes).
 //!

@@ -3,7 +3,7 @@
 //! Same maths, layout and scales as the CPU implementation in `src/model/`.
 //!
 //! All matrices are row-major device buffers: `X` is `N × d`, outputs are `N × C`, `θ` and
-//! tangents have the layout of DESIGN §2, `J` is `(N·C) × P` with row `n·C + c`.
+//! tangents have the [parameter layout](crate::maths#parameter-layout), `J` is `(N·C) × P` with row `n·C + c`.
 
 use super::blas::CudaReal;
 use super::context::CudaBackend;

@@ -1,12 +1,13 @@
 //! Structured NTK and the dual damped Gauss-Newton step on the device.
 //!
-//! `Θ = Σ_l (G_l G_lᵀ) ⊙ ((s_w² A_{l−1}A_{l−1}ᵀ + s_b²) ⊗ 1_{C×C})` (DESIGN §2): per layer one
+//! `Θ = Σ_l (G_l G_lᵀ) ⊙ ((s_w² A_{l−1}A_{l−1}ᵀ + s_b²) ⊗ 1_{C×C})` ([structured
+//! NTK](crate::maths#structured-ntk)): per layer one
 //! cuBLAS GEMM for the activation Gram (`N × N`), one for the signal Gram (`NC × NC`, skipped
 //! for the read-out layer whose signals are `e_c`); the first hidden layer's signal Gram is
 //! written by cuBLAS straight into `Θ`, and one fused Hadamard pass per further hidden layer
 //! (`ops::ntk_fused`) scales it and adds the next terms, the read-out term joining the last
 //! pass (for two hidden layers `Θ` is read once and written once after the GEMMs).
-//! The dual GN step (MSE, DESIGN §1) solves `(Θ + NλI) α = r` by cuSOLVER Cholesky and
+//! The dual GN step (MSE, [damped GN step](crate::maths#damped-gauss-newton-step)) solves `(Θ + NλI) α = r` by cuSOLVER Cholesky and
 //! returns `δ = −Jᵀα` from one VJP, so `J` never exists.
 
 use super::blas::CudaReal;
