@@ -21,8 +21,9 @@ use rayon::prelude::*;
 pub enum Method {
     /// `J Jᵀ` from the explicit Jacobian (symmetric rank-`P` update, lower half).
     Explicit,
-    /// Per-layer Grams (DESIGN §2); only for models that expose their layer structure
-    /// ([`Mlp`](super::Mlp)); other models fall back to `Explicit`.
+    /// Per-layer Grams (the structured form of the module docs); only for models that
+    /// expose their layer structure ([`Mlp`](super::Mlp)); other models fall back to
+    /// `Explicit`.
     Structured,
     /// The cheaper of the two by a flop count.
     Auto,
