@@ -1,6 +1,8 @@
 //! The multi-layer perceptron: layout of θ (see [parameter layout](crate::maths#parameter-layout)),
 //! forward, JVP, VJP and the fast explicit Jacobian.
 
+use super::layer::Layer;
+use super::ntk_lower::{Method, explicit_lower, structured_lower};
 use super::signals::Signals;
 use super::{Activation, Init, Jacobian, Model};
 use crate::{Error, Real, Result};
@@ -23,23 +25,6 @@ pub enum Parameterization {
         /// Bias multiplier `σ_b`.
         sigma_b: f64,
     },
-}
-
-/// Where one layer's parameters sit in θ and how they are scaled.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Layer {
-    /// Input width of the layer.
-    pub fan_in: usize,
-    /// Output width of the layer.
-    pub fan_out: usize,
-    /// Offset of `W` (row-major `fan_out × fan_in`) in θ.
-    pub w_offset: usize,
-    /// Offset of `b` (length `fan_out`) in θ.
-    pub b_offset: usize,
-    /// Multiplier of `W a` in the pre-activation (`1` or `σ_w/√fan_in`).
-    pub w_scale: f64,
-    /// Multiplier of `b` in the pre-activation (`1` or `σ_b`).
-    pub b_scale: f64,
 }
 
 /// A fully connected network `widths = [d, h₁, …, C]` with one activation on every hidden
@@ -515,8 +500,7 @@ impl<T: Real> Model<T> for Mlp {
     }
 
     #[track_caller]
-    fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: crate::ntk::Method) -> Mat<T> {
-        use crate::ntk::{Method, explicit_lower, flop_estimates, structured_lower};
+    fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: Method) -> Mat<T> {
         let structured = match method {
             Method::Structured => true,
             Method::Explicit => false,
@@ -531,4 +515,20 @@ impl<T: Real> Model<T> for Mlp {
             explicit_lower(&Model::<T>::jacobian(self, theta, x))
         }
     }
+}
+
+/// Flop estimates `(explicit, structured)` of the two NTK methods for an MLP on `N` samples:
+/// `J Jᵀ` costs `M² P` with `M = N·C`; the structured form costs
+/// `M² Σ_{l<L} fan_out_l + N² Σ_l fan_in_l` (one Gram of signals and one of activations per
+/// layer, none of signals for the read-out layer).
+pub fn flop_estimates(mlp: &Mlp, n: usize) -> (f64, f64) {
+    let c = *mlp.widths().last().expect("widths") as f64;
+    let m = n as f64 * c;
+    let p = <Mlp as Model<f64>>::n_params(mlp) as f64;
+    let sum_out: f64 = mlp.layers()[..mlp.layers().len() - 1]
+        .iter()
+        .map(|l| l.fan_out as f64)
+        .sum();
+    let sum_in: f64 = mlp.layers().iter().map(|l| l.fan_in as f64).sum();
+    (m * m * p, m * m * sum_out + (n * n) as f64 * sum_in)
 }

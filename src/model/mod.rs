@@ -4,13 +4,16 @@
 mod activation;
 mod init;
 mod jacobian;
-mod mlp;
+mod layer;
+pub(crate) mod mlp;
+pub(crate) mod ntk_lower;
 mod signals;
 
 pub use activation::Activation;
 pub use init::Init;
 pub use jacobian::Jacobian;
-pub use mlp::{Layer, Mlp, Parameterization};
+pub use layer::Layer;
+pub use mlp::{Mlp, Parameterization};
 pub use signals::Signals;
 
 use crate::Real;
@@ -87,8 +90,8 @@ pub trait Model<T: Real>: Sync {
     ///
     /// # Panics
     /// As [`forward`](Model::forward).
-    fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: crate::ntk::Method) -> Mat<T> {
+    fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: ntk_lower::Method) -> Mat<T> {
         let _ = method;
-        crate::ntk::explicit_lower(&self.jacobian(theta, x))
+        ntk_lower::explicit_lower(&self.jacobian(theta, x))
     }
 }

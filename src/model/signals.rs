@@ -1,7 +1,7 @@
 //! Backprop signals of an [`Mlp`](super::Mlp) for every output: the factors of the explicit
 //! Jacobian and of the structured NTK.
 
-use super::mlp::Layer;
+use super::layer::Layer;
 use crate::Real;
 use rayon::prelude::*;
 
@@ -16,7 +16,7 @@ pub struct Signals<T> {
     /// Number of outputs `C`.
     pub c: usize,
     /// Layout and scales of each layer.
-    pub layers: Vec<super::mlp::Layer>,
+    pub layers: Vec<Layer>,
     /// `A_{l−1}` for each layer `l`.
     pub acts: Vec<Vec<T>>,
     /// `G_l` for each layer `l`.

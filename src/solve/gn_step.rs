@@ -3,6 +3,7 @@
 
 use super::cg::{CgConfig, CgOutcome, Preconditioner, conjugate_gradient};
 use super::dense::{DampedSolve, all_finite, damped_cholesky_solve, damped_lu_solve};
+pub(super) use super::spectral::sample_major;
 use super::spectral::{Filter, SpectralCache};
 use crate::linalg::{gram_lower, mirror_lower, par};
 use crate::loss::{Loss, output_residual, softmax};
@@ -446,17 +447,6 @@ fn record<T: Real>(
 
 fn all_finite_lower<T: Real>(k: MatRef<'_, T>) -> bool {
     (0..k.ncols()).all(|j| (j..k.nrows()).all(|i| k[(i, j)].is_finite()))
-}
-
-/// Row-major flattening (`vec` in sample-major order) of an `N × C` matrix.
-pub(crate) fn sample_major<T: Real>(m: MatRef<'_, T>) -> Vec<T> {
-    let mut v = Vec::with_capacity(m.nrows() * m.ncols());
-    for i in 0..m.nrows() {
-        for k in 0..m.ncols() {
-            v.push(m[(i, k)]);
-        }
-    }
-    v
 }
 
 /// `H v` with per-sample blocks `H_n = diag(p_n) − p_n p_nᵀ` (identity when `probs` is None).

@@ -5,7 +5,6 @@
 //! - `K` GD steps of size `η`: `φ_K(s) = (1 − (1 − ηs/N)^K)/s` (limit `ηK/N` at `s = 0`);
 //! - gradient flow for time `t`: `φ(s) = (1 − e^{−ηts/N})/s`.
 
-use super::gn_step::sample_major;
 use crate::loss::{Loss, output_residual};
 use crate::{Model, Real};
 use faer::{Mat, MatRef, Side};
@@ -193,4 +192,15 @@ pub fn gradient_descent_closed_form<T: Real, M: Model<T> + ?Sized>(
         Some(cache) => cache.delta(model, theta, x, Filter::GradientDescent { lr, steps: k }),
         None => vec![T::zero_impl(); model.n_params()],
     }
+}
+
+/// Row-major flattening (`vec` in sample-major order) of an `N × C` matrix.
+pub(crate) fn sample_major<T: Real>(m: MatRef<'_, T>) -> Vec<T> {
+    let mut v = Vec::with_capacity(m.nrows() * m.ncols());
+    for i in 0..m.nrows() {
+        for k in 0..m.ncols() {
+            v.push(m[(i, k)]);
+        }
+    }
+    v
 }

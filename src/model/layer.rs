@@ -1,0 +1,19 @@
+//! The layout of one dense layer inside θ, shared by the MLP, its backprop signals and the
+//! structured NTK.
+
+/// Where one layer's parameters sit in θ and how they are scaled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Layer {
+    /// Input width of the layer.
+    pub fan_in: usize,
+    /// Output width of the layer.
+    pub fan_out: usize,
+    /// Offset of `W` (row-major `fan_out × fan_in`) in θ.
+    pub w_offset: usize,
+    /// Offset of `b` (length `fan_out`) in θ.
+    pub b_offset: usize,
+    /// Multiplier of `W a` in the pre-activation (`1` or `σ_w/√fan_in`).
+    pub w_scale: f64,
+    /// Multiplier of `b` in the pre-activation (`1` or `σ_b`).
+    pub b_scale: f64,
+}
