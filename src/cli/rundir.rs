@@ -72,16 +72,20 @@ pub fn begin_fresh(dir: &Path) -> Result<()> {
     mark_unfinished(dir)?;
     for name in RUN_FILES {
         for n in [name.to_string(), format!("{name}.tmp")] {
-            let p = dir.join(n);
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&p, e)),
-            }
+            remove_if_present(&dir.join(n))?;
         }
     }
     sync_dir(dir);
     Ok(())
+}
+
+/// Removes a file; one that is not there is not an error.
+fn remove_if_present(p: &Path) -> Result<()> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(p, e)),
+    }
 }
 
 /// Ends a run whose `summary.json` is written: removes the marker.
@@ -89,12 +93,7 @@ pub fn begin_fresh(dir: &Path) -> Result<()> {
 /// # Errors
 /// [`Error::Io`] if it cannot be removed.
 pub fn finish(dir: &Path) -> Result<()> {
-    let p = dir.join(MARKER);
-    match std::fs::remove_file(&p) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(&p, e)),
-    }
+    remove_if_present(&dir.join(MARKER))?;
     sync_dir(dir);
     Ok(())
 }
