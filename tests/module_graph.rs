@@ -75,11 +75,6 @@ const ALLOWED_CIRCLE_EDGES: &[(&str, &str, &str)] = &[
         "train::trainer",
         "checkpoints save TrainState, defined in trainer.rs; the trainer rewrite moves it",
     ),
-    (
-        "real",
-        "kernels::cpu",
-        "Real's supertrait CpuKernels lives in kernels::cpu, whose scalar twins take T: Real",
-    ),
 ];
 
 /// Upward imports `(from module, to top-level module, reason)` still present; the issue's

@@ -52,7 +52,7 @@ fn outer_len(what: &str, out: usize, g: usize, a: usize) {
 ///
 /// # Panics
 /// Every method panics when the slice lengths do not match, naming both.
-pub trait CpuKernels: RealField + Copy + Send + Sync + 'static {
+pub trait CpuKernels: scalar::StdTanh + RealField + Copy + Send + Sync + 'static {
     /// `Σᵢ aᵢ bᵢ`.
     #[track_caller]
     fn dot(a: &[Self], b: &[Self]) -> Self {

@@ -2,6 +2,25 @@
 
 use faer::traits::RealField;
 
+/// The standard library's `tanh`, for the scalar twin of the vectorised `tanh`
+/// (implemented for `f32` and `f64`).
+pub trait StdTanh: RealField + Copy {
+    /// `tanh x`, as `f32::tanh` / `f64::tanh` compute it.
+    fn std_tanh(self) -> Self;
+}
+
+impl StdTanh for f32 {
+    fn std_tanh(self) -> Self {
+        self.tanh()
+    }
+}
+
+impl StdTanh for f64 {
+    fn std_tanh(self) -> Self {
+        self.tanh()
+    }
+}
+
 /// `Σᵢ aᵢ bᵢ`, one accumulator, in order.
 ///
 /// # Panics
@@ -138,7 +157,7 @@ pub fn outer_into<T: RealField + Copy>(alpha: T, g: &[T], a: &[T], out: &mut [T]
 /// # Panics
 /// If the lengths differ.
 #[track_caller]
-pub fn tanh_slice<T: crate::Real>(z: &[T], a: &mut [T], d: Option<&mut [T]>) {
+pub fn tanh_slice<T: StdTanh>(z: &[T], a: &mut [T], d: Option<&mut [T]>) {
     assert_eq!(
         z.len(),
         a.len(),
@@ -147,7 +166,7 @@ pub fn tanh_slice<T: crate::Real>(z: &[T], a: &mut [T], d: Option<&mut [T]>) {
         a.len()
     );
     for (ai, &zi) in a.iter_mut().zip(z) {
-        *ai = zi.tanh();
+        *ai = zi.std_tanh();
     }
     if let Some(d) = d {
         assert_eq!(
