@@ -1,0 +1,160 @@
+//! The fused first-order update: finiteness check of the gradient, weight decay and the
+//! optimiser step in one pass over θ, with double-buffered θ and optimiser state so that a
+//! failed update needs no backup copy.
+
+use super::config::Inner;
+use super::optim::OptState;
+use crate::Real;
+
+/// Entries per chunk of the fused pass (small enough to stay in L1 between its sub-steps).
+const CHUNK: usize = 2048;
+
+/// The spare buffers of the double-buffered update (swapped with θ and the optimiser state
+/// when an update is kept). They only grow.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Spare<T> {
+    theta: Vec<T>,
+    m: Vec<T>,
+    v: Vec<T>,
+}
+
+fn all_finite<T: Real>(x: &[T]) -> bool {
+    x.iter().fold(true, |ok, v| ok & v.is_finite())
+}
+
+fn first_non_finite<T: Real>(x: &[T]) -> f64 {
+    x.iter()
+        .find(|v| !v.is_finite())
+        .map_or(f64::NAN, |v| v.to_f64())
+}
+
+/// One first-order update, exactly as the unfused sequence
+///
+/// 1. if some `gᵢ` is not finite: nothing changes; returns `("batch gradient", gᵢ)` (the
+///    first such entry);
+/// 2. `g ← g + wd·θ` when `wd > 0` ([`axpy`](crate::kernels::cpu::CpuKernels::axpy));
+/// 3. [`OptState::update`] with step size `lr` on `θ`;
+/// 4. if some `θᵢ` is now not finite: θ goes back to its value before the update (the
+///    optimiser state keeps the update, as in the unfused form) and returns
+///    `("θ after the update", θᵢ)`,
+///
+/// computed chunk by chunk in one pass (each entry by the same operations in the same order,
+/// so the results are bit-identical). `grad` is overwritten. The new θ and optimiser state
+/// are written into `spare` and swapped in, so nothing is copied back on failure.
+pub(crate) fn fused_update<T: Real>(
+    inner: &Inner,
+    lr: f64,
+    wd: f64,
+    theta: &mut Vec<T>,
+    grad: &mut [T],
+    opt: &mut OptState<T>,
+    spare: &mut Spare<T>,
+) -> Option<(&'static str, f64)> {
+    let p = theta.len();
+    assert_eq!(grad.len(), p, "fused_update: gradient and θ lengths differ");
+    let zero = T::zero_impl();
+    let (with_m, with_v) = match *inner {
+        Inner::Sgd { momentum, .. } => (momentum != 0.0, false),
+        Inner::Adam { .. } => (true, true),
+        Inner::GaussNewton { .. } | Inner::Spectral { .. } => return None,
+    };
+    spare.theta.resize(p, zero);
+    if with_m {
+        spare.m.resize(p, zero);
+    }
+    if with_v {
+        spare.v.resize(p, zero);
+    }
+    // the optimiser state is zero before its first use (OptState::update allocates it so)
+    let fresh_m = opt.m.len() != p;
+    let fresh_v = opt.v.len() != p;
+    let wd_t = T::from_f64(wd);
+    let eta = T::from_f64(lr);
+    let t_next = opt.t + 1;
+    let adam = match *inner {
+        Inner::Adam {
+            beta1, beta2, eps, ..
+        } => {
+            let t = t_next as i32;
+            let bc1 = 1.0 - beta1.powi(t);
+            let bc2 = 1.0 - beta2.powi(t);
+            Some((
+                T::from_f64(beta1),
+                T::from_f64(beta2),
+                T::from_f64(1.0 - beta1),
+                T::from_f64(1.0 - beta2),
+                T::from_f64(lr / bc1),
+                T::from_f64(1.0 / bc2),
+                T::from_f64(eps),
+            ))
+        }
+        _ => None,
+    };
+    let mut theta_ok = true;
+    let mut start = 0;
+    while start < p {
+        let end = (start + CHUNK).min(p);
+        let g = &mut grad[start..end];
+        if !all_finite(g) {
+            return Some(("batch gradient", first_non_finite(g)));
+        }
+        let th = &theta[start..end];
+        if wd > 0.0 {
+            T::axpy(wd_t, th, g);
+        }
+        let th_new = &mut spare.theta[start..end];
+        match *inner {
+            Inner::Sgd {
+                momentum, nesterov, ..
+            } => {
+                if momentum == 0.0 {
+                    th_new.copy_from_slice(th);
+                    T::axpy(-eta, g, th_new);
+                } else {
+                    let mu = T::from_f64(momentum);
+                    let m_new = &mut spare.m[start..end];
+                    for i in 0..end - start {
+                        let m_old = if fresh_m { zero } else { opt.m[start + i] };
+                        let vi = mu * m_old + g[i];
+                        let d = if nesterov { g[i] + mu * vi } else { vi };
+                        m_new[i] = vi;
+                        th_new[i] = th[i] - eta * d;
+                    }
+                }
+            }
+            Inner::Adam { .. } => {
+                let (b1, b2, one_b1, one_b2, step, inv_bc2, e) = adam.expect("Adam constants");
+                let m_new = &mut spare.m[start..end];
+                let v_new = &mut spare.v[start..end];
+                for i in 0..end - start {
+                    let gi = g[i];
+                    let m_old = if fresh_m { zero } else { opt.m[start + i] };
+                    let v_old = if fresh_v { zero } else { opt.v[start + i] };
+                    let mi = b1 * m_old + one_b1 * gi;
+                    let vi = b2 * v_old + one_b2 * gi * gi;
+                    m_new[i] = mi;
+                    v_new[i] = vi;
+                    let denom = (vi * inv_bc2).sqrt() + e;
+                    th_new[i] = th[i] - step * mi / denom;
+                }
+            }
+            Inner::GaussNewton { .. } | Inner::Spectral { .. } => unreachable!(),
+        }
+        theta_ok &= all_finite(th_new);
+        start = end;
+    }
+    // the update was taken: the optimiser state moves on
+    opt.t = t_next;
+    if with_m {
+        std::mem::swap(&mut opt.m, &mut spare.m);
+    }
+    if with_v {
+        std::mem::swap(&mut opt.v, &mut spare.v);
+    }
+    if theta_ok {
+        std::mem::swap(theta, &mut spare.theta);
+        None
+    } else {
+        Some(("θ after the update", first_non_finite(&spare.theta)))
+    }
+}
