@@ -231,6 +231,8 @@ impl<T: Real> BatchLinearisation<T> {
         self.n = n;
         self.c = c;
         self.flin.resize(n * c, T::zero_impl());
+        // sized on every call, so that the first step (at θ̃) already holds every buffer
+        self.delta.resize(theta_tilde.len(), T::zero_impl());
         match theta {
             None => self.flin.copy_from_slice(self.trace.output()),
             Some(theta) => {
@@ -241,7 +243,6 @@ impl<T: Real> BatchLinearisation<T> {
                     theta.len(),
                     theta_tilde.len()
                 );
-                self.delta.resize(theta.len(), T::zero_impl());
                 for ((d, &a), &b) in self.delta.iter_mut().zip(theta).zip(theta_tilde) {
                     *d = a - b;
                 }

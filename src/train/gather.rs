@@ -15,10 +15,12 @@ pub(crate) struct HostBatch<T> {
     x_rows: Vec<T>,
     /// Row indices of the current batch.
     pub rows: Vec<usize>,
-    /// `X_b` (`B × d`, column-major as [`Mat`] is).
-    pub xb: Mat<T>,
-    /// `Y_b` (`B × C`).
-    pub yb: Mat<T>,
+    /// Two `(X_b, Y_b)` buffers (`B × d` and `B × C`, column-major as [`Mat`] is), one per
+    /// batch size: a run has at most two (the batch size and the smaller last batch of an
+    /// epoch), so neither is reallocated after both have been seen.
+    slots: [(Mat<T>, Mat<T>); 2],
+    /// The slot of the current batch.
+    cur: usize,
 }
 
 impl<T: Real> HostBatch<T> {
@@ -27,15 +29,25 @@ impl<T: Real> HostBatch<T> {
         Self {
             x_rows: Vec::new(),
             rows: Vec::new(),
-            xb: Mat::zeros(0, 0),
-            yb: Mat::zeros(0, 0),
+            slots: [
+                (Mat::zeros(0, 0), Mat::zeros(0, 0)),
+                (Mat::zeros(0, 0), Mat::zeros(0, 0)),
+            ],
+            cur: 0,
         }
     }
 
-    /// Prepares for a fit on `train`: the row-major copy of `X` when its rows are not
-    /// contiguous.
-    pub fn prepare(&mut self, train: DataRef<'_, T>) {
+    /// Prepares for a fit on `train` in batches of `batch` rows: the row-major copy of `X`
+    /// when its rows are not contiguous, and the buffers of both batch sizes (`batch` and
+    /// the last batch of an epoch, `N mod batch`).
+    pub fn prepare(&mut self, train: DataRef<'_, T>, batch: usize) {
         let (n, d) = (train.x.nrows(), train.x.ncols());
+        let c = train.y.ncols();
+        let batch = batch.clamp(1, n.max(1));
+        let tail = n % batch;
+        self.slots[0] = (Mat::zeros(batch, d), Mat::zeros(batch, c));
+        self.slots[1] = (Mat::zeros(tail, d), Mat::zeros(tail, c));
+        self.cur = 0;
         self.x_rows.clear();
         if train.x.col_stride() != 1 && d > 1 {
             self.x_rows.resize(n * d, T::zero_impl());
@@ -47,24 +59,41 @@ impl<T: Real> HostBatch<T> {
         }
     }
 
-    /// Gathers the rows `self.rows` of `train` into `xb` and `yb` (resized only when the
-    /// batch shape changes). `train` must be the set given to [`prepare`](Self::prepare).
+    /// `X_b` of the last [`gather`](Self::gather).
+    pub fn xb(&self) -> MatRef<'_, T> {
+        self.slots[self.cur].0.as_ref()
+    }
+
+    /// `Y_b` of the last [`gather`](Self::gather).
+    pub fn yb(&self) -> MatRef<'_, T> {
+        self.slots[self.cur].1.as_ref()
+    }
+
+    /// Gathers the rows `self.rows` of `train` into the slot of their batch size
+    /// (allocated when that size is first seen). `train` must be the set given to
+    /// [`prepare`](Self::prepare).
     pub fn gather(&mut self, train: DataRef<'_, T>) {
         let b = self.rows.len();
         let (d, c) = (train.x.ncols(), train.y.ncols());
-        if self.xb.nrows() != b || self.xb.ncols() != d {
-            self.xb = Mat::zeros(b, d);
-        }
-        if self.yb.nrows() != b || self.yb.ncols() != c {
-            self.yb = Mat::zeros(b, c);
-        }
+        let fits = |s: &(Mat<T>, Mat<T>)| {
+            s.0.nrows() == b && s.0.ncols() == d && s.1.nrows() == b && s.1.ncols() == c
+        };
+        self.cur = if fits(&self.slots[0]) {
+            0
+        } else if fits(&self.slots[1]) {
+            1
+        } else {
+            let k = usize::from(self.slots[0].0.nrows() != 0 && self.slots[1].0.nrows() == 0);
+            self.slots[k] = (Mat::zeros(b, d), Mat::zeros(b, c));
+            k
+        };
+        let (xb, yb) = &mut self.slots[self.cur];
         if self.x_rows.is_empty() {
-            gather_view(train.x, &self.rows, &mut self.xb);
+            gather_view(train.x, &self.rows, xb);
         } else {
             let src = &self.x_rows;
             for j in 0..d {
-                let col = self
-                    .xb
+                let col = xb
                     .col_mut(j)
                     .try_as_col_major_mut()
                     .expect("a Mat column is contiguous")
@@ -74,7 +103,7 @@ impl<T: Real> HostBatch<T> {
                 }
             }
         }
-        gather_view(train.y, &self.rows, &mut self.yb);
+        gather_view(train.y, &self.rows, yb);
     }
 }
 

@@ -301,7 +301,8 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             self.host_stale = false;
             self.last_good = Some((self.state.step, self.state.theta.clone()));
         } else if first_order {
-            self.host.batch.prepare(train);
+            let batch = self.state.batcher.as_ref().map_or(1, Batcher::batch_size);
+            self.host.batch.prepare(train, batch);
         }
         let result = self.fit_loop(train, test, obs);
         let synced = self.sync_engine();

@@ -145,10 +145,17 @@ pub(crate) fn fused_update<T: Real>(
     }
     // the update was taken: the optimiser state moves on
     opt.t = t_next;
+    // (a fresh state gets a full-length buffer first, so the spare one keeps its length)
     if with_m {
+        if fresh_m {
+            opt.m.resize(p, zero);
+        }
         std::mem::swap(&mut opt.m, &mut spare.m);
     }
     if with_v {
+        if fresh_v {
+            opt.v.resize(p, zero);
+        }
         std::mem::swap(&mut opt.v, &mut spare.v);
     }
     if theta_ok {

@@ -60,16 +60,16 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         let st = &mut self.state;
         // f_lin = f(θ̃) + J(θ̃)(θ − θ̃); right after a re-linearisation the tangent is zero.
         let theta = (st.since_relin != 0).then_some(&st.theta[..]);
-        lin.linearise(self.model, &st.theta_tilde, theta, batch.xb.as_ref());
+        lin.linearise(self.model, &st.theta_tilde, theta, batch.xb());
         st.timings.jvp += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         let grad = lin.gradient(
             self.model,
             &st.theta_tilde,
-            batch.xb.as_ref(),
+            batch.xb(),
             self.cfg.loss,
-            batch.yb.as_ref(),
+            batch.yb(),
         );
         st.timings.vjp += t.elapsed().as_secs_f64();
 
