@@ -113,29 +113,31 @@ pub(crate) fn fused_update<T: Real>(
                 } else {
                     let mu = T::from_f64(momentum);
                     let m_new = &mut spare.m[start..end];
-                    for i in 0..end - start {
-                        let m_old = if fresh_m { zero } else { opt.m[start + i] };
-                        let vi = mu * m_old + g[i];
-                        let d = if nesterov { g[i] + mu * vi } else { vi };
-                        m_new[i] = vi;
-                        th_new[i] = th[i] - eta * d;
-                    }
+                    let m_old = (!fresh_m).then(|| &opt.m[start..end]);
+                    momentum_chunk(mu, eta, nesterov, th, g, m_old, th_new, m_new);
                 }
             }
             Inner::Adam { .. } => {
                 let (b1, b2, one_b1, one_b2, step, inv_bc2, e) = adam.expect("Adam constants");
                 let m_new = &mut spare.m[start..end];
                 let v_new = &mut spare.v[start..end];
-                for i in 0..end - start {
+                let adam_at = |i: usize, m_old: T, v_old: T| {
                     let gi = g[i];
-                    let m_old = if fresh_m { zero } else { opt.m[start + i] };
-                    let v_old = if fresh_v { zero } else { opt.v[start + i] };
                     let mi = b1 * m_old + one_b1 * gi;
                     let vi = b2 * v_old + one_b2 * gi * gi;
+                    let denom = (vi * inv_bc2).sqrt() + e;
+                    (mi, vi, th[i] - step * mi / denom)
+                };
+                for i in 0..end - start {
+                    let (m_old, v_old) = if fresh_m || fresh_v {
+                        (zero, zero)
+                    } else {
+                        (opt.m[start + i], opt.v[start + i])
+                    };
+                    let (mi, vi, t) = adam_at(i, m_old, v_old);
                     m_new[i] = mi;
                     v_new[i] = vi;
-                    let denom = (vi * inv_bc2).sqrt() + e;
-                    th_new[i] = th[i] - step * mi / denom;
+                    th_new[i] = t;
                 }
             }
             Inner::GaussNewton { .. } | Inner::Spectral { .. } => unreachable!(),
@@ -163,5 +165,40 @@ pub(crate) fn fused_update<T: Real>(
         None
     } else {
         Some(("θ after the update", first_non_finite(&spare.theta)))
+    }
+}
+
+/// `v ← μ v + g`, `θ ← θ − η (g + μ v)` (Nesterov) or `θ − η v`, on one chunk; `m_old` is
+/// `None` for a velocity still zero (its first use). The operations of
+/// [`OptState::update`], written over slices so that the compiler vectorises them.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn momentum_chunk<T: Real>(
+    mu: T,
+    eta: T,
+    nesterov: bool,
+    th: &[T],
+    g: &[T],
+    m_old: Option<&[T]>,
+    th_new: &mut [T],
+    m_new: &mut [T],
+) {
+    let zero = T::zero_impl();
+    let step = |t: T, gi: T, mo: T| {
+        let vi = mu * mo + gi;
+        let d = if nesterov { gi + mu * vi } else { vi };
+        (vi, t - eta * d)
+    };
+    match m_old {
+        Some(m_old) => {
+            for ((((&t, &gi), &mo), tn), mn) in th.iter().zip(g).zip(m_old).zip(th_new).zip(m_new) {
+                (*mn, *tn) = step(t, gi, mo);
+            }
+        }
+        None => {
+            for (((&t, &gi), tn), mn) in th.iter().zip(g).zip(th_new).zip(m_new) {
+                (*mn, *tn) = step(t, gi, zero);
+            }
+        }
     }
 }
