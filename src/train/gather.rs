@@ -1,7 +1,7 @@
 //! The host first-order step's batch: row indices, and the rows of `X` and `Y` gathered into
-//! reused buffers. A column-major `X` is first copied row-major once per fit, so that a
-//! gather reads `B` contiguous rows instead of `B·d` scattered entries (one cache line per
-//! entry for a column-major `X`).
+//! reused buffers. A column-major `X` is first copied row-major once per fit (when the copy
+//! takes at most a quarter of the memory budget), so that a gather reads `B` contiguous rows
+//! instead of `B·d` scattered entries (one cache line per entry for a column-major `X`).
 
 use super::state::DataRef;
 use crate::Real;
@@ -49,7 +49,10 @@ impl<T: Real> HostBatch<T> {
         self.slots[1] = (Mat::zeros(tail, d), Mat::zeros(tail, c));
         self.cur = 0;
         self.x_rows.clear();
-        if train.x.col_stride() != 1 && d > 1 {
+        // the copy is worth it unless it would take more than a quarter of the memory budget
+        let copy_fits =
+            crate::memory::dense_bytes::<T>(n, d) <= crate::memory::default_budget() / 4;
+        if train.x.col_stride() != 1 && d > 1 && copy_fits {
             self.x_rows.resize(n * d, T::zero_impl());
             for (i, row) in self.x_rows.chunks_exact_mut(d).enumerate() {
                 for (j, v) in row.iter_mut().enumerate() {

@@ -42,8 +42,10 @@ impl<T: Real> HostStep<T> {
 /// Trains a [`Model`] by iterative linearisation (DESIGN §1): an inner optimiser trains
 /// `f_lin(x; θ) = f(x; θ̃) + J(x; θ̃)(θ − θ̃)`, and every `K` inner steps `θ̃ ← θ`.
 ///
-/// A mini-batch step costs one JVP at `θ̃` with tangent `θ − θ̃` (which also returns
-/// `f(x; θ̃)`) and one VJP at `θ̃`; `J` is never formed. With `K = 1` this is exactly SGD.
+/// A mini-batch step costs one forward pass at `θ̃` on the batch, kept as a trace
+/// ([`BatchLinearisation`]) that serves one JVP with tangent `θ − θ̃` (for `f_lin`) and one
+/// VJP (for the gradient); `J` is never formed. With `K = 1` this is exactly SGD. On the
+/// host, a first-order step allocates nothing after the first.
 ///
 /// ```no_run
 /// # use itlin::{Mlp, Activation, Init, Model};

@@ -202,3 +202,103 @@ fn momentum_chunk<T: Real>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unfused sequence the fused update replaces (the trainer's former step).
+    fn unfused(
+        inner: &Inner,
+        lr: f64,
+        wd: f64,
+        theta: &mut [f64],
+        grad: &[f64],
+        opt: &mut OptState<f64>,
+    ) -> Option<(&'static str, f64)> {
+        let mut g = grad.to_vec();
+        if let Some(v) = g.iter().find(|v| !v.is_finite()) {
+            return Some(("batch gradient", *v));
+        }
+        if wd > 0.0 {
+            <f64 as crate::kernels::cpu::CpuKernels>::axpy(wd, theta, &mut g);
+        }
+        let backup = theta.to_vec();
+        opt.update(inner, lr, theta, &g);
+        if let Some(v) = theta.iter().find(|v| !v.is_finite()).copied() {
+            theta.copy_from_slice(&backup);
+            return Some(("θ after the update", v));
+        }
+        None
+    }
+
+    fn same(a: Option<(&str, f64)>, b: Option<(&str, f64)>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some((qa, va)), Some((qb, vb))) => qa == qb && va.to_bits() == vb.to_bits(),
+            _ => false,
+        }
+    }
+
+    /// Bit for bit the unfused update over several steps (P spanning chunks), for every
+    /// first-order optimiser, with and without weight decay, and on both failures.
+    #[test]
+    fn fused_update_is_the_unfused_sequence() {
+        let p = 2 * CHUNK + 37;
+        let inners = [
+            Inner::sgd(0.1),
+            Inner::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                nesterov: false,
+            },
+            Inner::Sgd {
+                lr: 0.1,
+                momentum: 0.8,
+                nesterov: true,
+            },
+            Inner::Adam {
+                lr: 0.01,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-8,
+            },
+        ];
+        let mut failures = [0; 2];
+        for inner in inners {
+            for wd in [0.0, 1e-2] {
+                let mut th_a: Vec<f64> = (0..p)
+                    .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
+                    .collect();
+                let mut th_b = th_a.clone();
+                let (mut oa, mut ob) = (OptState::default(), OptState::default());
+                let mut spare = Spare::default();
+                for step in 0..6 {
+                    let mut g: Vec<f64> = (0..p)
+                        .map(|i| (((i + step * 13) * 29) % 97) as f64 / 40.0 - 1.2)
+                        .collect();
+                    if step == 3 {
+                        g[CHUNK + 5] = f64::NAN; // a bad gradient: nothing changes
+                    }
+                    if step == 4 {
+                        g[2 * CHUNK + 1] = 1e308; // θ overflows: θ restored, state moves on
+                        th_a[2 * CHUNK + 1] = -1.7e308;
+                        th_b[2 * CHUNK + 1] = -1.7e308;
+                    }
+                    let ra = unfused(&inner, 0.5, wd, &mut th_a, &g, &mut oa);
+                    let rb = fused_update(&inner, 0.5, wd, &mut th_b, &mut g, &mut ob, &mut spare);
+                    assert!(same(ra, rb), "{inner:?} step {step}: {ra:?} vs {rb:?}");
+                    match rb {
+                        Some(("batch gradient", _)) => failures[0] += 1,
+                        Some(_) => failures[1] += 1,
+                        None => {}
+                    }
+                    assert_eq!(th_a, th_b, "{inner:?} wd={wd} step {step}: θ");
+                    assert_eq!(oa, ob, "{inner:?} wd={wd} step {step}: optimiser state");
+                }
+            }
+        }
+        // both failure paths were taken: every run's bad gradient, and overflows of θ
+        assert!(failures[0] == 8 && failures[1] >= 6, "{failures:?}");
+    }
+}

@@ -212,3 +212,95 @@ impl Mlp {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Trace, Workspace};
+    use crate::{Activation, Init, Mlp, Model, Parameterization, Real};
+    use faer::{Mat, MatRef};
+
+    fn rows<T: Real>(m: MatRef<'_, T>) -> Vec<T> {
+        (0..m.nrows())
+            .flat_map(|i| (0..m.ncols()).map(move |k| m[(i, k)]))
+            .collect()
+    }
+
+    /// The workspace tier returns the convenience forms' numbers bit for bit, on reused
+    /// buffers (batches of changing size, every activation, both parameterisations).
+    fn same_as_convenience<T: Real>() {
+        let mut trace = Trace::new();
+        let mut ws = Workspace::new();
+        for (a, act) in Activation::ALL.into_iter().enumerate() {
+            let par = if a % 2 == 0 {
+                Parameterization::Standard
+            } else {
+                Parameterization::Ntk {
+                    sigma_w: 1.3,
+                    sigma_b: 0.2,
+                }
+            };
+            let mlp = Mlp::with_parameterization(&[5, 9, 7, 3], act, par).unwrap();
+            let theta = mlp.init::<T>(
+                Init::Ntk {
+                    sigma_w: 1.3,
+                    sigma_b: 0.2,
+                },
+                a as u64,
+            );
+            let p = theta.len();
+            let v: Vec<T> = (0..p)
+                .map(|i| T::from_f64(((i * 7) % 11) as f64 / 11.0 - 0.4))
+                .collect();
+            for n in [6, 2, 6, 4] {
+                let x = Mat::<T>::from_fn(n, 5, |i, j| {
+                    T::from_f64(((i * 5 + j * 3) % 13) as f64 / 6.0 - 1.0)
+                });
+                let u = Mat::<T>::from_fn(n, 3, |i, k| T::from_f64(((i + 2 * k) % 5) as f64 - 2.0));
+                mlp.trace_into(&theta, x.as_ref(), &mut trace);
+                assert_eq!(
+                    trace.output(),
+                    rows(Model::forward(&mlp, &theta, x.as_ref()).as_ref())
+                );
+                let mut jv = vec![T::zero_impl(); n * 3];
+                mlp.jvp_with_trace_into(&theta, x.as_ref(), &trace, &v, &mut jv, &mut ws);
+                let (_, jv_ref) = Model::jvp(&mlp, &theta, x.as_ref(), &v);
+                assert_eq!(jv, rows(jv_ref.as_ref()), "{act} n={n}: J v");
+                let mut g = vec![T::zero_impl(); p];
+                mlp.vjp_with_trace_into(&theta, x.as_ref(), &trace, u.as_ref(), &mut g, &mut ws);
+                assert_eq!(
+                    g,
+                    Model::vjp(&mlp, &theta, x.as_ref(), u.as_ref()),
+                    "{act} n={n}: Jᵀu"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn traced_products_equal_the_convenience_forms_f64() {
+        same_as_convenience::<f64>();
+    }
+
+    #[test]
+    fn traced_products_equal_the_convenience_forms_f32() {
+        same_as_convenience::<f32>();
+    }
+
+    #[test]
+    #[should_panic(expected = "call trace_into first")]
+    fn a_product_without_a_trace_panics() {
+        let mlp = Mlp::new(&[2, 3, 1], Activation::Tanh).unwrap();
+        let theta = mlp.init::<f64>(Init::Standard, 0);
+        let x = Mat::<f64>::zeros(4, 2);
+        let mut jv = vec![0.0; 4];
+        let v = vec![0.0; theta.len()];
+        mlp.jvp_with_trace_into(
+            &theta,
+            x.as_ref(),
+            &Trace::new(),
+            &v,
+            &mut jv,
+            &mut Workspace::new(),
+        );
+    }
+}
