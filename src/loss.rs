@@ -202,3 +202,42 @@ pub fn accuracy<T: Real>(f: MatRef<'_, T>, labels: &[u32]) -> f64 {
         .count();
     correct as f64 / labels.len() as f64
 }
+
+/// [`loss_gradient`] written into `out` (`N × C`, any layout): `∂L/∂f = g/N` with `g` the
+/// [`output_residual`], rounded exactly as `loss_gradient` rounds it (the residual in `T`,
+/// then times `1/N`). `p` is scratch for the softmax of one row (it only grows), so the call
+/// allocates nothing once `p` holds `C` entries.
+///
+/// # Panics
+/// If `f`, `y` and `out` do not all have the same shape.
+#[track_caller]
+pub fn loss_gradient_into<T: Real>(
+    loss: Loss,
+    f: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    mut out: faer::MatMut<'_, T>,
+    p: &mut Vec<f64>,
+) {
+    check("loss_gradient_into", f, y);
+    check("loss_gradient_into", f, out.as_ref());
+    let (n, c) = (f.nrows(), f.ncols());
+    let inv_n = T::from_f64(1.0 / n.max(1) as f64);
+    match loss {
+        Loss::Mse => {
+            for i in 0..n {
+                for k in 0..c {
+                    out[(i, k)] = (f[(i, k)] - y[(i, k)]) * inv_n;
+                }
+            }
+        }
+        Loss::CrossEntropy => {
+            p.resize(c, 0.0);
+            for i in 0..n {
+                softmax_row(f, i, p);
+                for k in 0..c {
+                    out[(i, k)] = T::from_f64(p[k] - y[(i, k)].to_f64()) * inv_n;
+                }
+            }
+        }
+    }
+}

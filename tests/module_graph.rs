@@ -59,23 +59,7 @@ const LAYERS: &[(&str, usize)] = &[
 
 /// Edges `(from, to, reason)` taken out of the graph before looking for circles: each one
 /// closes a circle that is known and is to be removed. A new circle anywhere fails.
-const ALLOWED_CIRCLE_EDGES: &[(&str, &str, &str)] = &[
-    (
-        "train::inner",
-        "train::trainer",
-        "the inner steps take DataRef/TrainState, defined in trainer.rs; the trainer rewrite moves them",
-    ),
-    (
-        "train::engine",
-        "train::trainer",
-        "FirstOrderEngine takes DataRef/TrainState, defined in trainer.rs; the trainer rewrite moves them",
-    ),
-    (
-        "train::checkpoint",
-        "train::trainer",
-        "checkpoints save TrainState, defined in trainer.rs; the trainer rewrite moves it",
-    ),
-];
+const ALLOWED_CIRCLE_EDGES: &[(&str, &str, &str)] = &[];
 
 /// Upward imports `(from module, to top-level module, reason)` still present; the issue's
 /// backend seam (the model written over a backend, the trainer resident on it) removes the

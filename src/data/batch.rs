@@ -111,30 +111,34 @@ impl Batcher {
         }
     }
 
-    /// The permutation of epoch `epoch`.
-    fn permutation(&self, epoch: usize) -> Vec<usize> {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ SEED_TAG);
-        rng.set_stream(epoch as u64);
-        let mut perm: Vec<usize> = (0..self.n).collect();
-        perm.shuffle(&mut rng);
-        perm
-    }
-
     /// The next batch of row indices. After the last batch of an epoch the batcher moves to
     /// the next epoch, so [`epoch`](Self::epoch) counts the completed epochs.
     pub fn next_batch(&mut self) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.next_batch_into(&mut out);
+        out
+    }
+
+    /// As [`next_batch`](Self::next_batch), written into `out` (its previous contents are
+    /// replaced). Reuses `out` and the cached permutation, so after the first epoch it
+    /// allocates nothing.
+    pub fn next_batch_into(&mut self, out: &mut Vec<usize>) {
         if self.perm.len() != self.n {
-            self.perm = self.permutation(self.epoch);
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ SEED_TAG);
+            rng.set_stream(self.epoch as u64);
+            self.perm.clear();
+            self.perm.extend(0..self.n);
+            self.perm.shuffle(&mut rng);
         }
         let end = (self.pos + self.batch).min(self.n);
-        let out = self.perm[self.pos..end].to_vec();
+        out.clear();
+        out.extend_from_slice(&self.perm[self.pos..end]);
         self.pos = end;
         if self.pos == self.n {
             self.epoch += 1;
             self.pos = 0;
             self.perm.clear();
         }
-        out
     }
 
     /// Number of completed epochs (equivalently, the epoch the next batch belongs to).

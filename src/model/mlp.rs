@@ -4,6 +4,7 @@
 use super::layer::Layer;
 use super::ntk_lower::{Method, explicit_lower, structured_lower};
 use super::signals::Signals;
+use super::trace::Trace;
 use super::{Activation, Init, Jacobian, Model};
 use crate::{Error, Real, Result};
 use faer::linalg::matmul::matmul;
@@ -12,6 +13,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
+
+mod traced;
 
 /// How the stored parameters enter the pre-activations.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -235,6 +238,7 @@ impl Mlp {
             acts,
             derivs,
             output,
+            z: Vec::new(),
         }
     }
 
@@ -290,14 +294,6 @@ impl Mlp {
     fn n_outputs_total(&self) -> usize {
         *self.widths.last().expect("at least two widths")
     }
-}
-
-/// What a forward pass keeps for backprop (see [`Mlp::trace`]).
-pub(crate) struct Trace<T> {
-    pub n: usize,
-    pub acts: Vec<Vec<T>>,
-    pub derivs: Vec<Vec<T>>,
-    pub output: Vec<T>,
 }
 
 impl<T: Real> Trace<T> {
@@ -497,6 +493,37 @@ impl<T: Real> Model<T> for Mlp {
             *out = Jacobian::zeros(m, p);
         }
         s.write_jacobian(out.as_mut_slice());
+    }
+
+    #[track_caller]
+    fn trace_into(&self, theta: &[T], x: MatRef<'_, T>, trace: &mut Trace<T>) {
+        Mlp::trace_into(self, theta, x, trace);
+    }
+
+    #[track_caller]
+    fn jvp_with_trace_into(
+        &self,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        trace: &Trace<T>,
+        v: &[T],
+        jv: &mut [T],
+        ws: &mut super::Workspace<T>,
+    ) {
+        Mlp::jvp_with_trace_into(self, theta, x, trace, v, jv, ws);
+    }
+
+    #[track_caller]
+    fn vjp_with_trace_into(
+        &self,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        trace: &Trace<T>,
+        u: MatRef<'_, T>,
+        grad: &mut [T],
+        ws: &mut super::Workspace<T>,
+    ) {
+        Mlp::vjp_with_trace_into(self, theta, x, trace, u, grad, ws);
     }
 
     #[track_caller]

@@ -8,6 +8,7 @@ mod layer;
 pub(crate) mod mlp;
 pub(crate) mod ntk_lower;
 mod signals;
+mod trace;
 
 pub use activation::Activation;
 pub use init::Init;
@@ -15,9 +16,10 @@ pub use jacobian::Jacobian;
 pub use layer::Layer;
 pub use mlp::{Mlp, Parameterization};
 pub use signals::Signals;
+pub use trace::{Trace, Workspace};
 
 use crate::Real;
-use faer::{Mat, MatRef};
+use faer::{Mat, MatMut, MatRef};
 
 /// A differentiable model `f(x; θ) ∈ R^C` evaluated on a batch `X` (`N × d`).
 ///
@@ -93,5 +95,60 @@ pub trait Model<T: Real>: Sync {
     fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: ntk_lower::Method) -> Mat<T> {
         let _ = method;
         ntk_lower::explicit_lower(&self.jacobian(theta, x))
+    }
+
+    /// Workspace tier: the forward pass at θ on `X` into `trace`, keeping what
+    /// [`jvp_with_trace_into`](Model::jvp_with_trace_into) and
+    /// [`vjp_with_trace_into`](Model::vjp_with_trace_into) at the same θ and `X` reuse;
+    /// [`Trace::output`] is then `f(X; θ)` row-major. The default keeps only the output
+    /// (one [`forward`](Model::forward)); [`Mlp`] keeps its layers' activations and
+    /// derivatives, so that one forward pass serves both products, and allocates nothing
+    /// once the buffers have the batch's size.
+    ///
+    /// # Panics
+    /// As [`forward`](Model::forward).
+    fn trace_into(&self, theta: &[T], x: MatRef<'_, T>, trace: &mut Trace<T>) {
+        let f = self.forward(theta, x);
+        let (n, c) = (f.nrows(), f.ncols());
+        trace.n = n;
+        trace::set_len(&mut trace.output, n * c);
+        MatMut::from_row_major_slice_mut(&mut trace.output, n, c).copy_from(f.as_ref());
+    }
+
+    /// Workspace tier: `J v` at the θ and `X` that `trace` was made at, row-major into `jv`
+    /// (`N·C` entries); `ws` is scratch. The default calls [`jvp`](Model::jvp).
+    ///
+    /// # Panics
+    /// As [`jvp`](Model::jvp), or if `jv` does not have `N·C` entries.
+    fn jvp_with_trace_into(
+        &self,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        trace: &Trace<T>,
+        v: &[T],
+        jv: &mut [T],
+        ws: &mut Workspace<T>,
+    ) {
+        let _ = (trace, ws);
+        let (_, j) = self.jvp(theta, x, v);
+        MatMut::from_row_major_slice_mut(jv, j.nrows(), j.ncols()).copy_from(j.as_ref());
+    }
+
+    /// Workspace tier: `Jᵀ u` at the θ and `X` that `trace` was made at, into `grad`
+    /// (length `P`); `ws` is scratch. The default calls [`vjp`](Model::vjp).
+    ///
+    /// # Panics
+    /// As [`vjp`](Model::vjp), or if `grad.len() != P`.
+    fn vjp_with_trace_into(
+        &self,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        trace: &Trace<T>,
+        u: MatRef<'_, T>,
+        grad: &mut [T],
+        ws: &mut Workspace<T>,
+    ) {
+        let _ = (trace, ws);
+        grad.copy_from_slice(&self.vjp(theta, x, u));
     }
 }

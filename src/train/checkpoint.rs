@@ -20,7 +20,7 @@
 
 use super::metrics::Timings;
 use super::optim::OptState;
-use super::trainer::TrainState;
+use super::state::TrainState;
 use crate::data::Batcher;
 use crate::{Error, Real, Result};
 use serde::{Deserialize, Serialize};

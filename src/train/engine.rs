@@ -2,7 +2,7 @@
 
 use super::config::TrainConfig;
 use super::metrics::Timings;
-use super::trainer::{DataRef, TrainState};
+use super::state::{DataRef, TrainState};
 use crate::{Real, Result};
 
 /// A place other than the host where the first-order inner steps (SGD, momentum, Nesterov,

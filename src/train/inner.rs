@@ -4,7 +4,7 @@
 
 use super::config::{Period, TrainConfig};
 use super::loss::{Loss, loss_value};
-use super::trainer::{DataRef, TrainState};
+use super::state::{DataRef, TrainState};
 use crate::solve::{Form, gauss_newton_step, gradient_descent_closed_form};
 use crate::{Model, Real, Result};
 use faer::linalg::solvers::Solve;

@@ -12,13 +12,16 @@
 pub mod checkpoint;
 mod config;
 mod engine;
+mod gather;
 mod inner;
 mod loss;
 mod metrics;
 mod optim;
 mod plan;
 mod probe;
+mod state;
 mod trainer;
+mod update;
 
 pub use crate::data::Batcher;
 pub use config::{CheckpointConfig, DivergenceRule, Inner, Period, Schedule, TrainConfig};
@@ -30,4 +33,5 @@ pub use metrics::{
 };
 pub use optim::OptState;
 pub use plan::{StepPlan, inner_step_plan};
-pub use trainer::{DataRef, TrainState, Trainer};
+pub use state::{DataRef, TrainState};
+pub use trainer::Trainer;

@@ -6,119 +6,47 @@ mod steps;
 
 use super::config::{Inner, Period, Schedule, TrainConfig};
 use super::engine::FirstOrderEngine;
+use super::gather::HostBatch;
 use super::inner::{gn_inner_step, spectral_inner_step};
 use super::loss::Loss;
 use super::metrics::{Control, Divergence, DivergenceKind, Observer, Report, Termination, Timings};
 use super::optim::OptState;
-use crate::data::{Batcher, Dataset};
+pub use super::state::{DataRef, TrainState};
+use super::update::Spare;
+use crate::data::Batcher;
+use crate::linearise::BatchLinearisation;
 use crate::{Error, Model, Real, Result};
 use faer::{Mat, MatRef};
 use std::time::Instant;
 
-/// A borrowed supervised data set: features `x` (`N × d`), targets `y` (`N × C`, one-hot rows
-/// for classification) and, for classification, the class of each row.
-#[derive(Clone, Copy, Debug)]
-pub struct DataRef<'a, T> {
-    /// Features, `N × d`.
-    pub x: MatRef<'a, T>,
-    /// Targets, `N × C`.
-    pub y: MatRef<'a, T>,
-    /// Class labels (length `N`) when the task is classification.
-    pub labels: Option<&'a [u32]>,
+/// The buffers a host first-order step reuses: the gathered batch, the linearisation at θ̃ on
+/// it (one forward trace for the JVP and the VJP) and the spare θ / optimiser buffers of the
+/// fused update.
+#[derive(Debug)]
+struct HostStep<T> {
+    batch: HostBatch<T>,
+    lin: BatchLinearisation<T>,
+    spare: Spare<T>,
 }
 
-impl<'a, T: Real> DataRef<'a, T> {
-    /// A view of `x`, `y` and optional labels.
-    pub fn new(x: MatRef<'a, T>, y: MatRef<'a, T>, labels: Option<&'a [u32]>) -> Self {
-        Self { x, y, labels }
-    }
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.x.nrows()
-    }
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.x.nrows() == 0
-    }
-
-    fn check(&self, what: &str, d: usize, c: usize) -> Result<()> {
-        if self.x.ncols() != d {
-            return Err(Error::data(format!(
-                "{what} data has {} features per row but the model takes {d} inputs; change --arch to start with {}",
-                self.x.ncols(),
-                self.x.ncols()
-            )));
+impl<T: Real> HostStep<T> {
+    fn new() -> Self {
+        Self {
+            batch: HostBatch::new(),
+            lin: BatchLinearisation::new(),
+            spare: Spare::default(),
         }
-        if self.y.ncols() != c {
-            return Err(Error::data(format!(
-                "{what} data has {} targets per row but the model has {c} outputs; change --arch to end with {}",
-                self.y.ncols(),
-                self.y.ncols()
-            )));
-        }
-        if self.y.nrows() != self.x.nrows() {
-            return Err(Error::data(format!(
-                "{what} data has {} feature rows but {} target rows",
-                self.x.nrows(),
-                self.y.nrows()
-            )));
-        }
-        if let Some(l) = self.labels
-            && l.len() != self.x.nrows()
-        {
-            return Err(Error::data(format!(
-                "{what} data has {} rows but {} labels",
-                self.x.nrows(),
-                l.len()
-            )));
-        }
-        Ok(())
     }
-}
-
-impl<'a, T: Real> From<&'a Dataset<T>> for DataRef<'a, T> {
-    fn from(d: &'a Dataset<T>) -> Self {
-        Self::new(d.x.as_ref(), d.y.as_ref(), d.labels.as_deref())
-    }
-}
-
-/// Everything that evolves during training; a checkpoint stores exactly this.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainState<T> {
-    /// Inner steps taken.
-    pub step: u64,
-    /// Current parameters `θ`.
-    pub theta: Vec<T>,
-    /// Linearisation point `θ̃`.
-    pub theta_tilde: Vec<T>,
-    /// Initial parameters `θ₀`.
-    pub theta0: Vec<T>,
-    /// Optimiser state.
-    pub opt: OptState<T>,
-    /// Mini-batch order (created at the first step).
-    pub batcher: Option<Batcher>,
-    /// Rows of the training set the batcher was made for.
-    pub n_train: usize,
-    /// Re-linearisations so far.
-    pub relinearisations: u64,
-    /// Inner steps since the last re-linearisation.
-    pub since_relin: u64,
-    /// Current Gauss-Newton damping.
-    pub damping: f64,
-    /// Rejected Gauss-Newton steps.
-    pub rejected: u64,
-    /// Wall time spent before this process (for resumed runs).
-    pub seconds: f64,
-    /// Phase timings accumulated so far.
-    pub timings: Timings,
 }
 
 /// Trains a [`Model`] by iterative linearisation ([linearised
 /// model](crate::maths#linearised-model)): an inner optimiser trains
 /// `f_lin(x; θ) = f(x; θ̃) + J(x; θ̃)(θ − θ̃)`, and every `K` inner steps `θ̃ ← θ`.
 ///
-/// A mini-batch step costs one JVP at `θ̃` with tangent `θ − θ̃` (which also returns
-/// `f(x; θ̃)`) and one VJP at `θ̃`; `J` is never formed. With `K = 1` this is exactly SGD.
+/// A mini-batch step costs one forward pass at `θ̃` on the batch, kept as a trace
+/// ([`BatchLinearisation`]) that serves one JVP with tangent `θ − θ̃` (for `f_lin`) and one
+/// VJP (for the gradient); `J` is never formed. With `K = 1` this is exactly SGD. On the
+/// host, a first-order step allocates nothing after the first.
 ///
 /// ```no_run
 /// # use itlin::{Mlp, Activation, Init, Model};
@@ -148,8 +76,8 @@ pub struct Trainer<'m, T: Real, M: Model<T>> {
     engine_live: bool,
     /// The host copies of θ, θ̃ and the optimiser state are behind the engine's.
     host_stale: bool,
-    /// θ before the host first-order update in progress (restored if the update overflows).
-    backup: Vec<T>,
+    /// The reused buffers of the host first-order step.
+    host: HostStep<T>,
     /// With a live engine: the step and θ of the last host copy known to be finite.
     last_good: Option<(u64, Vec<T>)>,
 }
@@ -211,7 +139,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             engine: None,
             engine_live: false,
             host_stale: false,
-            backup: Vec::new(),
+            host: HostStep::new(),
             last_good: None,
         })
     }
@@ -375,6 +303,9 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             self.engine_live = true;
             self.host_stale = false;
             self.last_good = Some((self.state.step, self.state.theta.clone()));
+        } else if first_order {
+            let batch = self.state.batcher.as_ref().map_or(1, Batcher::batch_size);
+            self.host.batch.prepare(train, batch);
         }
         let result = self.fit_loop(train, test, obs);
         let synced = self.sync_engine();

@@ -1,19 +1,19 @@
 //! [`Trainer`]'s first-order inner steps on `f_lin`, on the host or on a live engine.
 
-use super::{DataRef, Trainer};
-use crate::train::inner::{first_non_finite, gather};
-use crate::train::loss::loss_gradient;
+use super::{DataRef, HostStep, Trainer};
+use crate::train::update::fused_update;
 use crate::{Model, Real, Result};
 use std::time::Instant;
 
 impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
-    /// The rows of the next mini-batch (the batcher exists once `fit` has started).
-    pub(super) fn next_rows(&mut self) -> Vec<usize> {
+    /// Draws the rows of the next mini-batch into the host buffer (the batcher exists once
+    /// `fit` has started).
+    pub(super) fn next_rows(&mut self) {
         self.state
             .batcher
             .as_mut()
             .expect("batcher created in fit")
-            .next_batch()
+            .next_batch_into(&mut self.host.batch.rows);
     }
 
     /// One mini-batch SGD/Adam step on `f_lin` taken by the live engine (same batches, same
@@ -21,12 +21,12 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
     /// whether the engine reported a non-finite gradient (then nothing changed).
     pub(super) fn engine_step(&mut self) -> Result<bool> {
         let t = Instant::now();
-        let rows = self.next_rows();
+        self.next_rows();
         self.state.timings.update += t.elapsed().as_secs_f64();
         let lr = self.lr_at(self.state.step);
         let at_tilde = self.state.since_relin == 0;
         let finite = self.engine.as_mut().expect("a live engine exists").step(
-            &rows,
+            &self.host.batch.rows,
             lr,
             at_tilde,
             &mut self.state.timings,
@@ -39,61 +39,55 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         Ok(!finite)
     }
 
-    /// One mini-batch SGD/Adam step on `f_lin`. Returns `None` when it was taken, else the
-    /// non-finite quantity (the batch gradient, or θ after the update) and its value; then θ
-    /// is that before the step and the step counter is unchanged.
+    /// One mini-batch SGD/Adam step on `f_lin`: one forward trace at θ̃ on the batch serves
+    /// the JVP (`f_lin = f(θ̃) + J(θ − θ̃)`) and the VJP (`g = Jᵀ ∂L/∂f_lin`), then the fused
+    /// update (finiteness, weight decay, optimiser). Allocates nothing once its buffers have
+    /// the batch's size. Returns `None` when it was taken, else the non-finite quantity (the
+    /// batch gradient, or θ after the update) and its value; then θ is that before the step
+    /// and the step counter is unchanged.
     pub(super) fn first_order_step(
         &mut self,
         train: DataRef<'_, T>,
     ) -> Option<(&'static str, f64)> {
         let t = Instant::now();
-        let rows = self.next_rows();
-        let (xb, yb) = (gather(train.x, &rows), gather(train.y, &rows));
+        self.next_rows();
+        self.host.batch.gather(train);
         self.state.timings.update += t.elapsed().as_secs_f64();
 
+        let lr = self.lr_at(self.state.step);
         let t = Instant::now();
+        let HostStep { batch, lin, spare } = &mut self.host;
+        let st = &mut self.state;
         // f_lin = f(θ̃) + J(θ̃)(θ − θ̃); right after a re-linearisation the tangent is zero.
-        let flin = if self.state.since_relin == 0 {
-            self.model.forward(&self.state.theta_tilde, xb.as_ref())
-        } else {
-            let v = self.delta();
-            let (f0, jv) = self.model.jvp(&self.state.theta_tilde, xb.as_ref(), &v);
-            f0 + jv
-        };
-        self.state.timings.jvp += t.elapsed().as_secs_f64();
+        let theta = (st.since_relin != 0).then_some(&st.theta[..]);
+        lin.linearise(self.model, &st.theta_tilde, theta, batch.xb());
+        st.timings.jvp += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let g_out = loss_gradient(self.cfg.loss, flin.as_ref(), yb.as_ref());
-        let mut grad = self
-            .model
-            .vjp(&self.state.theta_tilde, xb.as_ref(), g_out.as_ref());
-        self.state.timings.vjp += t.elapsed().as_secs_f64();
+        let grad = lin.gradient(
+            self.model,
+            &st.theta_tilde,
+            batch.xb(),
+            self.cfg.loss,
+            batch.yb(),
+        );
+        st.timings.vjp += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let mut failed = first_non_finite(&grad).map(|v| ("batch gradient", v));
+        let failed = fused_update(
+            &self.cfg.inner,
+            lr,
+            self.cfg.weight_decay,
+            &mut st.theta,
+            grad,
+            &mut st.opt,
+            spare,
+        );
         if failed.is_none() {
-            if self.cfg.weight_decay > 0.0 {
-                T::axpy(
-                    T::from_f64(self.cfg.weight_decay),
-                    &self.state.theta,
-                    &mut grad,
-                );
-            }
-            let lr = self.lr_at(self.state.step);
-            self.backup.clear();
-            self.backup.extend_from_slice(&self.state.theta);
-            self.state
-                .opt
-                .update(&self.cfg.inner, lr, &mut self.state.theta, &grad);
-            if let Some(v) = first_non_finite(&self.state.theta) {
-                self.state.theta.copy_from_slice(&self.backup);
-                failed = Some(("θ after the update", v));
-            } else {
-                self.state.step += 1;
-                self.state.since_relin += 1;
-            }
+            st.step += 1;
+            st.since_relin += 1;
         }
-        self.state.timings.update += t.elapsed().as_secs_f64();
+        st.timings.update += t.elapsed().as_secs_f64();
         failed
     }
 }
