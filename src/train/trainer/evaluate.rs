@@ -20,13 +20,15 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         let cap = |d: DataRef<'_, T>| self.cfg.eval_max.map_or(d.len(), |m| m.min(d.len()));
         let loss = self.cfg.loss;
         // The first `n` rows of a set: views, no copies.
-        let eval_set = |this: &Self, d: DataRef<'_, T>| {
+        // The network's own loss and accuracy are reported for the test set only, so the
+        // training set gets f_lin alone.
+        let eval_set = |this: &Self, d: DataRef<'_, T>, with_net: bool| {
             let n = cap(d);
             let (x, y) = (d.x.subrows(0, n), d.y.subrows(0, n));
             let f = this.predict(x);
             let l = loss_value(loss, f.as_ref(), y);
             let acc = d.labels.map(|lab| accuracy(f.as_ref(), &lab[..n]));
-            let net = if this.state.since_relin == 0 {
+            let net = if !with_net || this.state.since_relin == 0 {
                 (l, acc)
             } else {
                 let fnet = this.model.forward(&this.state.theta, x);
@@ -37,8 +39,8 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
             };
             (l, acc, net)
         };
-        let (train_loss, train_acc, _) = eval_set(self, train);
-        let test_m = test.map(|d| eval_set(self, d));
+        let (train_loss, train_acc, _) = eval_set(self, train, false);
+        let test_m = test.map(|d| eval_set(self, d, true));
         let norm = |a: &[T], b: &[T]| {
             a.iter()
                 .zip(b)
