@@ -80,6 +80,8 @@ pub struct Trainer<'m, T: Real, M: Model<T>> {
     host: HostStep<T>,
     /// With a live engine: the step and θ of the last host copy known to be finite.
     last_good: Option<(u64, Vec<T>)>,
+    /// The reused buffers of the evaluation's `f_lin` predictions.
+    eval_buf: evaluate::EvalBuffers<T>,
 }
 
 impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
@@ -141,6 +143,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             host_stale: false,
             host: HostStep::new(),
             last_good: None,
+            eval_buf: evaluate::EvalBuffers::default(),
         })
     }
 

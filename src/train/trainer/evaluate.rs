@@ -1,11 +1,13 @@
 //! [`Trainer`]'s evaluation: the metrics of one evaluation point ([`Metrics`]).
 
 use super::{DataRef, Trainer};
+use crate::model::{Trace, Workspace};
 use crate::train::config::Inner;
 use crate::train::loss::{accuracy, loss_value};
 use crate::train::metrics::Metrics;
 use crate::train::probe::{kernel_distance, probe_ntk};
 use crate::{Model, Real};
+use faer::MatRef;
 use std::time::Instant;
 
 impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
@@ -21,13 +23,15 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         let loss = self.cfg.loss;
         // The first `n` rows of a set: views, no copies.
         // The network's own loss and accuracy are reported for the test set only, so the
-        // training set gets f_lin alone.
-        let eval_set = |this: &Self, d: DataRef<'_, T>, with_net: bool| {
+        // training set gets f_lin alone. f_lin goes into reused buffers (a fresh N×C and
+        // N×width set per evaluation costs page faults comparable to the products).
+        let mut buf = std::mem::take(&mut self.eval_buf);
+        let mut eval_set = |this: &Self, d: DataRef<'_, T>, with_net: bool| {
             let n = cap(d);
             let (x, y) = (d.x.subrows(0, n), d.y.subrows(0, n));
-            let f = this.predict(x);
-            let l = loss_value(loss, f.as_ref(), y);
-            let acc = d.labels.map(|lab| accuracy(f.as_ref(), &lab[..n]));
+            let f = buf.f_lin(this.model, &this.state.theta, &this.state.theta_tilde, x);
+            let l = loss_value(loss, f, y);
+            let acc = d.labels.map(|lab| accuracy(f, &lab[..n]));
             let net = if !with_net || this.state.since_relin == 0 {
                 (l, acc)
             } else {
@@ -41,6 +45,7 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         };
         let (train_loss, train_acc, _) = eval_set(self, train, false);
         let test_m = test.map(|d| eval_set(self, d, true));
+        self.eval_buf = buf;
         let norm = |a: &[T], b: &[T]| {
             a.iter()
                 .zip(b)
@@ -106,5 +111,46 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
             seconds,
             timings: self.state.timings,
         }
+    }
+}
+
+/// Reused buffers for `f_lin(X) = f(X; θ̃) + J(X; θ̃)(θ − θ̃)` on the evaluation sets: a
+/// forward trace at θ̃, the JVP scratch, `θ − θ̃` and the row-major `N × C` result.
+#[derive(Default)]
+pub(super) struct EvalBuffers<T> {
+    trace: Trace<T>,
+    ws: Workspace<T>,
+    delta: Vec<T>,
+    out: Vec<T>,
+}
+
+impl<T: Real> EvalBuffers<T> {
+    /// `f_lin` on `x` as an `N × C` view of the reused output buffer. The same operations
+    /// in the same order as `f(X; θ̃) + J v` from [`Model::jvp`] (bit for bit for the MLP).
+    fn f_lin<M: Model<T>>(
+        &mut self,
+        model: &M,
+        theta: &[T],
+        theta_tilde: &[T],
+        x: MatRef<'_, T>,
+    ) -> MatRef<'_, T> {
+        let (n, c) = (x.nrows(), model.n_outputs());
+        self.delta.clear();
+        self.delta
+            .extend(theta.iter().zip(theta_tilde).map(|(&a, &b)| a - b));
+        model.trace_into(theta_tilde, x, &mut self.trace);
+        self.out.resize(n * c, T::zero_impl());
+        model.jvp_with_trace_into(
+            theta_tilde,
+            x,
+            &self.trace,
+            &self.delta,
+            &mut self.out,
+            &mut self.ws,
+        );
+        for (o, &f0) in self.out.iter_mut().zip(self.trace.output()) {
+            *o = f0 + *o;
+        }
+        MatRef::from_row_major_slice(&self.out, n, c)
     }
 }
