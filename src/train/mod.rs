@@ -12,6 +12,7 @@
 pub mod checkpoint;
 mod config;
 mod engine;
+mod eval_buffers;
 mod gather;
 mod inner;
 mod loss;

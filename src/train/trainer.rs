@@ -6,6 +6,7 @@ mod steps;
 
 use super::config::{Inner, Period, Schedule, TrainConfig};
 use super::engine::FirstOrderEngine;
+use super::eval_buffers::EvalBuffers;
 use super::gather::HostBatch;
 use super::inner::{gn_inner_step, spectral_inner_step};
 use super::loss::Loss;
@@ -81,7 +82,7 @@ pub struct Trainer<'m, T: Real, M: Model<T>> {
     /// With a live engine: the step and θ of the last host copy known to be finite.
     last_good: Option<(u64, Vec<T>)>,
     /// The reused buffers of the evaluation's `f_lin` predictions.
-    eval_buf: evaluate::EvalBuffers<T>,
+    eval_buf: EvalBuffers<T>,
 }
 
 impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
@@ -143,7 +144,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             host_stale: false,
             host: HostStep::new(),
             last_good: None,
-            eval_buf: evaluate::EvalBuffers::default(),
+            eval_buf: EvalBuffers::default(),
         })
     }
 

@@ -1,13 +1,11 @@
 //! [`Trainer`]'s evaluation: the metrics of one evaluation point ([`Metrics`]).
 
 use super::{DataRef, Trainer};
-use crate::model::{Trace, Workspace};
 use crate::train::config::Inner;
 use crate::train::loss::{accuracy, loss_value};
 use crate::train::metrics::Metrics;
 use crate::train::probe::{kernel_distance, probe_ntk};
 use crate::{Model, Real};
-use faer::MatRef;
 use std::time::Instant;
 
 impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
@@ -111,46 +109,5 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
             seconds,
             timings: self.state.timings,
         }
-    }
-}
-
-/// Reused buffers for `f_lin(X) = f(X; θ̃) + J(X; θ̃)(θ − θ̃)` on the evaluation sets: a
-/// forward trace at θ̃, the JVP scratch, `θ − θ̃` and the row-major `N × C` result.
-#[derive(Default)]
-pub(super) struct EvalBuffers<T> {
-    trace: Trace<T>,
-    ws: Workspace<T>,
-    delta: Vec<T>,
-    out: Vec<T>,
-}
-
-impl<T: Real> EvalBuffers<T> {
-    /// `f_lin` on `x` as an `N × C` view of the reused output buffer. The same operations
-    /// in the same order as `f(X; θ̃) + J v` from [`Model::jvp`] (bit for bit for the MLP).
-    fn f_lin<M: Model<T>>(
-        &mut self,
-        model: &M,
-        theta: &[T],
-        theta_tilde: &[T],
-        x: MatRef<'_, T>,
-    ) -> MatRef<'_, T> {
-        let (n, c) = (x.nrows(), model.n_outputs());
-        self.delta.clear();
-        self.delta
-            .extend(theta.iter().zip(theta_tilde).map(|(&a, &b)| a - b));
-        model.trace_into(theta_tilde, x, &mut self.trace);
-        self.out.resize(n * c, T::zero_impl());
-        model.jvp_with_trace_into(
-            theta_tilde,
-            x,
-            &self.trace,
-            &self.delta,
-            &mut self.out,
-            &mut self.ws,
-        );
-        for (o, &f0) in self.out.iter_mut().zip(self.trace.output()) {
-            *o = f0 + *o;
-        }
-        MatRef::from_row_major_slice(&self.out, n, c)
     }
 }
