@@ -368,112 +368,31 @@ impl<T: Real> Model<T> for Mlp {
         row_major_to_mat(&tr.output, tr.n, self.n_outputs_total())
     }
 
+    /// The convenience form of [`Mlp::trace_into`] + [`Mlp::jvp_with_trace_into`] (fresh
+    /// buffers each call).
     #[track_caller]
     fn jvp(&self, theta: &[T], x: MatRef<'_, T>, v: &[T]) -> (Mat<T>, Mat<T>) {
         self.check_theta_x("jvp", theta, x);
-        assert_eq!(
-            v.len(),
-            theta.len(),
-            "Mlp::jvp: tangent has length {}, θ has length {}",
-            v.len(),
-            theta.len()
-        );
-        let tr = self.trace(theta, x, true, false);
-        let n = tr.n;
-        let last = self.layers.len() - 1;
-        // ȧ_0 = 0; ż_l = s_w (ȧ_{l−1} Wᵀ + a_{l−1} dWᵀ) + s_b db; ȧ_l = φ'(z_l) ⊙ ż_l.
-        let mut a_dot: Option<Vec<T>> = None;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let mut z_dot = vec![T::zero_impl(); n * layer.fan_out];
-            affine(v, layer, tr.input(l, x, layer.fan_in), &mut z_dot);
-            if let Some(ad) = &a_dot {
-                let w = MatRef::from_row_major_slice(
-                    &theta[layer.w_offset..layer.b_offset],
-                    layer.fan_out,
-                    layer.fan_in,
-                );
-                let ad = MatRef::from_row_major_slice(ad, n, layer.fan_in);
-                let dst = MatMut::from_row_major_slice_mut(&mut z_dot, n, layer.fan_out);
-                matmul(
-                    dst,
-                    Accum::Add,
-                    ad,
-                    w.transpose(),
-                    T::from_f64(layer.w_scale),
-                    par(),
-                );
-            }
-            if l < last {
-                let d = &tr.derivs[l + 1];
-                mul_elementwise_par(&mut z_dot, d);
-            }
-            a_dot = Some(z_dot);
-        }
-        let c = self.n_outputs_total();
+        let (mut tr, mut ws) = (Trace::new(), super::Workspace::new());
+        Mlp::trace_into(self, theta, x, &mut tr);
+        let (n, c) = (x.nrows(), self.n_outputs_total());
+        let mut jv = vec![T::zero_impl(); n * c];
+        Mlp::jvp_with_trace_into(self, theta, x, &tr, v, &mut jv, &mut ws);
         (
-            row_major_to_mat(&tr.output, n, c),
-            row_major_to_mat(&a_dot.expect("at least one layer"), n, c),
+            row_major_to_mat(tr.output(), n, c),
+            row_major_to_mat(&jv, n, c),
         )
     }
 
+    /// The convenience form of [`Mlp::trace_into`] + [`Mlp::vjp_with_trace_into`] (fresh
+    /// buffers each call).
     #[track_caller]
     fn vjp(&self, theta: &[T], x: MatRef<'_, T>, u: MatRef<'_, T>) -> Vec<T> {
         self.check_theta_x("vjp", theta, x);
-        let c = self.n_outputs_total();
-        assert!(
-            u.nrows() == x.nrows() && u.ncols() == c,
-            "Mlp::vjp: cotangent is {}×{}, expected N×C = {}×{c}",
-            u.nrows(),
-            u.ncols(),
-            x.nrows()
-        );
-        let tr = self.trace(theta, x, true, false);
-        let n = tr.n;
+        let (mut tr, mut ws) = (Trace::new(), super::Workspace::new());
+        Mlp::trace_into(self, theta, x, &mut tr);
         let mut grad = vec![T::zero_impl(); theta.len()];
-        let mut delta = vec![T::zero_impl(); n * c];
-        MatMut::from_row_major_slice_mut(&mut delta, n, c).copy_from(u);
-        for (l, layer) in self.layers.iter().enumerate().rev() {
-            let (w_part, b_part) = grad[layer.w_offset..layer.b_offset + layer.fan_out]
-                .split_at_mut(layer.fan_in * layer.fan_out);
-            let dmat = MatRef::from_row_major_slice(&delta, n, layer.fan_out);
-            // dW = s_w δᵀ A_{l−1}
-            let a = tr.input(l, x, layer.fan_in);
-            let dw = MatMut::from_row_major_slice_mut(w_part, layer.fan_out, layer.fan_in);
-            matmul(
-                dw,
-                Accum::Replace,
-                dmat.transpose(),
-                a,
-                T::from_f64(layer.w_scale),
-                par(),
-            );
-            // db = s_b Σ_n δ_n
-            let sb = T::from_f64(layer.b_scale);
-            b_part.fill(T::zero_impl());
-            for row in delta.chunks_exact(layer.fan_out) {
-                T::axpy(sb, row, b_part);
-            }
-            if l > 0 {
-                let mut prev = vec![T::zero_impl(); n * layer.fan_in];
-                let w = MatRef::from_row_major_slice(
-                    &theta[layer.w_offset..layer.b_offset],
-                    layer.fan_out,
-                    layer.fan_in,
-                );
-                let dst = MatMut::from_row_major_slice_mut(&mut prev, n, layer.fan_in);
-                matmul(
-                    dst,
-                    Accum::Replace,
-                    dmat,
-                    w,
-                    T::from_f64(layer.w_scale),
-                    par(),
-                );
-                let d = &tr.derivs[l];
-                mul_elementwise_par(&mut prev, d);
-                delta = prev;
-            }
-        }
+        Mlp::vjp_with_trace_into(self, theta, x, &tr, u, &mut grad, &mut ws);
         grad
     }
 
