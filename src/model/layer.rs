@@ -17,3 +17,17 @@ pub struct Layer {
     /// Multiplier of `b` in the pre-activation (`1` or `σ_b`).
     pub b_scale: f64,
 }
+
+impl Layer {
+    /// `W` of this layer in θ, as a `fan_out × fan_in` row-major view.
+    ///
+    /// # Panics
+    /// If θ is shorter than the layer's end.
+    pub fn weights<'a, T>(&self, theta: &'a [T]) -> faer::MatRef<'a, T> {
+        faer::MatRef::from_row_major_slice(
+            &theta[self.w_offset..self.b_offset],
+            self.fan_out,
+            self.fan_in,
+        )
+    }
+}

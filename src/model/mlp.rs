@@ -265,11 +265,7 @@ impl Mlp {
             let layer = &self.layers[l];
             let mut g_prev = vec![T::zero_impl(); m * layer.fan_in];
             {
-                let w = MatRef::from_row_major_slice(
-                    &theta[layer.w_offset..layer.b_offset],
-                    layer.fan_out,
-                    layer.fan_in,
-                );
+                let w = layer.weights(theta);
                 let g = MatRef::from_row_major_slice(&grads[l], m, layer.fan_out);
                 let dst = MatMut::from_row_major_slice_mut(&mut g_prev, m, layer.fan_in);
                 matmul(dst, Accum::Replace, g, w, T::from_f64(layer.w_scale), par());
@@ -317,11 +313,7 @@ fn affine<T: Real>(theta: &[T], layer: &Layer, a: MatRef<'_, T>, z: &mut [T]) {
             *zi = sb * bi;
         }
     }
-    let w = MatRef::from_row_major_slice(
-        &theta[layer.w_offset..layer.b_offset],
-        layer.fan_out,
-        layer.fan_in,
-    );
+    let w = layer.weights(theta);
     let dst = MatMut::from_row_major_slice_mut(z, n, layer.fan_out);
     matmul(
         dst,

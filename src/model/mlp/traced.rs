@@ -99,11 +99,7 @@ impl Mlp {
             };
             affine(v, layer, trace.input(l, x, layer.fan_in), z_dot);
             if l > 0 {
-                let w = MatRef::from_row_major_slice(
-                    &theta[layer.w_offset..layer.b_offset],
-                    layer.fan_out,
-                    layer.fan_in,
-                );
+                let w = layer.weights(theta);
                 let ad = MatRef::from_row_major_slice(&prev[..n * layer.fan_in], n, layer.fan_in);
                 let dst = MatMut::from_row_major_slice_mut(z_dot, n, layer.fan_out);
                 matmul(
@@ -177,11 +173,7 @@ impl Mlp {
             }
             if l > 0 {
                 set_len(prev, n * layer.fan_in);
-                let w = MatRef::from_row_major_slice(
-                    &theta[layer.w_offset..layer.b_offset],
-                    layer.fan_out,
-                    layer.fan_in,
-                );
+                let w = layer.weights(theta);
                 let dst = MatMut::from_row_major_slice_mut(prev, n, layer.fan_in);
                 matmul(
                     dst,
