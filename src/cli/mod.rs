@@ -14,11 +14,26 @@ use std::path::{Path, PathBuf};
 
 /// Loads `--data`: `mnist` (the embedded 10k split) or a directory of IDX / NPY files.
 pub fn load_data<T: Real>(spec: &str, n_train: Option<usize>) -> Result<Split<T>> {
+    load_data_shaped(spec, n_train).map(|(split, _)| split)
+}
+
+/// [`load_data`], also returning the stored shape of one sample's features (the embedded
+/// MNIST images are `28 × 28`).
+pub fn load_data_shaped<T: Real>(
+    spec: &str,
+    n_train: Option<usize>,
+) -> Result<(Split<T>, itlin::data::SampleShape)> {
     if spec.eq_ignore_ascii_case("mnist") {
-        match n_train {
+        let split = match n_train {
             Some(n) => itlin::data::mnist_embedded_split(n),
             None => itlin::data::mnist_embedded(),
-        }
+        }?;
+        let image = vec![28, 28];
+        let shape = itlin::data::SampleShape {
+            train: image.clone(),
+            test: image,
+        };
+        Ok((split, shape))
     } else {
         let dir = Path::new(spec);
         if !dir.is_dir() {
@@ -26,7 +41,7 @@ pub fn load_data<T: Real>(spec: &str, n_train: Option<usize>) -> Result<Split<T>
                 "--data {spec}: not a directory; pass 'mnist' or a directory holding the four IDX files or x_train.npy, y_train.npy, x_test.npy, y_test.npy"
             )));
         }
-        let mut split = itlin::data::load_dir(dir)?;
+        let (mut split, shape) = itlin::data::load_dir_with_shape(dir)?;
         if let Some(n) = n_train {
             if n > split.train.len() || n == 0 {
                 return Err(Error::config(format!(
@@ -37,7 +52,7 @@ pub fn load_data<T: Real>(spec: &str, n_train: Option<usize>) -> Result<Split<T>
             let rows: Vec<usize> = (0..n).collect();
             split.train = split.train.subset(&rows);
         }
-        Ok(split)
+        Ok((split, shape))
     }
 }
 
