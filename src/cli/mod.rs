@@ -1,6 +1,7 @@
 //! The `itlin` command line: argument definitions and the helpers shared by the subcommands
 //! (data loading, run directories, memory plans).
 
+pub mod arch;
 pub mod args;
 pub mod bench;
 pub mod run;
