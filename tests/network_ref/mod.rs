@@ -3,7 +3,18 @@
 //! layer table (kinds, shapes, θ offsets and scales) of a `Network`.
 #![allow(dead_code)]
 
-use itlin::{LayerKind, Network};
+use itlin::{Activation, LayerKind, Network};
+
+/// `φ(z)` written independently of the crate.
+pub fn phi(act: Activation, z: f64) -> f64 {
+    match act {
+        Activation::Identity => z,
+        Activation::Relu => z.max(0.0),
+        Activation::Tanh => z.tanh(),
+        Activation::Gelu => 0.5 * z * (1.0 + libm::erf(z * std::f64::consts::FRAC_1_SQRT_2)),
+        Activation::Softplus => z.max(0.0) + (-z.abs()).exp().ln_1p(),
+    }
+}
 
 /// `f(x; θ)` for one sample `x` (flattened `(c, h, w)`), by direct summation.
 pub fn forward(net: &Network, theta: &[f64], x: &[f64]) -> Vec<f64> {
@@ -79,7 +90,7 @@ pub fn forward(net: &Network, theta: &[f64], x: &[f64]) -> Vec<f64> {
             LayerKind::Flatten => z.copy_from_slice(&a),
             LayerKind::Activation(act) => {
                 for (zi, &ai) in z.iter_mut().zip(&a) {
-                    *zi = act.apply(ai);
+                    *zi = phi(act, ai);
                 }
             }
         }
