@@ -32,8 +32,18 @@ fn npy_f64(path: &Path) -> Vec<f64> {
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
-        "train", "--data", s(data), "--batch", "10", "--probe", "6", "--epochs", "2", "--out",
-        s(out), "--quiet",
+        "train",
+        "--data",
+        s(data),
+        "--batch",
+        "10",
+        "--probe",
+        "6",
+        "--epochs",
+        "2",
+        "--out",
+        s(out),
+        "--quiet",
     ];
     args.extend_from_slice(extra);
     itlin(&args, data.parent().unwrap())
@@ -53,12 +63,18 @@ fn a_cnn_trains_from_idx_images_and_resumes() {
     let p = 2 * 9 + 2 + 3 * 8 + 3;
     let sum = json(&run.join("summary.json"));
     assert_eq!(sum["n_params"].as_u64(), Some(p as u64), "{sum}");
-    assert_eq!(json(&run.join("config.json"))["args"]["net"].as_str(), Some(CNN));
+    assert_eq!(
+        json(&run.join("config.json"))["args"]["net"].as_str(),
+        Some(CNN)
+    );
     let theta = npy_f64(&run.join("theta.npy"));
     assert_eq!(theta.len(), p);
     assert!(theta.iter().all(|v| v.is_finite()));
     let acc = sum["last"]["test_acc"].as_f64().unwrap();
-    assert!(acc > 0.5, "a CNN should separate the three row patterns: {acc}");
+    assert!(
+        acc > 0.5,
+        "a CNN should separate the three row patterns: {acc}"
+    );
 
     // --resume rebuilds the same network from config.json
     let o = itlin(&["train", "--resume", s(&run), "--quiet"], tmp.path());
@@ -73,15 +89,29 @@ fn a_dense_net_trains_like_the_equal_mlp() {
     write_data(&data, 60);
     let (a, b) = (tmp.path().join("mlp"), tmp.path().join("net"));
     let common = ["--precision", "f64", "--inner", "sgd", "--k", "3"];
-    let o = train(&data, &a, &[&["--arch", "16,12,3", "--act", "tanh"], &common[..]].concat());
+    let o = train(
+        &data,
+        &a,
+        &[&["--arch", "16,12,3", "--act", "tanh"], &common[..]].concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = train(&data, &b, &[&["--net", "dense(12),tanh,dense(3)"], &common[..]].concat());
+    let o = train(
+        &data,
+        &b,
+        &[&["--net", "dense(12),tanh,dense(3)"], &common[..]].concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let (ta, tb) = (npy_f64(&a.join("theta.npy")), npy_f64(&b.join("theta.npy")));
     assert_eq!(ta.len(), tb.len());
     let scale = ta.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let diff = ta.iter().zip(&tb).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
-    assert!(diff <= 1e-9 * scale, "θ after training differs by {diff:e} (scale {scale})");
+    let diff = ta
+        .iter()
+        .zip(&tb)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        diff <= 1e-9 * scale,
+        "θ after training differs by {diff:e} (scale {scale})"
+    );
 }
 
 #[test]
@@ -99,15 +129,26 @@ fn bad_specs_are_one_line_refusals() {
         let o = train(&data, &run, &["--net", spec]);
         let err = stderr(&o);
         assert!(!o.status.success(), "{spec}: accepted");
-        assert_eq!(err.trim_end().lines().count(), 1, "{spec}: not one line: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{spec}: not one line: {err}"
+        );
         assert!(err.starts_with("error: "), "{spec}: {err}");
         for w in words {
             assert!(err.contains(w), "{spec}: {err:?} does not name {w:?}");
         }
-        assert!(!run.join("config.json").exists(), "{spec}: wrote a run directory");
+        assert!(
+            !run.join("config.json").exists(),
+            "{spec}: wrote a run directory"
+        );
     }
     // --net replaces --arch / --act
-    let o = train(&data, &tmp.path().join("x"), &["--net", CNN, "--arch", "16,3"]);
+    let o = train(
+        &data,
+        &tmp.path().join("x"),
+        &["--net", CNN, "--arch", "16,3"],
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--arch"), "{}", stderr(&o));
 }

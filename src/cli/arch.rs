@@ -1,11 +1,11 @@
 //! The model of a run: an [`Mlp`] from `--arch`/`--act`, or a [`Network`] of layers from
 //! `--net SPEC` on the data's sample shape; checked against the data before anything runs.
 
+use faer::{Mat, MatRef};
 use itlin::data::SampleShape;
 use itlin::model::{LayerKind, Trace, Workspace};
 use itlin::ntk::Method;
 use itlin::{Activation, Error, Init, Jacobian, Mlp, Model, Network, Real, Result};
-use faer::{Mat, MatRef};
 
 /// The network a run trains.
 #[derive(Clone, Debug)]
@@ -18,7 +18,10 @@ pub enum Arch {
 
 /// Joins widths as `--arch` spells them.
 fn widths_text(w: &[usize]) -> String {
-    w.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",")
+    w.iter()
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Arch {
@@ -103,14 +106,13 @@ impl Arch {
         match self {
             Arch::Mlp(m) => m.widths().iter().map(|&w| w as u64).sum(),
             Arch::Net(n) => {
-                let mut s = n.input_shape().0 as u64
-                    * n.input_shape().1 as u64
-                    * n.input_shape().2 as u64;
+                let mut s =
+                    n.input_shape().0 as u64 * n.input_shape().1 as u64 * n.input_shape().2 as u64;
                 for l in n.layers() {
                     s = s.saturating_add(l.output.size() as u64);
                     if let LayerKind::Conv { kernel, .. } = l.kind {
-                        let patch = (l.output.h * l.output.w) as u64
-                            * (l.input.c * kernel * kernel) as u64;
+                        let patch =
+                            (l.output.h * l.output.w) as u64 * (l.input.c * kernel * kernel) as u64;
                         s = s.saturating_add(patch);
                     }
                 }

@@ -13,13 +13,8 @@ use itlin::data::Split;
 use itlin::{Error, Real, Result};
 use std::path::{Path, PathBuf};
 
-/// Loads `--data`: `mnist` (the embedded 10k split) or a directory of IDX / NPY files.
-pub fn load_data<T: Real>(spec: &str, n_train: Option<usize>) -> Result<Split<T>> {
-    load_data_shaped(spec, n_train).map(|(split, _)| split)
-}
-
-/// [`load_data`], also returning the stored shape of one sample's features (the embedded
-/// MNIST images are `28 × 28`).
+/// Loads `--data`: `mnist` (the embedded 10k split) or a directory of IDX / NPY files, with
+/// the stored shape of one sample's features (the embedded MNIST images are `28 × 28`).
 pub fn load_data_shaped<T: Real>(
     spec: &str,
     n_train: Option<usize>,

@@ -1,7 +1,7 @@
 //! One training run into a run directory: the body of `itlin train`, reused by `itlin sweep`.
 
-use super::args::{Device, InnerKind, Precision, TrainArgs};
 use super::arch::Arch;
+use super::args::{Device, InnerKind, Precision, TrainArgs};
 use super::load_data_shaped;
 use super::rundir;
 use indicatif::{ProgressBar, ProgressStyle};

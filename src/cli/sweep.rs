@@ -6,12 +6,12 @@
 //!     correspondence λ ≈ 1/(ηK) between K gradient-descent steps and one damped GN step;
 //! (c) kernel distance against step for each K of (a).
 
+use super::arch::Arch;
 use super::args::{InnerKind, Precision, SweepArgs, TrainArgs};
 use super::prepare_out;
 use super::run::{Summary, run_any};
 use itlin::report::{Series, line_plot, line_plot_with_ticks, read_metrics, write_atomic};
 use itlin::train::{Period, phi_k};
-use super::arch::Arch;
 use itlin::{Model, Real, Result};
 use std::fmt::Write as _;
 use std::path::Path;
