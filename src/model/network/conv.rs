@@ -131,34 +131,54 @@ impl ConvGeom {
         let np = self.positions();
         assert_eq!(cols.len(), self.patch_len() * np, "col2im: patch length");
         a.fill(T::zero_impl());
+        let (w, wo, s, p) = (self.w, self.wo, self.s, self.p);
         for i in 0..self.c_in {
-            let plane = &mut a[i * self.h * self.w..(i + 1) * self.h * self.w];
+            let plane = &mut a[i * self.h * w..(i + 1) * self.h * w];
             for u in 0..self.k {
+                // Output rows y whose input row y·S + u − P lies inside [0, H).
+                let (y0, y1) = self.y_range(u);
                 for v in 0..self.k {
                     let q = (i * self.k + u) * self.k + v;
                     let src = &cols[q * np..(q + 1) * np];
                     let (x0, x1) = self.x_range(v);
-                    for y in 0..self.ho {
-                        let yy = (y * self.s + u) as isize - self.p as isize;
-                        if yy < 0 || yy >= self.h as isize {
-                            continue;
-                        }
-                        let row = &src[y * self.wo..(y + 1) * self.wo];
-                        let dst = &mut plane[yy as usize * self.w..(yy as usize + 1) * self.w];
-                        if self.s == 1 {
-                            let s0 = x0 + v - self.p;
-                            for (d, &c) in dst[s0..s0 + (x1 - x0)].iter_mut().zip(&row[x0..x1]) {
+                    if x0 >= x1 {
+                        continue;
+                    }
+                    for y in y0..y1 {
+                        let yy = y * s + u - p;
+                        let row = &src[y * wo + x0..y * wo + x1];
+                        if s == 1 {
+                            let s0 = yy * w + x0 + v - p;
+                            let dst = &mut plane[s0..s0 + row.len()];
+                            for (d, &c) in dst.iter_mut().zip(row) {
                                 *d += c;
                             }
                         } else {
-                            for (x, &c) in row[x0..x1].iter().enumerate() {
-                                dst[(x0 + x) * self.s + v - self.p] += c;
+                            let dst = &mut plane[yy * w..(yy + 1) * w];
+                            for (x, &c) in row.iter().enumerate() {
+                                dst[(x0 + x) * s + v - p] += c;
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The range of output rows `y` whose input row `y·S + u − P` lies inside `[0, H)`.
+    #[inline]
+    fn y_range(&self, u: usize) -> (usize, usize) {
+        let lo = if self.p > u {
+            (self.p - u).div_ceil(self.s)
+        } else {
+            0
+        };
+        let hi = if self.h + self.p > u {
+            (self.h + self.p - u).div_ceil(self.s).min(self.ho)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
     }
 }
 

@@ -294,22 +294,57 @@ impl Network {
                     let p = params_of(layer);
                     set_len(nxt, n * os);
                     let tangent: Option<&[T]> = if zero { None } else { Some(&cur[..n * is]) };
-                    let np = g.patch_len() * g.positions();
-                    per_sample(
-                        &trace.acts[i],
-                        is,
-                        nxt,
-                        os,
-                        || vec![T::zero_impl(); np],
-                        |cols, s, a, z| {
-                            g.im2col(a, cols);
-                            conv_apply(&g, p, v, cols, z, false);
-                            if let Some(t) = tangent {
-                                g.im2col(&t[s * is..(s + 1) * is], cols);
-                                conv_apply(&g, p, theta, cols, z, true);
+                    let (ckk, npos) = (g.patch_len(), g.positions());
+                    match tangent {
+                        None => per_sample(
+                            &trace.acts[i],
+                            is,
+                            nxt,
+                            os,
+                            || vec![T::zero_impl(); ckk * npos],
+                            |cols, _, a, z| {
+                                g.im2col(a, cols);
+                                conv_apply(&g, p, v, cols, z, false);
+                            },
+                        ),
+                        Some(t) => {
+                            // One GEMM per sample: ż = s_b db + s_w [dW | W] · [P; Ṗ].
+                            let mut wcat = vec![T::zero_impl(); g.out * 2 * ckk];
+                            for (o, row) in wcat.chunks_exact_mut(2 * ckk).enumerate() {
+                                row[..ckk].copy_from_slice(
+                                    &v[p.w_offset + o * ckk..p.w_offset + (o + 1) * ckk],
+                                );
+                                row[ckk..].copy_from_slice(
+                                    &theta[p.w_offset + o * ckk..p.w_offset + (o + 1) * ckk],
+                                );
                             }
-                        },
-                    );
+                            let sb = T::from_f64(p.b_scale);
+                            let sw = T::from_f64(p.w_scale);
+                            per_sample(
+                                &trace.acts[i],
+                                is,
+                                nxt,
+                                os,
+                                || vec![T::zero_impl(); 2 * ckk * npos],
+                                |cols, s, a, z| {
+                                    let (c1, c2) = cols.split_at_mut(ckk * npos);
+                                    g.im2col(a, c1);
+                                    g.im2col(&t[s * is..(s + 1) * is], c2);
+                                    for (o, row) in z.chunks_exact_mut(npos).enumerate() {
+                                        row.fill(sb * v[p.b_offset + o]);
+                                    }
+                                    matmul(
+                                        MatMut::from_row_major_slice_mut(z, g.out, npos),
+                                        Accum::Add,
+                                        MatRef::from_row_major_slice(&wcat, g.out, 2 * ckk),
+                                        MatRef::from_row_major_slice(cols, 2 * ckk, npos),
+                                        sw,
+                                        Par::Seq,
+                                    );
+                                },
+                            );
+                        }
+                    }
                 }
                 _ if zero => continue,
                 LayerKind::Activation(_) => {

@@ -25,8 +25,9 @@ pub(crate) struct SignalBufs<T> {
 }
 
 impl Network {
-    /// Samples per signal task: enough rows (`ns·C`) for efficient GEMMs, few enough that
-    /// the row buffers stay small and every thread gets work.
+    /// Samples per signal task: the row buffers of a task (`ns·C` rows of the widest layer)
+    /// stay within about 1 MiB of f32 so that a sample's signals stay in cache between
+    /// layers, dense layers still get GEMMs of many rows, and every thread gets work.
     pub(crate) fn signal_chunk(&self, n: usize) -> usize {
         let c = self.n_out().max(1);
         let widest = self
@@ -35,10 +36,9 @@ impl Network {
             .map(|l| l.output.size().max(l.input.size()))
             .max()
             .unwrap_or(1);
-        let by_rows = 64usize.div_ceil(c);
-        let by_mem = ((1usize << 21) / (c * widest).max(1)).max(1);
-        let by_threads = n.div_ceil(rayon::current_num_threads().max(1) * 2).max(1);
-        by_rows.min(by_mem).min(by_threads).max(1)
+        let by_cache = (1usize << 18) / (c * widest).max(1);
+        let by_threads = n.div_ceil(rayon::current_num_threads().max(1) * 2);
+        by_cache.min(by_threads).max(1)
     }
 
     /// Backpropagates the `C` seeds of samples `s0..s0+ns` and calls
@@ -129,27 +129,43 @@ impl Network {
                 }
             }
             LayerKind::Conv { .. } => {
+                // Per sample one GEMM over the output positions for its C rows at once:
+                // (C·OUT × H'W') · (H'W' × (C_in K² + 1)), the last column of the patch
+                // matrix all ones (it sums the signal over positions: the bias block); then
+                // each row's blocks are scaled into place.
                 let geo = ConvGeom::of(layer).expect("conv");
                 let (np, ckk) = (geo.positions(), geo.patch_len());
-                set_len(cols, ckk * np);
-                for r in 0..rows {
-                    let s = s0 + r / c;
-                    if r % c == 0 {
-                        geo.im2col(&acts[s * is..(s + 1) * is], cols);
-                    }
-                    let gr = &g[r * os..(r + 1) * os];
-                    let row = &mut dst[r * stride + col0..r * stride + col0 + nw + p.fan_out];
-                    let (w_block, b_block) = row.split_at_mut(nw);
+                let m_blk = c * p.fan_out;
+                set_len(cols, (ckk + 1) * np + m_blk * (ckk + 1));
+                let (pcols, prod) = cols.split_at_mut((ckk + 1) * np);
+                pcols[ckk * np..].fill(T::one_impl());
+                for r0 in (0..rows).step_by(c) {
+                    let s = s0 + r0 / c;
+                    let rc = c.min(rows - r0);
+                    geo.im2col(&acts[s * is..(s + 1) * is], &mut pcols[..ckk * np]);
+                    let g_blk = &g[r0 * os..(r0 + rc) * os];
+                    let prod = &mut prod[..rc * p.fan_out * (ckk + 1)];
                     matmul(
-                        MatMut::from_row_major_slice_mut(w_block, p.fan_out, ckk),
+                        MatMut::from_row_major_slice_mut(prod, rc * p.fan_out, ckk + 1),
                         Accum::Replace,
-                        MatRef::from_row_major_slice(gr, p.fan_out, np),
-                        MatRef::from_row_major_slice(cols, ckk, np).transpose(),
-                        sw,
+                        MatRef::from_row_major_slice(g_blk, rc * p.fan_out, np),
+                        MatRef::from_row_major_slice(pcols, ckk + 1, np).transpose(),
+                        T::one_impl(),
                         Par::Seq,
                     );
-                    for (d, grow) in b_block.iter_mut().zip(gr.chunks_exact(np)) {
-                        *d = sb * grow.iter().copied().sum::<T>();
+                    for k in 0..rc {
+                        let r = r0 + k;
+                        let row = &mut dst[r * stride + col0..r * stride + col0 + nw + p.fan_out];
+                        let (w_block, b_block) = row.split_at_mut(nw);
+                        let src = &prod[k * p.fan_out * (ckk + 1)..(k + 1) * p.fan_out * (ckk + 1)];
+                        for ((wrow, b), srow) in w_block
+                            .chunks_exact_mut(ckk)
+                            .zip(b_block.iter_mut())
+                            .zip(src.chunks_exact(ckk + 1))
+                        {
+                            T::scale_into(sw, &srow[..ckk], wrow);
+                            *b = sb * srow[ckk];
+                        }
                     }
                 }
             }

@@ -34,18 +34,33 @@ pub(crate) fn avg_forward<T: Real>(s: Shape, k: usize, a: &[T], out: &mut [T]) {
 pub(crate) fn avg_backward<T: Real>(s: Shape, k: usize, dout: &[T], din: &mut [T]) {
     let (ho, wo) = (s.h / k, s.w / k);
     let inv = T::from_f64(1.0 / (k * k) as f64);
-    din.fill(T::zero_impl());
+    let zero = T::zero_impl();
     for c in 0..s.c {
         let plane = &mut din[c * s.h * s.w..(c + 1) * s.h * s.w];
         for y in 0..ho {
-            for x in 0..wo {
-                let g = dout[(c * ho + y) * wo + x] * inv;
-                for u in 0..k {
-                    let o = (y * k + u) * s.w + x * k;
-                    plane[o..o + k].fill(g);
+            let g = &dout[(c * ho + y) * wo..(c * ho + y + 1) * wo];
+            // The first input row of the window row, then copies of it.
+            let first = y * k * s.w;
+            {
+                let row = &mut plane[first..first + s.w];
+                if k == 2 {
+                    for (pair, &gv) in row[..2 * wo].chunks_exact_mut(2).zip(g) {
+                        let v = gv * inv;
+                        pair[0] = v;
+                        pair[1] = v;
+                    }
+                } else {
+                    for (win, &gv) in row[..k * wo].chunks_exact_mut(k).zip(g) {
+                        win.fill(gv * inv);
+                    }
                 }
+                row[k * wo..].fill(zero);
+            }
+            for u in 1..k {
+                plane.copy_within(first..first + s.w, first + u * s.w);
             }
         }
+        plane[ho * k * s.w..].fill(zero);
     }
 }
 

@@ -122,27 +122,23 @@ impl Network {
                 // not depend on the number of threads.
                 let group = n.div_ceil(64).max(8);
                 let acts = &trace.acts[i];
-                let sw = T::from_f64(p.w_scale);
+                // Per group [dW | db] = Σ_n δ_n [P_n | 1] (a ones column sums over positions).
                 let partials: Vec<Vec<T>> = (0..n.div_ceil(group))
                     .into_par_iter()
                     .map(|t| {
-                        let mut part = vec![T::zero_impl(); p.fan_out * ckk + p.fan_out];
-                        let mut cols = vec![T::zero_impl(); ckk * np];
+                        let mut part = vec![T::zero_impl(); p.fan_out * (ckk + 1)];
+                        let mut cols = vec![T::one_impl(); (ckk + 1) * np];
                         for s in t * group..((t + 1) * group).min(n) {
-                            g.im2col(&acts[s * is..(s + 1) * is], &mut cols);
+                            g.im2col(&acts[s * is..(s + 1) * is], &mut cols[..ckk * np]);
                             let d = &delta[s * os..(s + 1) * os];
-                            let (pw, pb) = part.split_at_mut(p.fan_out * ckk);
                             matmul(
-                                MatMut::from_row_major_slice_mut(pw, p.fan_out, ckk),
+                                MatMut::from_row_major_slice_mut(&mut part, p.fan_out, ckk + 1),
                                 Accum::Add,
                                 MatRef::from_row_major_slice(d, p.fan_out, np),
-                                MatRef::from_row_major_slice(&cols, ckk, np).transpose(),
-                                sw,
+                                MatRef::from_row_major_slice(&cols, ckk + 1, np).transpose(),
+                                T::one_impl(),
                                 Par::Seq,
                             );
-                            for (b, row) in pb.iter_mut().zip(d.chunks_exact(np)) {
-                                *b += row.iter().copied().sum::<T>();
-                            }
                         }
                         part
                     })
@@ -150,13 +146,23 @@ impl Network {
                 w_part.fill(T::zero_impl());
                 b_part.fill(T::zero_impl());
                 for part in &partials {
-                    let (pw, pb) = part.split_at(p.fan_out * ckk);
-                    for (d, &s) in w_part.iter_mut().zip(pw) {
-                        *d += s;
+                    for ((wrow, b), prow) in w_part
+                        .chunks_exact_mut(ckk)
+                        .zip(b_part.iter_mut())
+                        .zip(part.chunks_exact(ckk + 1))
+                    {
+                        for (d, &v) in wrow.iter_mut().zip(&prow[..ckk]) {
+                            *d += v;
+                        }
+                        *b += prow[ckk];
                     }
-                    for (d, &s) in b_part.iter_mut().zip(pb) {
-                        *d += sb * s;
-                    }
+                }
+                let sw = T::from_f64(p.w_scale);
+                if sw != T::one_impl() {
+                    w_part.iter_mut().for_each(|w| *w *= sw);
+                }
+                if sb != T::one_impl() {
+                    b_part.iter_mut().for_each(|b| *b *= sb);
                 }
             }
             _ => unreachable!("param_grad on a layer without parameters"),
