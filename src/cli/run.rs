@@ -164,7 +164,7 @@ fn check_memory<T: Real>(arch: &Arch, cfg: &TrainConfig, n_eval: usize) -> Resul
     let widths: u64 = arch.per_sample_activations();
     let mul = |a: u64, b: u64| a.saturating_mul(b);
     let params = mul(8 * sz, p);
-    let eval = mul(mul(4 * sz, n_eval as u64), widths);
+    let eval = mul(arch.eval_bytes_per_row(sz), n_eval as u64);
     // three probe NTKs (at θ₀, θ̃, θ) and the signals behind them
     let probe_rows = (cfg.probe as u64).min(n_eval as u64);
     let probe = if cfg.kernel_distance {
