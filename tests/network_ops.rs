@@ -577,3 +577,36 @@ fn a_cnn_trains() {
     let last = r.last().unwrap().train_loss;
     assert!(last < 0.8 * first, "loss {first} -> {last}");
 }
+
+/// A batch large enough for the parallel per-sample paths and for several sample groups in
+/// the conv weight gradient: the same identities hold there.
+#[test]
+fn large_batches_take_the_parallel_paths() {
+    let net = Network::from_spec(
+        (2, 12, 12),
+        "conv(4,3,pad=1),tanh,maxpool(2),conv(3,3,stride=2,pad=1),gelu,avgpool(2),dense(2)",
+    )
+    .unwrap();
+    let theta = theta_for(&net, 77);
+    let n = 70;
+    let x = x_for(&net, n, 78);
+    let f = net.forward(&theta, x.as_ref());
+    for s in [0, 33, 69] {
+        let xs: Vec<f64> = (0..x.ncols()).map(|j| x[(s, j)]).collect();
+        let want = network_ref::forward(&net, &theta, &xs);
+        assert_close("forward", &[f[(s, 0)], f[(s, 1)]], &want, 1e-13);
+    }
+    let p = theta.len();
+    let v: Vec<f64> = rand_vec(&mut rng(1), p);
+    let u: Mat<f64> = rand_mat(&mut rng(2), n, 2);
+    let j = net.jacobian(&theta, x.as_ref());
+    let (_, jv) = net.jvp(&theta, x.as_ref(), &v);
+    assert_close("J v", &j.mul_vec(&v), &rows(jv.as_ref()), 1e-12);
+    let jtu = net.vjp(&theta, x.as_ref(), u.as_ref());
+    assert_close("Jᵀ u", &j.tmul_vec(&rows(u.as_ref())), &jtu, 1e-12);
+    let want = lower((j.as_ref() * j.as_ref().transpose()).as_ref());
+    for how in [LayerNtk::Contract, LayerNtk::Auto] {
+        let k = net.ntk_lower_with(&theta, x.as_ref(), how);
+        assert_close(&format!("{how:?}"), &lower(k.as_ref()), &want, 1e-12);
+    }
+}

@@ -95,7 +95,7 @@ fn lower(m: MatRef<'_, f64>) -> Vec<f64> {
 }
 
 proptest! {
-    #![proptest_config(config(32, 0x6e65_7477))]
+    #![proptest_config(config(20, 0x6e65_7477))]
 
     #[test]
     fn network_derivatives_hold(

@@ -22,7 +22,8 @@ pub enum Method {
     /// `J Jᵀ` from the explicit Jacobian (symmetric rank-`P` update, lower half).
     Explicit,
     /// Per-layer Grams ([structured NTK](crate::maths#structured-ntk)); only for models that
-    /// expose their layer structure ([`Mlp`](super::Mlp)); other models fall back to
+    /// expose their layer structure ([`Mlp`](super::Mlp), and [`Network`](super::Network),
+    /// which picks per layer between Grams and `J_l J_lᵀ`); other models fall back to
     /// `Explicit`.
     Structured,
     /// The cheaper of the two by a flop count.

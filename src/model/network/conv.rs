@@ -123,15 +123,51 @@ impl ConvGeom {
 
     /// `a ← col2im(cols)`, the adjoint of [`im2col`](Self::im2col):
     /// `a[i, y·S+u−P, x·S+v−P] = Σ cols[(i,u,v), (y,x)]` over the positions that read it.
+    /// `cols` is scratch: the entries that fall outside the input are overwritten.
+    ///
+    /// With stride 1 and `W' = W` ("same" width), entry `(y, x)` of a kernel row lands at a
+    /// constant offset `(u−P)·W + v − P` from its own index, so once the entries outside
+    /// the input are zeroed each kernel row is one long contiguous add.
     ///
     /// # Panics
     /// If the slices do not have the geometry's sizes.
-    pub fn col2im<T: Real>(&self, cols: &[T], a: &mut [T]) {
+    pub fn col2im<T: Real>(&self, cols: &mut [T], a: &mut [T]) {
         assert_eq!(a.len(), self.in_len(), "col2im: input length");
         let np = self.positions();
         assert_eq!(cols.len(), self.patch_len() * np, "col2im: patch length");
         a.fill(T::zero_impl());
         let (w, wo, s, p) = (self.w, self.wo, self.s, self.p);
+        if s == 1 && wo == w {
+            let zero = T::zero_impl();
+            for i in 0..self.c_in {
+                let plane = &mut a[i * self.h * w..(i + 1) * self.h * w];
+                for u in 0..self.k {
+                    let (y0, y1) = self.y_range(u);
+                    for v in 0..self.k {
+                        let (x0, x1) = self.x_range(v);
+                        if y0 >= y1 || x0 >= x1 {
+                            continue;
+                        }
+                        let q = (i * self.k + u) * self.k + v;
+                        let src = &mut cols[q * np..(q + 1) * np];
+                        for y in y0..y1 {
+                            src[y * wo..y * wo + x0].fill(zero);
+                            src[y * wo + x1..(y + 1) * wo].fill(zero);
+                        }
+                        let (start, end) = (y0 * wo + x0, (y1 - 1) * wo + x1);
+                        // (y0 + u − P)·W + x0 + v − P ≥ 0: the first entry inside the input.
+                        let d0 = (y0 + u - p) * w + x0 + v - p;
+                        for (d, &c) in plane[d0..d0 + (end - start)]
+                            .iter_mut()
+                            .zip(&src[start..end])
+                        {
+                            *d += c;
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for i in 0..self.c_in {
             let plane = &mut a[i * self.h * w..(i + 1) * self.h * w];
             for u in 0..self.k {
@@ -211,6 +247,10 @@ mod tests {
             (2, 6, 5, 1, 3, 0),
             (1, 7, 6, 3, 3, 2),
             (2, 2, 3, 2, 1, 3),
+            (2, 5, 6, 3, 1, 1),
+            (1, 4, 7, 5, 1, 2),
+            (3, 6, 6, 1, 1, 0),
+            (1, 3, 8, 7, 1, 3),
         ] {
             let g = geom(c_in, h, w, k, s, p);
             let a: Vec<f64> = (0..g.in_len()).map(|i| (i as f64 * 0.37).sin()).collect();
@@ -239,7 +279,7 @@ mod tests {
             }
             let c: Vec<f64> = (0..cols.len()).map(|i| (i as f64 * 0.71).cos()).collect();
             let mut back = vec![f64::NAN; g.in_len()];
-            g.col2im(&c, &mut back);
+            g.col2im(&mut c.clone(), &mut back);
             let lhs: f64 = cols.iter().zip(&c).map(|(x, y)| x * y).sum();
             let rhs: f64 = a.iter().zip(&back).map(|(x, y)| x * y).sum();
             assert!(
