@@ -358,11 +358,11 @@ def build(layers, in_shape, jnp, lax, jax):
                 li += 1
             elif k == "avgpool":
                 kk = L["k"]
-                a = lax.reduce_window(a, jnp.array(0, a.dtype), lax.add, (1, 1, kk, kk),
+                a = lax.reduce_window(a, 0.0, lax.add, (1, 1, kk, kk),   # scalar init: sum monoid
                                       (1, 1, kk, kk), "VALID") / (kk * kk)
             elif k == "maxpool":
                 kk = L["k"]
-                a = lax.reduce_window(a, jnp.array(-jnp.inf, a.dtype), lax.max,
+                a = lax.reduce_window(a, -math.inf, lax.max,
                                       (1, 1, kk, kk), (1, 1, kk, kk), "VALID")
             elif k == "flatten":
                 a = a.reshape(N, -1, 1, 1)
@@ -590,6 +590,7 @@ class Bench:
 
     def run(self, op, N, fn, fargs, flops, flop_model, keep=False, extra=None):
         jax, args = self.jax, self.args
+        print(f"# {op} N={N}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
             compiled = jax.jit(fn).lower(*fargs).compile()
@@ -613,7 +614,7 @@ class Bench:
         out, samples, foreign, waited = None, [], 0.0, 0.0
         for attempt in range(1, 4):
             out = None
-            waited = self.guard.wait_quiet()
+            waited = self.guard.wait_quiet(max_s=args.quiet_max_s)
             tm = time.time()
             try:
                 samples, out = self._measure(compiled, fargs)
@@ -900,7 +901,7 @@ def naive_forward(layers, shape, theta, x, np, sperf=None):
 
 
 SELFTEST_SPECS = [
-    ("conv(3,3,pad=1),relu,avgpool(2),conv(4,3),tanh,dense(5)", (2, 8, 8), 3),
+    ("conv(3,3,pad=1),relu,avgpool(2),conv(4,3),tanh,maxpool(2),dense(5)", (2, 8, 8), 3),
     ("conv(4,3,stride=2,pad=1),gelu,maxpool(2),flatten,dense(3)", (3, 9, 9), 3),
     ("conv(2,2,stride=3),softplus,conv(3,1),identity,dense(2)", (1, 7, 7), 2),
     ("conv(3,5,pad=2,stride=2),relu,maxpool(3),dense(4),tanh,dense(2)", (2, 11, 10), 3),
@@ -970,6 +971,23 @@ def selftest():
             jnp.asarray(th), jnp.asarray(x)).reshape(-1, P)
         check("vmap(jacrev) J = jacrev J", np.abs(np.asarray(Jv) - J).max(), 1e-12)
         del f_tree
+        if spec == SELFTEST_SPECS[0][0]:
+            # the same ops under jax.jit (XLA can take other paths than eager execution)
+            T, Xj = jnp.asarray(th), jnp.asarray(x)
+            ff = ops.f_flat
+            jit_arrs = {
+                "f": jax.jit(ff)(T, Xj),
+                "jv": jax.jit(lambda t, X, v: jax.jvp(lambda q: ff(q, X), (t,), (v,))[1])(
+                    T, Xj, jnp.asarray(arrs["v"])),
+                "vjp": jax.jit(lambda t, X, u: jax.vjp(lambda q: ff(q, X), t)[1](u)[0])(
+                    T, Xj, jnp.asarray(arrs["u"])),
+                "jac": jax.jit(lambda t, X: jax.jacfwd(lambda q: ff(q, X).reshape(-1))(t))(T, Xj),
+                "ntk": jax.jit(ops.ntk_layerwise)(T, Xj)}
+            for k_, a_ in jit_arrs.items():
+                check(f"jitted {k_} = eager", np.abs(np.asarray(a_) - arrs[k_]).max()
+                      / max(1.0, np.abs(arrs[k_]).max()), 1e-12)
+            check("jitted manual J = eager", np.abs(np.asarray(jax.jit(ops.jac_manual)(T, Xj))
+                                                    - J).max(), 1e-12)
 
     # maxpool ties: the derivative goes to the first maximal element (row-major in the window)
     spec, shape = "conv(1,1),maxpool(2),flatten,dense(1)", (1, 4, 4)
@@ -1043,6 +1061,8 @@ def main(argv=None):
     ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--budget-s", type=float, default=60.0)
+    ap.add_argument("--quiet-max-s", type=float, default=300.0,
+                    help="longest wait for a quiet machine before an op (then measured anyway)")
     ap.add_argument("--mem-frac", type=float, default=0.5,
                     help="skip an op whose new memory exceeds this fraction of MemAvailable")
     args = ap.parse_args(argv)
