@@ -41,10 +41,13 @@ time (compile_s reported), executed once untimed (warm-up), then timed over --re
 (perf_counter around the call + block_until_ready); median_s is the median. Ops whose first run
 would exceed --budget-s get fewer reps and the first run counts as a sample. Ops whose XLA
 memory analysis (outputs + temporaries) exceeds --mem-frac of MemAvailable are skipped with a
-reason. A contention guard (a thread sampling /proc every second) waits until other processes
-have used < 10 % of one core for 5 s before each op, records the most CPU other processes used
-while it was measured (foreign_cpu_max, % of one core) and re-measures up to 3 times when that
-reached 20 %; lines with a high foreign_cpu_max were measured under load.
+reason. A contention guard (a thread sampling /proc every second: other processes' CPU time,
+and the machine's busy time including steal less this process's) waits until others have used
+< 10 % of one core for 5 s before each op (at most --quiet-max-s), records the most CPU others
+used while it was measured (foreign_cpu_max, % of one core) and re-measures up to 3 times when
+that reached 20 %; lines with a high foreign_cpu_max were measured under load. An op whose
+time, extrapolated from a smaller N of the same run by its cost order (N for jacfwd_chunked,
+N² for jacrev_batch, ntk_* and nt impl 2), would exceed --max-op-s is skipped with that figure.
 
 Ops (op names; N = batch; flops field = the model below, gflops = flops / median_s):
   forward                        F(N)   = Σ_conv 2·C_in·K²·OUT·H'W'·N + Σ_dense 2·IN·OUT·N
@@ -266,6 +269,15 @@ def _procs():
     return out
 
 
+def _busy():
+    """Busy jiffies of the whole machine (user+nice+system+irq+softirq+steal), /proc/stat."""
+    try:
+        f = open("/proc/stat").readline().split()
+        return sum(int(f[i]) for i in (1, 2, 3, 6, 7, 8))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Guard:
     """Samples /proc every `period` s: CPU (% of one core) used by processes other than this
     one and its descendants."""
@@ -288,18 +300,22 @@ class Guard:
         return seen
 
     def _run(self):
-        a, ta = _procs(), time.time()
+        a, ta, sa = _procs(), time.time(), _busy()
         while True:
             time.sleep(self.period)
-            b, tb = _procs(), time.time()
+            b, tb, sb = _procs(), time.time(), _busy()
             mine = self._mine(b)
             d = sum(j - a[p][1] for p, (_, j) in b.items()
                     if p not in mine and p in a and j > a[p][1])
+            # processes that started and ended between two samples are missing above; the
+            # machine's busy time (incl. steal) less this process tree's catches them
+            dm = sum(j - a[p][1] for p, (_, j) in b.items() if p in mine and p in a)
+            d2 = (sb - sa) - dm if sa is not None and sb is not None else 0
             with self.lock:
-                self.samples.append((tb, 100.0 * d / HZ / (tb - ta)))
+                self.samples.append((tb, 100.0 * max(d, d2) / HZ / (tb - ta)))
                 if len(self.samples) > 100000:
                     del self.samples[:50000]
-            a, ta = b, tb
+            a, ta, sa = b, tb, sb
 
     def max_between(self, t0, t1):
         with self.lock:
@@ -491,6 +507,8 @@ def import_nt(shim=True):
     if not shim:
         return None, "failed: " + err[:200]
     try:
+        import warnings
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         import jax
         import jax.core
         from jax._src import core as _c
@@ -581,6 +599,20 @@ class Bench:
     def __init__(self, args, meta):
         import jax
         self.jax, self.args, self.meta, self.guard = jax, args, meta, Guard()
+        self.seen = {}                      # op -> (N, median_s) of the last measurement
+
+    def too_slow(self, op, N, power):
+        """Skip line and True when op's time extrapolated from a smaller N exceeds max-op-s."""
+        if op not in self.seen or power is None:
+            return False
+        n0, t0 = self.seen[op]
+        est = t0 * (N / n0) ** power
+        if N > n0 and est > self.args.max_op_s:
+            self.emit({"op": op, "N": N, "skipped": f"extrapolated {est:.0f} s from "
+                       f"{t0:.2f} s at N={n0} (cost ~ N^{power}) > --max-op-s "
+                       f"{self.args.max_op_s:g}"})
+            return True
+        return False
 
     def emit(self, rec):
         r = dict(rec)
@@ -588,8 +620,10 @@ class Bench:
         r["ts"] = round(time.time(), 1)
         print(json.dumps(r), flush=True)
 
-    def run(self, op, N, fn, fargs, flops, flop_model, keep=False, extra=None):
+    def run(self, op, N, fn, fargs, flops, flop_model, keep=False, extra=None, power=None):
         jax, args = self.jax, self.args
+        if self.too_slow(op, N, power):
+            return None
         print(f"# {op} N={N}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
@@ -626,6 +660,7 @@ class Bench:
             if foreign < 20 or statistics.median(samples) > 20:
                 break
         med = statistics.median(samples)
+        self.seen[op] = (N, med)
         rec = {"op": op, "N": N, "median_s": med, "median_ms": med * 1e3,
                "gflops": flops / med / 1e9 if flops else None, "flops": flops,
                "flop_model": flop_model, "reps": len(samples), "min_s": min(samples),
@@ -737,6 +772,7 @@ def timing(args):
                     continue
                 r = B.run("jac_" + name, N, jac_fns[name], (theta, X), n * P,
                           "N*C*P entries written", keep=True,
+                          power={"jacrev_batch": 2, "jacfwd_chunked": 1}.get(name),
                           extra=lambda t: {"gbps": n * P * item / t / 1e9,
                                            "J_GB": n * P * item / 1e9})
                 if r is not None and (best is None or r[1] < best[1]):
@@ -751,12 +787,12 @@ def timing(args):
             cands = []
             if J is not None:
                 r = B.run("ntk_from_J", N, lambda J: J @ J.T, (J,), 2 * n * n * P,
-                          "2*(N*C)^2*P", keep=True, extra={"J_from": "jac_" + best[0]})
+                          "2*(N*C)^2*P", keep=True, extra={"J_from": "jac_" + best[0]}, power=2)
                 if r:
                     cands.append(("ntk_from_J", r[0], r[1]))
             fl, fl_conv_struct = ops.ntk_layerwise_flops(N)
             r = B.run("ntk_layerwise_hand", N, ops.ntk_layerwise, (theta, X), fl,
-                      "dense: G Gt (.) (A At + 1); conv: J_l J_l^T", keep=True,
+                      "dense: G Gt (.) (A At + 1); conv: J_l J_l^T", keep=True, power=2,
                       extra=lambda t: {"JJt_equiv_gflops": 2 * n * n * P / t / 1e9,
                                        "conv_structured_flops_not_used": fl_conv_struct})
             if r:
@@ -776,7 +812,7 @@ def timing(args):
                                     "skipped": f"{type(e).__name__}: {str(e)[:200]}"})
                             continue
                         r = B.run(f"ntk_nt_impl{impl}", N, fn, (X, params), 2 * n * n * P,
-                                  "JJt-equivalent 2*(N*C)^2*P", keep=True)
+                                  "JJt-equivalent 2*(N*C)^2*P", keep=True, power=2)
                         if r:
                             cands.append((f"ntk_nt_impl{impl}", r[0], r[1]))
             if cands:
@@ -1051,7 +1087,9 @@ def main(argv=None):
     ap.add_argument("--jac-variants",
                     default="manual_layerwise,vmap_jacrev,jacrev_batch,jacfwd,jacfwd_chunked")
     ap.add_argument("--jacrev-batch-max-n", type=int, default=128)
-    ap.add_argument("--jacfwd-max-n", type=int, default=128)
+    ap.add_argument("--jacfwd-max-n", type=int, default=32)
+    ap.add_argument("--max-op-s", type=float, default=120.0,
+                    help="skip an op whose time extrapolated from a smaller N exceeds this")
     ap.add_argument("--fwd-chunk", type=int, default=64, help="tangents per chunk (jacfwd_chunked)")
     ap.add_argument("--nt-impls", default="1,2,3")
     ap.add_argument("--no-nt-shim", action="store_true")
