@@ -318,9 +318,21 @@ class Guard:
             a, ta, sa = b, tb, sb
 
     def max_between(self, t0, t1):
+        """Most foreign CPU in the sample intervals overlapping [t0, t1] (waits for the
+        interval that contains t1 to be sampled)."""
+        for _ in range(int(5 * self.period / 0.05) + 1):
+            with self.lock:
+                done = bool(self.samples) and self.samples[-1][0] >= t1
+            if done:
+                break
+            time.sleep(0.05)
         with self.lock:
-            v = [f for t, f in self.samples if t0 <= t <= t1 + self.period]
-        return max(v) if v else 0.0
+            v, after = [], False
+            for t, f in self.samples:
+                if t >= t0 and not after:
+                    v.append(f)
+                    after = t >= t1
+        return max(v) if v else float("nan")
 
     def wait_quiet(self, quiet_s=5.0, thresh=10.0, max_s=600.0):
         t0 = time.time()
