@@ -780,7 +780,7 @@ def timing(args):
                 if name == "jacfwd_chunked" and N > args.jacfwd_max_n:
                     B.emit({"op": "jac_jacfwd_chunked", "N": N, "skipped":
                             f"P = {P} forward tangents (about P/C = {P // C}x the work of "
-                            f"reverse mode); run only for N <= {args.jacfwd_max_n}"})
+                            f"reverse mode); run only for N <= {args.jacfwd_max_n} (--jacfwd-max-n)"})
                     continue
                 r = B.run("jac_" + name, N, jac_fns[name], (theta, X), n * P,
                           "N*C*P entries written", keep=True,
@@ -1099,7 +1099,8 @@ def main(argv=None):
     ap.add_argument("--jac-variants",
                     default="manual_layerwise,vmap_jacrev,jacrev_batch,jacfwd,jacfwd_chunked")
     ap.add_argument("--jacrev-batch-max-n", type=int, default=128)
-    ap.add_argument("--jacfwd-max-n", type=int, default=32)
+    ap.add_argument("--jacfwd-max-n", type=int, default=8,
+                    help="jacfwd_chunked ran > 6 min at N=16 on a loaded 2-core machine")
     ap.add_argument("--max-op-s", type=float, default=120.0,
                     help="skip an op whose time extrapolated from a smaller N exceeds this")
     ap.add_argument("--fwd-chunk", type=int, default=64, help="tangents per chunk (jacfwd_chunked)")
