@@ -251,7 +251,8 @@ pub fn input<'py, T: Scalar>(
         .try_readonly()
         .map_err(|e| value_error(format!("{name} cannot be read: {e}")))?;
     let shape = ro.shape().to_vec();
-    if ro.as_slice().is_ok() {
+    // `as_slice` also accepts Fortran order; only C order is row-major
+    if typed.is_c_contiguous() && ro.as_slice().is_ok() {
         Ok(Input {
             name: name.to_string(),
             shape,

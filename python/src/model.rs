@@ -156,7 +156,7 @@ pub fn check_budget<T>(what: &str, rows: usize, cols: usize) -> PyResult<()> {
 }
 
 /// Parses an `Init` scheme: `"standard"` or `("ntk", sigma_w, sigma_b)`.
-fn parse_init(obj: &Bound<'_, PyAny>) -> PyResult<Init> {
+fn parse_scheme(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Init> {
     if let Ok(s) = obj.extract::<String>() {
         if s.eq_ignore_ascii_case("standard") {
             return Ok(Init::Standard);
@@ -166,13 +166,13 @@ fn parse_init(obj: &Bound<'_, PyAny>) -> PyResult<Init> {
     {
         if !(sigma_w.is_finite() && sigma_w > 0.0 && sigma_b.is_finite() && sigma_b >= 0.0) {
             return Err(value_error(format!(
-                "scheme ('ntk', σ_w, σ_b) needs σ_w > 0 and σ_b ≥ 0, got σ_w={sigma_w}, σ_b={sigma_b}"
+                "{what} ('ntk', σ_w, σ_b) needs σ_w > 0 and σ_b ≥ 0, got σ_w={sigma_w}, σ_b={sigma_b}"
             )));
         }
         return Ok(Init::Ntk { sigma_w, sigma_b });
     }
     Err(value_error(format!(
-        "scheme {}: expected 'standard' or ('ntk', sigma_w, sigma_b)",
+        "{what} {}: expected 'standard' or ('ntk', sigma_w, sigma_b)",
         obj.repr().map_or("?".into(), |r| r.to_string())
     )))
 }
@@ -185,13 +185,9 @@ fn parse_parameterization(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Parameteri
     if obj.is_none() {
         return Ok(Parameterization::Standard);
     }
-    match parse_init(obj) {
-        Ok(Init::Standard) => Ok(Parameterization::Standard),
-        Ok(Init::Ntk { sigma_w, sigma_b }) => Ok(Parameterization::Ntk { sigma_w, sigma_b }),
-        Err(_) => Err(value_error(format!(
-            "parameterization {}: expected 'standard' or ('ntk', sigma_w, sigma_b)",
-            obj.repr().map_or("?".into(), |r| r.to_string())
-        ))),
+    match parse_scheme(obj, "parameterization")? {
+        Init::Standard => Ok(Parameterization::Standard),
+        Init::Ntk { sigma_w, sigma_b } => Ok(Parameterization::Ntk { sigma_w, sigma_b }),
     }
 }
 
@@ -337,7 +333,7 @@ impl PyModel {
         scheme: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let dt = dtype.map_or(Ok(Dtype::F64), Dtype::parse)?;
-        let init = scheme.map_or(Ok(Init::Standard), parse_init)?;
+        let init = scheme.map_or(Ok(Init::Standard), |s| parse_scheme(s, "scheme"))?;
         by_dtype!(dt, init_t(py, &self.inner, init, seed))
     }
 

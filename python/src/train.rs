@@ -145,7 +145,7 @@ fn dataset<T: Scalar>(
     classes: Option<usize>,
 ) -> PyResult<Dataset<T>> {
     let xn = format!("{which} x");
-    let xi = input::<T>(x, &xn, &format!("the data are {}", T::DTYPE.name()))?;
+    let xi = crate::arrays::output_of::<T>(x, &xn)?;
     if xi.shape().len() != 2 || xi.shape()[0] == 0 {
         return Err(value_error(format!(
             "{xn} has shape {}, expected (N, d) with N ≥ 1",
@@ -187,11 +187,7 @@ fn dataset<T: Scalar>(
             classes.unwrap_or_else(|| labels.iter().max().map_or(1, |&l| l as usize + 1).max(2));
         return Dataset::classification(xm, labels, c).map_err(to_py);
     }
-    let yi = input::<T>(
-        &ya.into_any(),
-        &yn,
-        &format!("the data are {}", T::DTYPE.name()),
-    )?;
+    let yi = crate::arrays::output_of::<T>(&ya.into_any(), &yn)?;
     yi.expect(
         &[Some(n), None],
         &format!("(N, C) with N = {n} (or integer labels of shape (N,))"),
