@@ -299,17 +299,39 @@ pub fn row_major<T: Scalar>(m: MatRef<'_, T>) -> Vec<T> {
     v
 }
 
-/// Row-major entries of a symmetric faer matrix: its columns, one after the other.
-pub fn symmetric_row_major<T: Scalar>(m: MatRef<'_, T>) -> Vec<T> {
-    let n = m.nrows();
-    let mut v = Vec::with_capacity(n * n);
-    for j in 0..n {
-        match m.col(j).try_as_col_major() {
-            Some(col) => v.extend_from_slice(col.as_slice()),
-            None => v.extend((0..n).map(|i| m[(i, j)])),
-        }
+/// Keeps a faer matrix alive behind a NumPy array that views its buffer.
+#[pyclass(frozen, module = "itlin")]
+pub struct MatOwner {
+    _mat: Box<dyn std::any::Any + Send + Sync>,
+}
+
+/// A symmetric faer matrix as a NumPy array without a copy: the array views the matrix's
+/// column-major buffer as row-major (the transpose, which is the matrix itself) and keeps
+/// the matrix alive.
+pub fn out_symmetric<T: Scalar>(
+    py: Python<'_>,
+    m: faer::Mat<T>,
+) -> PyResult<Bound<'_, PyArray2<T>>> {
+    use numpy::ndarray::{ArrayView2, ShapeBuilder};
+    let (r, c) = (m.nrows(), m.ncols());
+    assert_eq!(r, c, "a symmetric matrix is square");
+    let cs = m.col_stride();
+    // a padded column stride would give a non-contiguous array: copy then
+    if r == 0 || cs != r as isize || m.row_stride() != 1 {
+        let v: Vec<T> = row_major(m.as_ref());
+        return Ok(out2(py, v, r, c));
     }
-    v
+    let ptr = m.as_ptr();
+    // moving the matrix into the box does not move its heap buffer, so `ptr` stays valid
+    let owner = Bound::new(py, MatOwner { _mat: Box::new(m) })?;
+    // SAFETY: `ptr` points at an r × r column-major buffer with column stride `cs`
+    // (checked above: `cs = r`), owned by the matrix inside `owner`; the NumPy array holds a reference
+    // to `owner`, so the buffer outlives the array. Read with strides (cs, 1) it is the
+    // transpose, which equals the matrix because it is symmetric.
+    let view = unsafe { ArrayView2::from_shape_ptr((r, c).strides((cs as usize, 1)), ptr) };
+    // SAFETY: the view's memory is kept alive by `owner` (see above) and nothing else
+    // writes to it.
+    Ok(unsafe { PyArray2::borrow_from_array(&view, owner.into_any()) })
 }
 
 /// Reads what a user's callable returned (named `name`) as an array of `T`, converting any

@@ -1,7 +1,7 @@
 //! `ntk`, `ntk_vector_product` and `kernel_distance`: the empirical neural tangent kernel
 //! `Θ = J Jᵀ` of a model at θ on a batch.
 
-use crate::arrays::{Scalar, input, out1, out2, symmetric_row_major, theta_dtype};
+use crate::arrays::{Scalar, input, out_symmetric, out1, theta_dtype};
 use crate::errors::{no_panic, value_error};
 use crate::model::{AnyModel, Batch, PyModel, by_dtype, check_budget};
 use itlin::ntk::Method;
@@ -34,10 +34,8 @@ fn ntk_t<T: Scalar>(
         check_budget::<T>("the Jacobian behind the explicit NTK", rows, m.n_params())?;
     }
     let (th, xs, model) = (b.theta.data(), b.x.mat(b.n, m.n_inputs()), m.model::<T>());
-    let k = py.detach(|| {
-        no_panic(|| symmetric_row_major(itlin::ntk::empirical(model, th, xs, method).as_ref()))
-    })?;
-    Ok(out2(py, k, rows, rows).into_any().unbind())
+    let k = py.detach(|| no_panic(|| itlin::ntk::empirical(model, th, xs, method)))?;
+    Ok(out_symmetric(py, k)?.into_any().unbind())
 }
 
 fn ntk_vp_t<T: Scalar>(

@@ -95,3 +95,14 @@ def test_float32_step(rng):
     d64 = itlin.gauss_newton_step(net, theta, x, y, damping=0.1)
     assert d32.dtype == np.float32
     np.testing.assert_allclose(d32, d64, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [3, 8, 16])
+def test_ntk_output_is_a_c_contiguous_array(rng, n):
+    net, theta, x = small_problem(rng, widths=(5, 7, 2), n=n)
+    K = itlin.ntk(net, theta, x)
+    assert K.flags.c_contiguous and K.shape == (2 * n, 2 * n)
+    J = net.jacobian(theta, x)
+    np.testing.assert_allclose(K, J @ J.T, rtol=1e-11, atol=1e-12)
+    K[0, 0] = -1.0  # writable, and the next call is not affected
+    assert itlin.ntk(net, theta, x)[0, 0] > 0

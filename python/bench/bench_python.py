@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""itlin from Python against the same calls from Rust (the binding's overhead) and, where
+JAX is importable, against JAX, on an MLP 784-128-128-10 tanh in float32 at N = 256.
+
+Ops (the binding's convenience calls and their Rust twins in rust/src/main.rs):
+forward, jvp, vjp, jacobian (fresh (N·C)×P array each call), ntk (structured, full
+symmetric), gn_step (gauss_newton_step, form "auto": the dual form here, P > N·C).
+
+Timing: one warm-up call, then the median of --reps calls (perf_counter around the call;
+JAX: around call + block_until_ready, jit-compiled ahead). The Rust binary and the Python
+calls run alternately for --rounds rounds; each side reports its fastest round's median, so
+that load from other processes in one round does not decide the ratio.
+
+    python bench_python.py [--n 256] [--reps 7] [--rounds 3] [--rust-bin PATH] [--jax]
+
+The Rust binary is built with `cargo build --release --manifest-path rust/Cargo.toml`.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+
+import numpy as np
+
+import itlin
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--n", type=int, default=256)
+ap.add_argument("--reps", type=int, default=7)
+ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--rust-bin", default=None, help="the built rust/ binary (default: build it)")
+ap.add_argument("--jax", action="store_true", help="also time JAX (jax must be importable)")
+args = ap.parse_args()
+HERE = os.path.dirname(os.path.abspath(__file__))
+N = args.n
+OPS = ["forward", "jvp", "vjp", "jacobian", "ntk", "gn_step"]
+HEAVY = {"jacobian", "ntk", "gn_step"}
+
+net = itlin.Mlp([784, 128, 128, 10], activation="tanh")
+theta = net.init(seed=0, dtype="float32")
+i = np.arange(N)[:, None]
+j = np.arange(784)[None, :]
+x = (((i * 784 + j) % 97) / 97.0).astype(np.float32)  # as rust/src/main.rs
+y = np.eye(10, dtype=np.float32)[np.arange(N) % 10]
+u = np.ones((N, 10), np.float32)
+v = np.ones(net.n_params, np.float32)
+
+CALLS = {
+    "forward": lambda: net.forward(theta, x),
+    "jvp": lambda: net.jvp(theta, x, v),
+    "vjp": lambda: net.vjp(theta, x, u),
+    "jacobian": lambda: net.jacobian(theta, x),
+    "ntk": lambda: itlin.ntk(net, theta, x, method="structured"),
+    "gn_step": lambda: itlin.gauss_newton_step(net, theta, x, y, loss="mse", damping=1e-3, form="auto"),
+}
+
+
+def median_time(f, reps, sync=lambda o: o):
+    sync(f())
+    s = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        sync(f())
+        s.append(time.perf_counter() - t)
+    return statistics.median(s)
+
+
+def rust_bin():
+    if args.rust_bin:
+        return args.rust_bin
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(HERE, "rust", "target"))
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", os.path.join(HERE, "rust", "Cargo.toml")], check=True)
+    return os.path.join(target, "release", "itlin-python-bench")
+
+
+def jax_calls():
+    import jax
+    import jax.numpy as jnp
+    import jax.scipy.linalg as jsl
+
+    widths = [784, 128, 128, 10]
+
+    def f(t, xx):
+        a, off = xx, 0
+        for l, (fi, fo) in enumerate(zip(widths[:-1], widths[1:])):
+            w = t[off : off + fi * fo].reshape(fo, fi)
+            off += fi * fo
+            b = t[off : off + fo]
+            off += fo
+            a = a @ w.T + b
+            if l < 2:
+                a = jnp.tanh(a)
+        return a
+
+    tj, xj, yj, uj, vj = map(jnp.asarray, (theta, x, y, u, v))
+    fwd = jax.jit(f)
+    jvp = jax.jit(lambda t, xx, vv: jax.jvp(lambda s: f(s, xx), (t,), (vv,)))
+    vjp = jax.jit(lambda t, xx, uu: jax.vjp(lambda s: f(s, xx), t)[1](uu)[0])
+    jac = jax.jit(lambda t, xx: jax.jacrev(lambda s: f(s, xx).reshape(-1))(t))
+    ntk = jax.jit(lambda t, xx: (lambda J: J @ J.T)(jax.jacrev(lambda s: f(s, xx).reshape(-1))(t)))
+
+    def gn(t, xx, yy):
+        J = jax.jacrev(lambda s: f(s, xx).reshape(-1))(t)
+        r = (f(t, xx) - yy).reshape(-1)
+        c = jsl.cho_factor(J @ J.T + N * 1e-3 * jnp.eye(J.shape[0]))
+        return -J.T @ jsl.cho_solve(c, r)
+
+    gnj = jax.jit(gn)
+    return {
+        "forward": lambda: fwd(tj, xj),
+        "jvp": lambda: jvp(tj, xj, vj),
+        "vjp": lambda: vjp(tj, xj, uj),
+        "jacobian": lambda: jac(tj, xj),
+        "ntk": lambda: ntk(tj, xj),
+        "gn_step": lambda: gnj(tj, xj, yj),
+    }, jax.block_until_ready
+
+
+def main():
+    binary = rust_bin()
+    best = {"rust": {}, "python": {}, "jax": {}}
+    jx = jax_calls() if args.jax else None
+    for _ in range(args.rounds):
+        out = subprocess.run([binary, str(N), str(args.reps)], check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            r = json.loads(line)
+            best["rust"][r["op"]] = min(best["rust"].get(r["op"], float("inf")), r["median_s"])
+        for op in OPS:
+            reps = min(args.reps, 5) if op in HEAVY else args.reps
+            t = median_time(CALLS[op], reps)
+            best["python"][op] = min(best["python"].get(op, float("inf")), t)
+        if jx:
+            calls, sync = jx
+            for op in OPS:
+                reps = min(args.reps, 5) if op in HEAVY else args.reps
+                t = median_time(calls[op], reps, sync)
+                best["jax"][op] = min(best["jax"].get(op, float("inf")), t)
+    for op in OPS:
+        rec = {"op": op, "N": N, "dtype": "f32", "rust_s": best["rust"][op], "python_s": best["python"][op]}
+        rec["overhead_pct"] = 100 * (rec["python_s"] / rec["rust_s"] - 1)
+        if jx:
+            rec["jax_s"] = best["jax"][op]
+            rec["jax_over_python"] = rec["jax_s"] / rec["python_s"]
+        print(json.dumps(rec), flush=True)
+
+
+if __name__ == "__main__":
+    main()
