@@ -191,6 +191,17 @@ fn parse_parameterization(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Parameteri
     }
 }
 
+/// A parameterisation as Python sees it: `"standard"` or `("ntk", σ_w, σ_b)`.
+fn par_obj(py: Python<'_>, p: Parameterization) -> PyResult<Py<PyAny>> {
+    Ok(match p {
+        Parameterization::Standard => "standard".into_pyobject(py)?.into_any().unbind(),
+        Parameterization::Ntk { sigma_w, sigma_b } => ("ntk", sigma_w, sigma_b)
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+    })
+}
+
 macro_rules! by_dtype {
     ($dt:expr, $f:ident ( $($a:expr),* $(,)? )) => {
         match $dt {
@@ -441,6 +452,25 @@ impl PyMlp {
         .add_subclass(PyMlp))
     }
 
+    /// Pickling (and `copy.deepcopy`): an Mlp is rebuilt from its widths, activation and
+    /// parameterisation.
+    fn __reduce__<'py>(slf: PyRef<'py, Self>, py: Python<'py>) -> PyResult<Py<PyAny>> {
+        let cls = py.get_type::<PyMlp>();
+        let AnyModel::Mlp(m) = &slf.as_super().inner;
+        let par = par_obj(py, m.parameterization())?;
+        let args = (m.widths().to_vec(), m.activation().name(), par);
+        Ok((cls, args).into_pyobject(py)?.into_any().unbind())
+    }
+
+    fn __eq__(slf: PyRef<'_, Self>, other: &Bound<'_, PyAny>) -> bool {
+        match other.cast::<PyMlp>() {
+            Ok(o) => match (&slf.as_super().inner, &o.borrow().as_super().inner) {
+                (AnyModel::Mlp(a), AnyModel::Mlp(b)) => a == b,
+            },
+            Err(_) => false,
+        }
+    }
+
     /// The widths `[d, h₁, …, C]`.
     #[getter]
     fn widths(slf: PyRef<'_, Self>) -> Vec<usize> {
@@ -459,13 +489,7 @@ impl PyMlp {
     #[getter]
     fn parameterization<'py>(slf: PyRef<'py, Self>, py: Python<'py>) -> PyResult<Py<PyAny>> {
         match &slf.as_super().inner {
-            AnyModel::Mlp(m) => match m.parameterization() {
-                Parameterization::Standard => Ok("standard".into_pyobject(py)?.into_any().unbind()),
-                Parameterization::Ntk { sigma_w, sigma_b } => Ok(("ntk", sigma_w, sigma_b)
-                    .into_pyobject(py)?
-                    .into_any()
-                    .unbind()),
-            },
+            AnyModel::Mlp(m) => par_obj(py, m.parameterization()),
         }
     }
 }

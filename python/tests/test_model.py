@@ -136,3 +136,16 @@ def test_float32_follows_inputs(rng):
     assert f.dtype == jv.dtype == np.float32
     assert net.vjp(t32, x32, np.ones((4, 3), np.float32)).dtype == np.float32
     assert net.jacobian(t32, x32).dtype == np.float32
+
+
+def test_pickle_and_equality():
+    import copy
+    import pickle
+
+    net = itlin.Mlp([3, 5, 2], "gelu", parameterization=("ntk", 1.2, 0.4))
+    back = pickle.loads(pickle.dumps(net))
+    assert back == net and copy.deepcopy(net) == net
+    assert back.widths == [3, 5, 2] and back.activation == "gelu"
+    assert back.parameterization == ("ntk", 1.2, 0.4)
+    assert net != itlin.Mlp([3, 5, 2], "gelu")
+    np.testing.assert_array_equal(back.init(seed=4), net.init(seed=4))
