@@ -44,6 +44,16 @@ impl AnyModel {
             AnyModel::Mlp(m) => m.init(init, seed),
         }
     }
+    /// Entries of the per-layer buffers a forward pass on `n` samples keeps (activations and
+    /// derivatives), for the memory check before a call.
+    pub fn activation_entries(&self, n: usize) -> u64 {
+        match self {
+            AnyModel::Mlp(m) => {
+                let widths: u64 = m.widths().iter().map(|&w| w as u64).sum();
+                (n as u64).saturating_mul(widths).saturating_mul(3)
+            }
+        }
+    }
     /// How the model prints in messages and `repr`.
     pub fn describe(&self) -> String {
         match self {
@@ -95,6 +105,11 @@ impl<'py, T: Scalar> Batch<'py, T> {
                 crate::arrays::shape_str(x.shape())
             )));
         }
+        check_budget::<T>(
+            "the layer buffers of one pass",
+            1,
+            m.activation_entries(n) as usize,
+        )?;
         theta.finite()?;
         x.finite()?;
         Ok(Self { theta, x, n })
@@ -291,6 +306,7 @@ fn jacobian_t<T: Scalar>(
 }
 
 fn init_t<T: Scalar>(py: Python<'_>, m: &AnyModel, init: Init, seed: u64) -> PyResult<Py<PyAny>> {
+    check_budget::<T>("θ", 1, m.n_params())?;
     let theta = py.detach(|| no_panic(|| m.init::<T>(init, seed)))?;
     Ok(out1(py, theta).into_any().unbind())
 }
@@ -445,6 +461,16 @@ impl PyMlp {
     ) -> PyResult<PyClassInitializer<Self>> {
         let act: Activation = activation.parse().map_err(to_py)?;
         let p = parse_parameterization(parameterization)?;
+        // P with checked arithmetic before the layer table is built
+        let count = widths.windows(2).try_fold(0u64, |acc, w| {
+            let (i, o) = (w[0] as u64, w[1] as u64);
+            i.checked_mul(o)?.checked_add(o)?.checked_add(acc)
+        });
+        if count.is_none_or(|p| p > isize::MAX as u64 / 8) {
+            return Err(value_error(format!(
+                "the MLP {widths:?} has more parameters than memory can hold"
+            )));
+        }
         let mlp = Mlp::with_parameterization(&widths, act, p).map_err(to_py)?;
         Ok(PyClassInitializer::from(PyModel {
             inner: AnyModel::Mlp(mlp),

@@ -150,3 +150,12 @@ def test_outputs_are_fresh_writable_arrays(rng):
     assert np.any(net.forward(theta, x) != 0.0)
     g = net.vjp(theta, x, np.ones((4, 3)))
     g += 1.0
+
+
+def test_sizes_beyond_memory_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="more parameters than memory can hold"):
+        itlin.Mlp([2**40, 2**40, 2])
+    huge = itlin.Mlp([2**20, 2**20, 2])  # 2^40 parameters: the architecture alone is fine
+    assert huge.n_params == 2**40 + 2**20 + 2 * 2**20 + 2
+    with pytest.raises(MemoryError, match="θ"):
+        huge.init()

@@ -5,7 +5,7 @@
 //!
 //! Usage: `itlin-python-bench N REPS`.
 
-use faer::Mat;
+use faer::MatRef;
 use itlin::ntk::Method;
 use itlin::solve::{Form, Loss, gauss_newton_step};
 use itlin::{Activation, Init, Mlp, Model};
@@ -43,28 +43,30 @@ fn main() -> itlin::Result<()> {
     );
     let mlp = Mlp::new(&[784, 128, 128, 10], Activation::Tanh)?;
     let theta: Vec<f32> = mlp.init(Init::Standard, 0);
-    // the inputs bench_python.py makes: x[i, j] = ((784 i + j) mod 97) / 97, y one-hot of i mod 10
-    let x = Mat::<f32>::from_fn(n, 784, |i, j| ((i * 784 + j) % 97) as f32 / 97.0);
-    let y = Mat::<f32>::from_fn(n, 10, |i, c| (i % 10 == c) as u8 as f32);
-    let u = Mat::<f32>::from_fn(n, 10, |_, _| 1.0);
+    // the inputs bench_python.py makes, row-major as NumPy's (the binding views them in
+    // place): x[i, j] = ((784 i + j) mod 97) / 97, y one-hot of i mod 10, u all ones
+    let xs: Vec<f32> = (0..n * 784).map(|k| (k % 97) as f32 / 97.0).collect();
+    let ys: Vec<f32> = (0..n * 10)
+        .map(|k| ((k / 10) % 10 == k % 10) as u8 as f32)
+        .collect();
+    let us = vec![1.0f32; n * 10];
+    let x = MatRef::from_row_major_slice(&xs, n, 784);
+    let y = MatRef::from_row_major_slice(&ys, n, 10);
+    let u = MatRef::from_row_major_slice(&us, n, 10);
     let v = vec![1.0f32; theta.len()];
     time("forward", n, reps, || {
-        drop(black_box(mlp.forward(&theta, x.as_ref())))
+        drop(black_box(mlp.forward(&theta, x)))
     });
-    time("jvp", n, reps, || {
-        drop(black_box(mlp.jvp(&theta, x.as_ref(), &v)))
-    });
-    time("vjp", n, reps, || {
-        drop(black_box(mlp.vjp(&theta, x.as_ref(), u.as_ref())))
-    });
+    time("jvp", n, reps, || drop(black_box(mlp.jvp(&theta, x, &v))));
+    time("vjp", n, reps, || drop(black_box(mlp.vjp(&theta, x, u))));
     time("jacobian", n, reps.min(5), || {
-        drop(black_box(mlp.jacobian(&theta, x.as_ref())))
+        drop(black_box(mlp.jacobian(&theta, x)))
     });
     time("ntk", n, reps.min(5), || {
         drop(black_box(itlin::ntk::empirical(
             &mlp,
             &theta,
-            x.as_ref(),
+            x,
             Method::Structured,
         )))
     });
@@ -72,8 +74,8 @@ fn main() -> itlin::Result<()> {
         drop(black_box(gauss_newton_step(
             &mlp,
             &theta,
-            x.as_ref(),
-            y.as_ref(),
+            x,
+            y,
             Loss::Mse,
             1e-3,
             Form::Auto,
