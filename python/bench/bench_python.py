@@ -6,9 +6,14 @@ Ops (the binding's convenience calls and their Rust twins in rust/src/main.rs):
 forward, jvp, vjp, jacobian (fresh (N·C)×P array each call), ntk (structured, full
 symmetric), gn_step (gauss_newton_step, form "auto": the dual form here, P > N·C).
 
-Timing: one warm-up call, then the median of --reps calls (perf_counter around the call;
-JAX: around call + block_until_ready, jit-compiled ahead). The Rust binary and the Python
-calls run alternately for --rounds rounds; each side reports its fastest round's median, so
+The overhead is measured in one process: each Python call alternates with the same crate
+call on the same arrays timed from Rust (`itlin._itlin._time_rust`), and the two medians are
+compared (`overhead_pct`); the separate Rust binary (`rust_process_s`) and the Python calls
+timed on their own (`python_separate_s`) are reported beside it.
+
+Timing: warm-up (at least 2 calls and 0.2 s), then the median of --reps calls (perf_counter around the call;
+JAX: around call + block_until_ready, jit-compiled, in a process of its own). The Rust
+binary, the Python calls (and JAX) run alternately for --rounds rounds; each side reports its fastest round's median, so
 that load from other processes in one round does not decide the ratio.
 
     python bench_python.py [--n 256] [--reps 7] [--rounds 3] [--rust-bin PATH] [--jax]
@@ -21,6 +26,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -32,7 +38,8 @@ ap.add_argument("--n", type=int, default=256)
 ap.add_argument("--reps", type=int, default=7)
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--rust-bin", default=None, help="the built rust/ binary (default: build it)")
-ap.add_argument("--jax", action="store_true", help="also time JAX (jax must be importable)")
+ap.add_argument("--jax", action="store_true", help="also time JAX (jax must be importable), in its own process")
+ap.add_argument("--jax-only", action="store_true", help=argparse.SUPPRESS)
 ap.add_argument(
     "--jax-ops",
     default="forward,jvp,vjp,jacobian",
@@ -64,7 +71,11 @@ CALLS = {
 
 
 def median_time(f, reps, sync=lambda o: o):
-    sync(f())
+    # warm-up: at least 2 calls and 0.2 s, as in rust/src/main.rs
+    t0, k = time.perf_counter(), 0
+    while k < 2 or time.perf_counter() - t0 < 0.2:
+        sync(f())
+        k += 1
     s = []
     for _ in range(reps):
         t = time.perf_counter()
@@ -125,11 +136,42 @@ def jax_calls():
     }, jax.block_until_ready
 
 
+def jax_only():
+    """One round of JAX timings (a separate process, so that XLA's threads never share the
+    process with itlin's)."""
+    calls, sync = jax_calls()
+    for op in args.jax_ops.split(","):
+        reps = min(args.reps, 5) if op in HEAVY else args.reps
+        print(json.dumps({"op": op, "median_s": median_time(calls[op], reps, sync)}), flush=True)
+
+
+def interleaved(op, reps):
+    """Medians of the Python call and of the same crate call timed from Rust in this process
+    (`_itlin._time_rust`, same arrays), alternating call by call so that both see the same
+    load."""
+    rust_y = u if op == "vjp" else y
+    f = CALLS[op]
+    median_time(f, 1)
+    itlin._itlin._time_rust(net, op, theta, x, rust_y, v, 2)
+    py, rs = [], []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        py.append(time.perf_counter() - t)
+        rs.append(itlin._itlin._time_rust(net, op, theta, x, rust_y, v, 1)[0])
+    return statistics.median(py), statistics.median(rs)
+
+
 def main():
+    if args.jax_only:
+        return jax_only()
     binary = rust_bin()
-    best = {"rust": {}, "python": {}, "jax": {}}
-    jx = jax_calls() if args.jax else None
+    best = {"rust": {}, "python": {}, "jax": {}, "inproc_py": {}, "inproc_rs": {}}
     for _ in range(args.rounds):
+        for op in OPS:
+            p, r = interleaved(op, min(args.reps, 5) if op in HEAVY else 3 * args.reps)
+            best["inproc_py"][op] = min(best["inproc_py"].get(op, float("inf")), p)
+            best["inproc_rs"][op] = min(best["inproc_rs"].get(op, float("inf")), r)
         out = subprocess.run([binary, str(N), str(args.reps)], check=True, capture_output=True, text=True).stdout
         for line in out.splitlines():
             r = json.loads(line)
@@ -138,16 +180,24 @@ def main():
             reps = min(args.reps, 5) if op in HEAVY else args.reps
             t = median_time(CALLS[op], reps)
             best["python"][op] = min(best["python"].get(op, float("inf")), t)
-        if jx:
-            calls, sync = jx
-            for op in args.jax_ops.split(","):
-                reps = min(args.reps, 5) if op in HEAVY else args.reps
-                t = median_time(calls[op], reps, sync)
-                best["jax"][op] = min(best["jax"].get(op, float("inf")), t)
+        if args.jax:
+            cmd = [sys.executable, os.path.abspath(__file__), "--jax-only", "--n", str(N), "--reps", str(args.reps), "--jax-ops", args.jax_ops]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                r = json.loads(line)
+                best["jax"][r["op"]] = min(best["jax"].get(r["op"], float("inf")), r["median_s"])
     print(json.dumps({"loadavg_1min": os.getloadavg()[0], "rounds": args.rounds, "reps": args.reps}))
     for op in OPS:
-        rec = {"op": op, "N": N, "dtype": "f32", "rust_s": best["rust"][op], "python_s": best["python"][op]}
-        rec["overhead_pct"] = 100 * (rec["python_s"] / rec["rust_s"] - 1)
+        rec = {
+            "op": op,
+            "N": N,
+            "dtype": "f32",
+            "python_s": best["inproc_py"][op],
+            "rust_inprocess_s": best["inproc_rs"][op],
+            "python_separate_s": best["python"][op],
+            "rust_process_s": best["rust"][op],
+        }
+        rec["overhead_pct"] = 100 * (rec["python_s"] / rec["rust_inprocess_s"] - 1)
         if op in best["jax"]:
             rec["jax_s"] = best["jax"][op]
             rec["jax_over_python"] = rec["jax_s"] / rec["python_s"]

@@ -2,6 +2,7 @@
 //! least squares and trainer for NumPy, JAX and PyTorch arrays.
 
 mod arrays;
+mod bench;
 mod errors;
 mod lsq;
 mod model;
@@ -25,5 +26,6 @@ fn _itlin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lsq::least_squares, m)?)?;
     m.add_function(wrap_pyfunction!(train::_train, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::_reads_in_place, m)?)?;
+    m.add_function(wrap_pyfunction!(bench::_time_rust, m)?)?;
     Ok(())
 }

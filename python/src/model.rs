@@ -152,13 +152,34 @@ impl<'py, T: Scalar> Batch<'py, T> {
     }
 }
 
+/// The crate's memory budget; without `ITLIN_MEMORY_BUDGET_MB` (which it reads first) the
+/// value derived from the OS's available memory is reused for a second, so that small calls
+/// do not read `/proc/meminfo` each time.
+fn budget() -> u64 {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static CACHE: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    if std::env::var_os("ITLIN_MEMORY_BUDGET_MB").is_some() {
+        return itlin::memory::default_budget();
+    }
+    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    match *c {
+        Some((t, b)) if t.elapsed() < Duration::from_secs(1) => b,
+        _ => {
+            let b = itlin::memory::default_budget();
+            *c = Some((Instant::now(), b));
+            b
+        }
+    }
+}
+
 /// Refuses an output of `rows × cols` entries of `T` over the memory budget (checked
 /// arithmetic), naming what it is.
 pub fn check_budget<T>(what: &str, rows: usize, cols: usize) -> PyResult<()> {
-    let budget = itlin::memory::default_budget();
     let needed = (rows as u64)
         .checked_mul(cols as u64)
         .and_then(|e| e.checked_mul(size_of::<T>() as u64));
+    let budget = budget();
     match needed {
         Some(b) if b <= budget => Ok(()),
         _ => Err(to_py(itlin::Error::OutOfMemory {

@@ -18,7 +18,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn time(op: &str, n: usize, reps: usize, mut f: impl FnMut()) {
-    f(); // warm-up
+    // warm-up: at least 2 calls and 0.2 s (thread pools up, buffers faulted in)
+    let t0 = Instant::now();
+    let mut k = 0;
+    while k < 2 || t0.elapsed().as_secs_f64() < 0.2 {
+        f();
+        k += 1;
+    }
     let s: Vec<f64> = (0..reps)
         .map(|_| {
             let t = Instant::now();
