@@ -170,7 +170,7 @@ def train(
     at the next evaluation and raises KeyboardInterrupt.
     """
     records, summary, theta = _itlin._train(
-        data if isinstance(data, (tuple, list)) else os.fspath(data),
+        os.fspath(data) if isinstance(data, (str, os.PathLike)) else data,
         k,
         inner,
         float(epochs),

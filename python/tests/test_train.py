@@ -78,3 +78,10 @@ def test_bad_arguments():
         itlin.train(data=(np.zeros((4, 2)), np.zeros((4, 1))), loss="ce")
     with pytest.raises(ValueError, match="train x contains NaN"):
         itlin.train(data=(np.full((4, 2), np.nan), np.zeros((4, 1))), loss="mse")
+
+
+def test_data_of_the_wrong_kind():
+    with pytest.raises(ValueError, match="data must be 'mnist', a directory, or a tuple"):
+        itlin.train(data=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="a tuple of 3 arrays"):
+        itlin.train(data=(np.zeros((3, 3)), np.zeros(3), np.zeros(3)))
