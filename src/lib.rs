@@ -22,5 +22,8 @@ pub mod train;
 
 pub use device::Device;
 pub use error::{Error, Result};
-pub use model::{Activation, Init, Jacobian, Mlp, Model, Parameterization};
+pub use model::{
+    Activation, Init, InputShape, Jacobian, LayerKind, LayerNtk, Mlp, Model, NetLayer, Network,
+    Parameterization, Shape,
+};
 pub use real::Real;

@@ -642,3 +642,51 @@ fn one_hot_matches_labels() {
         vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
     );
 }
+
+// ---------------------------------------------------------------- load_dir_with_shape
+
+#[test]
+fn load_dir_with_shape_reports_the_stored_sample_shape() {
+    // IDX images 3×2 per sample: one channel.
+    let dir = tempfile::tempdir().unwrap();
+    write_idx_dir(dir.path(), [false; 4]);
+    let (s, shape) = data::load_dir_with_shape::<f64>(dir.path()).unwrap();
+    assert_eq!(shape.train, vec![3, 2]);
+    assert_eq!(shape.image(), Some((1, 3, 2)));
+    assert_eq!(s.train.n_features(), 6);
+
+    // NPY N×C×H×W, N×D and N: [C, H, W], [D], [].
+    for (x_shape, image) in [
+        (vec![4usize, 2, 3, 5], Some((2, 3, 5))),
+        (vec![4, 7], Some((7, 1, 1))),
+        (vec![4], Some((1, 1, 1))),
+        (vec![4, 2, 1, 3, 2], None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d: usize = x_shape[1..].iter().product();
+        let n = x_shape[0];
+        let x: Vec<f64> = (0..n * d).map(|i| i as f64 * 0.25).collect();
+        data::npy::write_npy(&dir.path().join("x_train.npy"), &x_shape, &x).unwrap();
+        data::npy::write_npy(&dir.path().join("x_test.npy"), &x_shape, &x).unwrap();
+        let y = vec![0i64, 1, 1, 0];
+        data::npy::write_npy_labels(&dir.path().join("y_train.npy"), &[n], &y).unwrap();
+        data::npy::write_npy_labels(&dir.path().join("y_test.npy"), &[n], &y).unwrap();
+        let (s, shape) = data::load_dir_with_shape::<f64>(dir.path()).unwrap();
+        assert_eq!(shape.train, x_shape[1..].to_vec());
+        assert_eq!(shape.test, x_shape[1..].to_vec());
+        assert_eq!(shape.image(), image, "{x_shape:?}");
+        // flattened row-major, in (c, h, w) order
+        assert_eq!(s.train.x[(1, d - 1)], (2 * d - 1) as f64 * 0.25);
+    }
+
+    // Train and test shapes that differ (same width) are not one image shape.
+    let dir = tempfile::tempdir().unwrap();
+    let x: Vec<f64> = (0..4 * 6).map(f64::from).collect();
+    data::npy::write_npy(&dir.path().join("x_train.npy"), &[4, 2, 3], &x).unwrap();
+    data::npy::write_npy(&dir.path().join("x_test.npy"), &[4, 3, 2], &x).unwrap();
+    let y = vec![0i64, 1, 1, 0];
+    data::npy::write_npy_labels(&dir.path().join("y_train.npy"), &[4], &y).unwrap();
+    data::npy::write_npy_labels(&dir.path().join("y_test.npy"), &[4], &y).unwrap();
+    let (_, shape) = data::load_dir_with_shape::<f64>(dir.path()).unwrap();
+    assert_eq!(shape.image(), None);
+}

@@ -113,6 +113,15 @@ pub struct TrainArgs {
     /// Hidden activation: identity, relu, tanh, gelu, softplus.
     #[arg(long, default_value = "relu")]
     pub act: String,
+    /// A network of layers instead of `--arch`/`--act`, e.g.
+    /// `conv(16,3,pad=1),relu,avgpool(2),conv(32,3,pad=1),relu,avgpool(2),dense(10)`:
+    /// dense(OUT), conv(OUT,K[,stride=S][,pad=P]), avgpool(K), maxpool(K), flatten, and the
+    /// activations relu, tanh, gelu, softplus, identity. It reads each sample as the data
+    /// stores it: IDX images N×H×W as 1×H×W, NPY N×C×H×W as C×H×W, N×D as D×1×1. The last
+    /// layer must give as many outputs as the data has classes / targets. CPU only.
+    #[arg(long, conflicts_with_all = ["arch", "act"])]
+    #[serde(default)]
+    pub net: Option<String>,
     /// Loss: mse or ce (softmax cross-entropy).
     #[arg(long, default_value = "ce")]
     pub loss: String,
@@ -230,6 +239,9 @@ pub struct SweepArgs {
     /// Hidden activation.
     #[arg(long, default_value = "relu")]
     pub act: String,
+    /// A network of layers instead of `--arch`/`--act` (as for `train --net`).
+    #[arg(long, conflicts_with_all = ["arch", "act"])]
+    pub net: Option<String>,
     /// Data (as for `train`).
     #[arg(long, default_value = "mnist")]
     pub data: String,

@@ -1,6 +1,7 @@
 //! The `itlin` command line: argument definitions and the helpers shared by the subcommands
 //! (data loading, run directories, memory plans).
 
+pub mod arch;
 pub mod args;
 pub mod bench;
 pub mod run;
@@ -12,13 +13,23 @@ use itlin::data::Split;
 use itlin::{Error, Real, Result};
 use std::path::{Path, PathBuf};
 
-/// Loads `--data`: `mnist` (the embedded 10k split) or a directory of IDX / NPY files.
-pub fn load_data<T: Real>(spec: &str, n_train: Option<usize>) -> Result<Split<T>> {
+/// Loads `--data`: `mnist` (the embedded 10k split) or a directory of IDX / NPY files, with
+/// the stored shape of one sample's features (the embedded MNIST images are `28 × 28`).
+pub fn load_data_shaped<T: Real>(
+    spec: &str,
+    n_train: Option<usize>,
+) -> Result<(Split<T>, itlin::data::SampleShape)> {
     if spec.eq_ignore_ascii_case("mnist") {
-        match n_train {
+        let split = match n_train {
             Some(n) => itlin::data::mnist_embedded_split(n),
             None => itlin::data::mnist_embedded(),
-        }
+        }?;
+        let image = vec![28, 28];
+        let shape = itlin::data::SampleShape {
+            train: image.clone(),
+            test: image,
+        };
+        Ok((split, shape))
     } else {
         let dir = Path::new(spec);
         if !dir.is_dir() {
@@ -26,7 +37,7 @@ pub fn load_data<T: Real>(spec: &str, n_train: Option<usize>) -> Result<Split<T>
                 "--data {spec}: not a directory; pass 'mnist' or a directory holding the four IDX files or x_train.npy, y_train.npy, x_test.npy, y_test.npy"
             )));
         }
-        let mut split = itlin::data::load_dir(dir)?;
+        let (mut split, shape) = itlin::data::load_dir_with_shape(dir)?;
         if let Some(n) = n_train {
             if n > split.train.len() || n == 0 {
                 return Err(Error::config(format!(
@@ -37,7 +48,7 @@ pub fn load_data<T: Real>(spec: &str, n_train: Option<usize>) -> Result<Split<T>
             let rows: Vec<usize> = (0..n).collect();
             split.train = split.train.subset(&rows);
         }
-        Ok(split)
+        Ok((split, shape))
     }
 }
 

@@ -1,7 +1,8 @@
 //! One training run into a run directory: the body of `itlin train`, reused by `itlin sweep`.
 
+use super::arch::Arch;
 use super::args::{Device, InnerKind, Precision, TrainArgs};
-use super::load_data;
+use super::load_data_shaped;
 use super::rundir;
 use indicatif::{ProgressBar, ProgressStyle};
 use itlin::report::{
@@ -11,7 +12,7 @@ use itlin::train::{
     Control, DataRef, Divergence, FirstOrderEngine, Inner, Loss, Metrics, Observer, Period,
     Schedule, Termination, Timings, TrainConfig, Trainer, checkpoint, inner_step_plan,
 };
-use itlin::{Activation, Error, Init, Mlp, Model, Real, Result};
+use itlin::{Activation, Error, Model, Real, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -156,11 +157,11 @@ fn check_param_count<T: Real>(arch: &[usize]) -> Result<()> {
 }
 
 /// Refuses plans that would not fit in memory, saying what to lower.
-fn check_memory<T: Real>(mlp: &Mlp, cfg: &TrainConfig, n_eval: usize) -> Result<()> {
+fn check_memory<T: Real>(arch: &Arch, cfg: &TrainConfig, n_eval: usize) -> Result<()> {
     let sz = size_of::<T>() as u64;
-    let p = Model::<T>::n_params(mlp) as u64;
-    let c = Model::<T>::n_outputs(mlp) as u64;
-    let widths: u64 = mlp.widths().iter().map(|&w| w as u64).sum();
+    let p = Model::<T>::n_params(arch) as u64;
+    let c = Model::<T>::n_outputs(arch) as u64;
+    let widths: u64 = arch.per_sample_activations();
     let mul = |a: u64, b: u64| a.saturating_mul(b);
     let params = mul(8 * sz, p);
     let eval = mul(mul(4 * sz, n_eval as u64), widths);
@@ -175,18 +176,22 @@ fn check_memory<T: Real>(mlp: &Mlp, cfg: &TrainConfig, n_eval: usize) -> Result<
     let budget = itlin::memory::default_budget();
     let need = params.saturating_add(eval).saturating_add(probe);
     if need > budget {
+        let what = match arch {
+            Arch::Mlp(_) => "the widths in --arch",
+            Arch::Net(_) => "the channels or widths in --net",
+        };
         let hint = if probe > params.max(eval) {
-            "lower --probe or pass --no-kernel-distance"
+            "lower --probe or pass --no-kernel-distance".to_string()
         } else if eval > params {
-            "lower the widths in --arch or the number of rows (--n-train)"
+            format!("lower {what} or the number of rows (--n-train)")
         } else {
-            "lower the widths in --arch"
+            format!("lower {what}")
         };
         return Err(Error::OutOfMemory {
-            what: format!("training {:?} ({} parameters)", mlp.widths(), p),
+            what: format!("training {} ({} parameters)", arch.describe(), p),
             needed: need,
             budget,
-            hint: hint.into(),
+            hint,
         });
     }
     Ok(())
@@ -195,8 +200,13 @@ fn check_memory<T: Real>(mlp: &Mlp, cfg: &TrainConfig, n_eval: usize) -> Result<
 /// Refuses a Gauss-Newton / spectral step that would not fit the memory budget and says
 /// beforehand what a heavy one costs (over 1 GiB or 1e11 flops); notes a `--gn-batch` larger
 /// than the training set (every solve then uses all rows).
-fn check_inner_step<T: Real>(a: &TrainArgs, mlp: &Mlp, cfg: &TrainConfig, n: usize) -> Result<()> {
-    let (c, p) = (Model::<T>::n_outputs(mlp), Model::<T>::n_params(mlp));
+fn check_inner_step<T: Real>(
+    a: &TrainArgs,
+    arch: &Arch,
+    cfg: &TrainConfig,
+    n: usize,
+) -> Result<()> {
+    let (c, p) = (Model::<T>::n_outputs(arch), Model::<T>::n_params(arch));
     let Some(plan) = inner_step_plan::<T>(cfg, n, c, p) else {
         return Ok(());
     };
@@ -334,21 +344,30 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
     if a.device == Device::Cuda && !cfg!(feature = "cuda") {
         return Err(no_cuda());
     }
-    let act: Activation = a.act.parse()?;
-    let split = load_data::<T>(&a.data, a.n_train)?;
-    let (d, c) = (split.train.n_features(), split.train.n_outputs());
-    if a.arch.len() < 2 || a.arch[0] != d || a.arch[a.arch.len() - 1] != c {
-        return Err(Error::config(format!(
-            "--arch {}: the data has {d} inputs and {c} outputs, so --arch must start with {d} and end with {c}",
-            a.arch
-                .iter()
-                .map(|w| w.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        )));
+    if a.net.is_none() {
+        let _: Activation = a.act.parse()?;
     }
-    check_param_count::<T>(&a.arch)?;
-    let mlp = Mlp::new(&a.arch, act)?;
+    let (split, shape) = load_data_shaped::<T>(&a.data, a.n_train)?;
+    let (d, c) = (split.train.n_features(), split.train.n_outputs());
+    if a.net.is_none() {
+        if a.arch.len() < 2 || a.arch[0] != d || a.arch[a.arch.len() - 1] != c {
+            return Err(Error::config(format!(
+                "--arch {}: the data has {d} inputs and {c} outputs, so --arch must start with {d} and end with {c}",
+                a.arch
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        }
+        check_param_count::<T>(&a.arch)?;
+    }
+    let arch = Arch::from_flags(a.net.as_deref(), &a.arch, &a.act, &shape, d, c)?;
+    if a.device == Device::Cuda && arch.as_mlp().is_none() {
+        return Err(Error::config(
+            "--net with --device cuda: networks of layers run on the CPU only in this version; use --device cpu, or --arch for an MLP on the GPU",
+        ));
+    }
     let loss: Loss = a.loss.parse()?;
     if loss == Loss::CrossEntropy && !split.train.is_classification() {
         return Err(Error::config(
@@ -357,14 +376,15 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
     }
     let cfg = train_config(a, split.train.len(), dir)?;
     let n_eval = split.train.len().max(split.test.len());
-    check_memory::<T>(&mlp, &cfg, n_eval)?;
-    check_inner_step::<T>(a, &mlp, &cfg, split.train.len())?;
+    check_memory::<T>(&arch, &cfg, n_eval)?;
+    check_inner_step::<T>(a, &arch, &cfg, split.train.len())?;
 
     match a.device {
-        Device::Cpu => fit(a, dir, resume, &mlp, &mlp, None, &split, &cfg),
+        Device::Cpu => fit(a, dir, resume, &arch, &arch, None, &split, &cfg),
         #[cfg(feature = "cuda")]
         Device::Cuda => {
             use itlin::kernels::cuda::{CudaMlp, ResidentEngine};
+            let mlp = arch.as_mlp().expect("checked above: CUDA runs take an MLP");
             let be = open_cuda()?;
             let model = CudaMlp::with_backend(mlp.clone(), be.clone());
             let first_order = matches!(a.inner, InnerKind::Sgd | InnerKind::Adam);
@@ -372,14 +392,14 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
                 Box::new(ResidentEngine::<T>::new(mlp.clone(), be).with_sync_phases(a.sync_timings))
                     as Box<dyn FirstOrderEngine<T>>
             });
-            fit(a, dir, resume, &mlp, &model, engine, &split, &cfg)
+            fit(a, dir, resume, &arch, &model, engine, &split, &cfg)
         }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda => Err(no_cuda()),
     }
 }
 
-/// The training itself, with `model` (the network `mlp`, evaluated on the CPU or the GPU)
+/// The training itself, with `model` (the network `arch`, evaluated on the CPU or the GPU)
 /// and, when given, `engine` for the SGD / Adam inner steps: writes the run files into `dir`
 /// (or resumes from its checkpoint) and returns the summary.
 #[allow(clippy::too_many_arguments)]
@@ -387,7 +407,7 @@ fn fit<'m, T: Real, M: Model<T>>(
     a: &TrainArgs,
     dir: &Path,
     resume: bool,
-    mlp: &Mlp,
+    arch: &Arch,
     model: &'m M,
     engine: Option<Box<dyn FirstOrderEngine<T> + 'm>>,
     split: &itlin::data::Split<T>,
@@ -443,7 +463,7 @@ fn fit<'m, T: Real, M: Model<T>>(
             },
         )?;
         std::fs::write(&metrics_path, b"").map_err(|e| Error::io(&metrics_path, e))?;
-        let theta0 = mlp.init::<T>(Init::Standard, a.seed);
+        let theta0 = arch.init::<T>(a.seed);
         Trainer::new(model, theta0, cfg.clone())?
     };
     if let Some(engine) = engine {

@@ -6,12 +6,13 @@
 //!     correspondence λ ≈ 1/(ηK) between K gradient-descent steps and one damped GN step;
 //! (c) kernel distance against step for each K of (a).
 
+use super::arch::Arch;
 use super::args::{InnerKind, Precision, SweepArgs, TrainArgs};
 use super::prepare_out;
 use super::run::{Summary, run_any};
 use itlin::report::{Series, line_plot, line_plot_with_ticks, read_metrics, write_atomic};
 use itlin::train::{Period, phi_k};
-use itlin::{Activation, Init, Mlp, Model, Real, Result};
+use itlin::{Model, Real, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -21,6 +22,7 @@ fn base_args(s: &SweepArgs, out: &Path) -> TrainArgs {
         n_train: None,
         arch: s.arch.clone(),
         act: s.act.clone(),
+        net: s.net.clone(),
         loss: "ce".into(),
         k: "1".into(),
         inner: InnerKind::Sgd,
@@ -48,6 +50,14 @@ fn base_args(s: &SweepArgs, out: &Path) -> TrainArgs {
         resume: None,
         checkpoint_every: None,
         quiet: s.quiet,
+    }
+}
+
+/// The swept model as the results say it: `arch [784, 128, 10] relu` or `net SPEC`.
+fn model_text(s: &SweepArgs) -> String {
+    match &s.net {
+        Some(spec) => format!("net `{spec}`"),
+        None => format!("arch {:?} {}", s.arch, s.act),
     }
 }
 
@@ -117,7 +127,7 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
         "\n(a) test accuracy against K ({} steps each)\n{table}",
         s.steps
     );
-    writeln!(md, "## (a) test accuracy against K\n\n{} SGD steps (batch {}, lr {}, no momentum), arch {:?} {}, seed {}.\n\n{table}", s.steps, s.batch, s.lr, s.arch, s.act, s.seed).ok();
+    writeln!(md, "## (a) test accuracy against K\n\n{} SGD steps (batch {}, lr {}, no momentum), {}, seed {}.\n\n{table}", s.steps, s.batch, s.lr, model_text(s), s.seed).ok();
     // plot: finite K at log10 K, ∞ one decade past the largest finite K
     let max_finite = rows
         .iter()
@@ -277,13 +287,19 @@ fn experiment_b(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
 /// Compares the spectral filters of K GD steps and of damped GN at λ = 1/(ηK):
 /// `‖δ_K − δ_λ‖² = Σ_i s_i (φ_K(s_i) − 1/(s_i + Nλ))² (uᵢᵀ r)²`.
 fn correspondence<T: Real>(s: &SweepArgs) -> Result<(String, f64)> {
-    let split = super::load_data::<T>(&s.data, None)?;
-    let act: Activation = s.act.parse()?;
-    let mlp = Mlp::new(&s.arch, act)?;
+    let (split, shape) = super::load_data_shaped::<T>(&s.data, None)?;
+    let mlp = Arch::from_flags(
+        s.net.as_deref(),
+        &s.arch,
+        &s.act,
+        &shape,
+        split.train.n_features(),
+        split.train.n_outputs(),
+    )?;
     let n = s.gn_batch.min(512).min(split.train.len());
     let rows: Vec<usize> = (0..n).collect();
     let sub = split.train.subset(&rows);
-    let theta = mlp.init::<T>(Init::Standard, s.seed);
+    let theta = mlp.init::<T>(s.seed);
     let k = itlin::ntk::empirical(&mlp, &theta, sub.x.as_ref(), itlin::ntk::Method::Structured);
     let f = mlp.forward(&theta, sub.x.as_ref());
     let c = Model::<T>::n_outputs(&mlp);

@@ -52,6 +52,44 @@ const MAX_CLASSES: usize = 1 << 16;
 /// counts of `x` and `y` that differ, train and test widths that differ, samples of no
 /// features or targets of no outputs, negative labels, or an empty training set.
 pub fn load_dir<T: Real>(dir: &Path) -> Result<Split<T>> {
+    load_dir_with_shape(dir).map(|(split, _)| split)
+}
+
+/// The shape of one sample's features as the files store it, outermost first, without the
+/// sample dimension: IDX images `[H, W]`, NPY `x` of shape `(N, C, H, W)` gives `[C, H, W]`,
+/// `(N, D)` gives `[D]`, `(N,)` gives `[]`. Features are flattened row-major in this order
+/// (index `(c·H + h)·W + w`), so a network of layers can read them back as images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleShape {
+    /// Per-sample dimensions of the training features.
+    pub train: Vec<usize>,
+    /// Per-sample dimensions of the test features (same product as `train`).
+    pub test: Vec<usize>,
+}
+
+impl SampleShape {
+    /// The features as a `C × H × W` image: `[]` is `1×1×1`, `[D]` is `D×1×1`, `[H, W]` is
+    /// `1×H×W` (one channel), `[C, H, W]` as it is; `None` for more dimensions or when train
+    /// and test shapes differ.
+    pub fn image(&self) -> Option<(usize, usize, usize)> {
+        if self.train != self.test {
+            return None;
+        }
+        match self.train[..] {
+            [] => Some((1, 1, 1)),
+            [d] => Some((d, 1, 1)),
+            [h, w] => Some((1, h, w)),
+            [c, h, w] => Some((c, h, w)),
+            _ => None,
+        }
+    }
+}
+
+/// [`load_dir`], also returning the [`SampleShape`] of the features.
+///
+/// # Errors
+/// As [`load_dir`].
+pub fn load_dir_with_shape<T: Real>(dir: &Path) -> Result<(Split<T>, SampleShape)> {
     let expected = || {
         format!(
             "expected the four IDX files {} (each optionally .gz) or the four NPY files {}",
@@ -186,8 +224,12 @@ fn check_width_nonzero(d: usize, what: &str, shape: &[usize], path: &Path) -> Re
     Ok(())
 }
 
-fn load_idx<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
+fn load_idx<T: Real>(p: &[PathBuf]) -> Result<(Split<T>, SampleShape)> {
     let arrays = p.iter().map(|p| read_idx(p)).collect::<Result<Vec<_>>>()?;
+    let shape = SampleShape {
+        train: arrays[0].dims.get(1..).unwrap_or_default().to_vec(),
+        test: arrays[2].dims.get(1..).unwrap_or_default().to_vec(),
+    };
     let (n_tr, d_tr) = check_idx_pair(&arrays[0], &p[0], &arrays[1], &p[1])?;
     let (_, d_te) = check_idx_pair(&arrays[2], &p[2], &arrays[3], &p[3])?;
     check_nonempty(n_tr, &p[0])?;
@@ -195,10 +237,11 @@ fn load_idx<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
     let (x_tr, l_tr) = idx_images_labels::<T>(&arrays[0], &p[0], &arrays[1], &p[1])?;
     let (x_te, l_te) = idx_images_labels::<T>(&arrays[2], &p[2], &arrays[3], &p[3])?;
     let c = 1 + l_tr.iter().chain(&l_te).max().map_or(0, |&m| m as usize);
-    Ok(Split {
+    let split = Split {
         train: Dataset::classification(x_tr, l_tr, c)?,
         test: Dataset::classification(x_te, l_te, c)?,
-    })
+    };
+    Ok((split, shape))
 }
 
 /// A row-major `n × d` table read from an NPY file, not yet a matrix (widths are checked
@@ -206,6 +249,8 @@ fn load_idx<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
 struct Table<T> {
     n: usize,
     d: usize,
+    /// Per-sample dimensions (features only; empty for targets).
+    dims: Vec<usize>,
     data: Vec<T>,
 }
 
@@ -249,7 +294,8 @@ fn npy_features<T: Real>(path: &Path) -> Result<Table<T>> {
             *v = T::from_f64(v.to_f64() / 255.0);
         }
     }
-    Ok(Table { n, d, data })
+    let dims = arr.shape[1..].to_vec();
+    Ok(Table { n, d, dims, data })
 }
 
 /// Targets from an NPY file.
@@ -293,6 +339,7 @@ fn npy_targets<T: Real>(path: &Path) -> Result<Targets<T>> {
     Ok(Targets::Values(Table {
         n,
         d: c,
+        dims: Vec::new(),
         data: arr.data,
     }))
 }
@@ -319,11 +366,25 @@ fn one_hot_labels<T: Real>(y: &Table<T>) -> Option<Vec<i64>> {
         .collect()
 }
 
-fn load_npy<T: Real>(p: &[PathBuf]) -> Result<Split<T>> {
+fn load_npy<T: Real>(p: &[PathBuf]) -> Result<(Split<T>, SampleShape)> {
     let x_tr = npy_features::<T>(&p[0])?;
     let y_tr = npy_targets::<T>(&p[1])?;
     let x_te = npy_features::<T>(&p[2])?;
     let y_te = npy_targets::<T>(&p[3])?;
+    let shape = SampleShape {
+        train: x_tr.dims.clone(),
+        test: x_te.dims.clone(),
+    };
+    load_npy_tables(p, x_tr, y_tr, x_te, y_te).map(|split| (split, shape))
+}
+
+fn load_npy_tables<T: Real>(
+    p: &[PathBuf],
+    x_tr: Table<T>,
+    y_tr: Targets<T>,
+    x_te: Table<T>,
+    y_te: Targets<T>,
+) -> Result<Split<T>> {
     check_nonempty(x_tr.n, &p[0])?;
     check_widths(x_tr.d, x_te.d, "features", &p[0], &p[2])?;
     for (x, y, xp, yp) in [(&x_tr, &y_tr, &p[0], &p[1]), (&x_te, &y_te, &p[2], &p[3])] {

@@ -31,7 +31,7 @@ mod synthetic;
 
 pub use batch::Batcher;
 pub use dataset::{Dataset, Split, one_hot};
-pub use dir::{IDX_FILES, NPY_FILES, load_dir};
+pub use dir::{IDX_FILES, NPY_FILES, SampleShape, load_dir, load_dir_with_shape};
 pub use mnist::{
     MNIST10K_IMAGES_GZ, MNIST10K_IMAGES_SHA256, MNIST10K_LABELS_GZ, MNIST10K_LABELS_SHA256,
     MNIST10K_LEN, mnist_embedded, mnist_embedded_split,

@@ -239,6 +239,8 @@ impl Mlp {
             derivs,
             output,
             z: Vec::new(),
+            index: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -304,7 +306,7 @@ impl<T: Real> Trace<T> {
 }
 
 /// `z ← s_w · a Wᵀ + s_b · b` (all row-major).
-fn affine<T: Real>(theta: &[T], layer: &Layer, a: MatRef<'_, T>, z: &mut [T]) {
+pub(crate) fn affine<T: Real>(theta: &[T], layer: &Layer, a: MatRef<'_, T>, z: &mut [T]) {
     let n = a.nrows();
     let b = &theta[layer.b_offset..layer.b_offset + layer.fan_out];
     let sb = T::from_f64(layer.b_scale);
@@ -327,7 +329,7 @@ fn affine<T: Real>(theta: &[T], layer: &Layer, a: MatRef<'_, T>, z: &mut [T]) {
 
 /// `x ← x ⊙ d` with the SIMD kernel, split across threads only when large enough to pay
 /// for waking the pool.
-fn mul_elementwise_par<T: Real>(x: &mut [T], d: &[T]) {
+pub(crate) fn mul_elementwise_par<T: Real>(x: &mut [T], d: &[T]) {
     const SERIAL_BELOW: usize = 1 << 16;
     if x.len() < SERIAL_BELOW {
         T::mul_elementwise(x, d);

@@ -6,6 +6,7 @@ mod init;
 mod jacobian;
 mod layer;
 pub(crate) mod mlp;
+pub mod network;
 pub(crate) mod ntk_lower;
 mod signals;
 mod trace;
@@ -15,6 +16,7 @@ pub use init::Init;
 pub use jacobian::Jacobian;
 pub use layer::Layer;
 pub use mlp::{Mlp, Parameterization};
+pub use network::{InputShape, LayerKind, LayerNtk, NetLayer, Network, Shape};
 pub use signals::Signals;
 pub use trace::{Trace, Workspace};
 

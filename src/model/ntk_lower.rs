@@ -85,7 +85,7 @@ pub fn structured_lower<T: Real>(s: &Signals<T>) -> Mat<T> {
 
 /// `Θ[j0+i, j0+jj] += P[i, jj] · K_A[(j0+i)/C, (j0+jj)/C]` for the lower part of a panel,
 /// columns in parallel, each column walked in runs of `C` rows sharing one `K_A` entry.
-fn hadamard_add_panel<T: Real>(
+pub(crate) fn hadamard_add_panel<T: Real>(
     mut theta: MatMut<'_, T>,
     p: MatRef<'_, T>,
     ka: &Mat<T>,
@@ -129,7 +129,13 @@ fn hadamard_add_panel<T: Real>(
 }
 
 /// `s_w² A Aᵀ + s_b²` (full, `N × N`).
-fn activation_kernel<T: Real>(a: &[T], n: usize, fan_in: usize, sw: f64, sb: f64) -> Mat<T> {
+pub(crate) fn activation_kernel<T: Real>(
+    a: &[T],
+    n: usize,
+    fan_in: usize,
+    sw: f64,
+    sb: f64,
+) -> Mat<T> {
     let a = MatRef::from_row_major_slice(a, n, fan_in);
     let mut k = Mat::<T>::zeros(n, n);
     gram_lower(k.as_mut(), a, T::from_f64(sw * sw), false);

@@ -22,6 +22,11 @@ pub struct Trace<T> {
     pub(crate) output: Vec<T>,
     /// Scratch for pre-activations while tracing.
     pub(crate) z: Vec<T>,
+    /// `index[l]`: for a max-pooling layer `l` of a network, the flat input index of each
+    /// window's first maximum (per sample, row-major `N × out`); empty otherwise.
+    pub(crate) index: Vec<Vec<u32>>,
+    /// A second scratch buffer for a network's intermediate outputs.
+    pub(crate) scratch: Vec<T>,
 }
 
 impl<T> Trace<T> {
@@ -33,6 +38,8 @@ impl<T> Trace<T> {
             derivs: Vec::new(),
             output: Vec::new(),
             z: Vec::new(),
+            index: Vec::new(),
+            scratch: Vec::new(),
         }
     }
     /// Rows `N` of the traced batch.
