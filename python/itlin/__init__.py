@@ -28,6 +28,7 @@ from ._itlin import (
     LeastSquaresReport,
     Mlp,
     Model,
+    Network,
     gauss_newton_step,
     gradient_descent_closed_form,
     kernel_distance,
@@ -42,6 +43,7 @@ __all__ = [
     "LeastSquaresReport",
     "Mlp",
     "Model",
+    "Network",
     "TrainRun",
     "gauss_newton_step",
     "gradient_descent_closed_form",
@@ -156,7 +158,7 @@ def train(
         callback: called with each evaluation's dict during training; returning ``False``
             stops the run after it (termination "Stopped"); an exception it raises stops
             the run and propagates.
-        model: the network (an :class:`Mlp`, …); by default ``Mlp(arch, activation)``
+        model: the network (an :class:`Mlp` or a :class:`Network`); by default ``Mlp(arch, activation)``
             with ``arch = [d, 256, C]``.
         theta0: the starting θ; by default ``model.init(seed)``.
         loss: "ce" (softmax cross-entropy on labels) or "mse".

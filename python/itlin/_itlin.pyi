@@ -58,6 +58,26 @@ class Mlp(Model):
     def parameterization(self) -> Scheme:
         """'standard' or ('ntk', σ_w, σ_b)."""
 
+class Network(Model):
+    """A network of layers from a spec string ("conv(8,3,pad=1),relu,avgpool(2),dense(10)")
+    on inputs of shape (C, H, W); x is (N, C, H, W) or (N, C·H·W)."""
+
+    def __init__(
+        self,
+        spec: str,
+        input_shape: Union[int, Tuple[int], Tuple[int, int, int], None] = None,
+        parameterization: Optional[Scheme] = None,
+    ) -> None: ...
+    @property
+    def spec(self) -> str:
+        """The canonical spec string."""
+    @property
+    def input_shape(self) -> Tuple[int, int, int]:
+        """The per-sample input shape (C, H, W)."""
+    @property
+    def output_shape(self) -> Tuple[int, int, int]:
+        """The shape (C, H, W) of the last layer's output."""
+
 class LeastSquaresReport:
     """The outcome of least_squares."""
 

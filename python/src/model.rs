@@ -7,16 +7,18 @@
 
 use crate::arrays::{Dtype, Input, Scalar, input, out1, out2, row_major, theta_dtype};
 use crate::errors::{no_panic, to_py, value_error};
-use itlin::{Activation, Init, Mlp, Model, Parameterization};
+use itlin::{Activation, Init, Mlp, Model, Network, Parameterization};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 /// One of the crate's models, whichever class wraps it. Adding a model kind is one variant
 /// here and one arm in each method below.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AnyModel {
     /// A multi-layer perceptron.
     Mlp(Mlp),
+    /// A network of layers from a spec string.
+    Network(Network),
 }
 
 impl AnyModel {
@@ -24,6 +26,7 @@ impl AnyModel {
     pub fn model<T: Scalar>(&self) -> &dyn Model<T> {
         match self {
             AnyModel::Mlp(m) => m,
+            AnyModel::Network(n) => n,
         }
     }
     /// `P`.
@@ -42,6 +45,7 @@ impl AnyModel {
     pub fn init<T: Scalar>(&self, init: Init, seed: u64) -> Vec<T> {
         match self {
             AnyModel::Mlp(m) => m.init(init, seed),
+            AnyModel::Network(n) => n.init(init, seed),
         }
     }
     /// Entries of the per-layer buffers a forward pass on `n` samples keeps (activations and
@@ -52,11 +56,33 @@ impl AnyModel {
                 let widths: u64 = m.widths().iter().map(|&w| w as u64).sum();
                 (n as u64).saturating_mul(widths).saturating_mul(3)
             }
+            AnyModel::Network(net) => {
+                let sizes: u64 = net
+                    .layers()
+                    .iter()
+                    .map(|l| {
+                        let (c, h, w) = l.output.dims();
+                        (c * h * w) as u64
+                    })
+                    .sum::<u64>()
+                    + Model::<f64>::n_inputs(net) as u64;
+                (n as u64).saturating_mul(sizes).saturating_mul(3)
+            }
+        }
+    }
+    /// The per-sample input shape `(C, H, W)` of a network of layers.
+    pub fn input_shape(&self) -> Option<(usize, usize, usize)> {
+        match self {
+            AnyModel::Mlp(_) => None,
+            AnyModel::Network(n) => Some(n.input_shape()),
         }
     }
     /// How the model prints in messages and `repr`.
     pub fn describe(&self) -> String {
         match self {
+            AnyModel::Network(n) => {
+                format!("Network('{}', input_shape={:?})", n.spec(), n.input_shape())
+            }
             AnyModel::Mlp(m) => {
                 let p = match m.parameterization() {
                     Parameterization::Standard => String::new(),
@@ -97,7 +123,17 @@ impl<'py, T: Scalar> Batch<'py, T> {
         )?;
         let x = input::<T>(x, "x", &ctx)?;
         let d = m.n_inputs();
-        x.expect(&[None, Some(d)], &format!("(N, {d}) for {}", m.describe()))?;
+        match m.input_shape() {
+            Some((c, h, w)) if x.shape().len() == 4 => x.expect(
+                &[None, Some(c), Some(h), Some(w)],
+                &format!("(N, {c}, {h}, {w}) or (N, {d}) for {}", m.describe()),
+            )?,
+            Some((c, h, w)) => x.expect(
+                &[None, Some(d)],
+                &format!("(N, {d}) or (N, {c}, {h}, {w}) for {}", m.describe()),
+            )?,
+            None => x.expect(&[None, Some(d)], &format!("(N, {d}) for {}", m.describe()))?,
+        }
         let n = x.shape()[0];
         if n == 0 {
             return Err(value_error(format!(
@@ -456,6 +492,14 @@ impl PyModel {
     fn __repr__(&self) -> String {
         self.inner.describe()
     }
+
+    /// Two models are equal when they are the same architecture (class, layers, widths,
+    /// activations, parameterisation).
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyModel>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
 }
 
 /// Mlp(widths, activation="tanh", parameterization="standard")
@@ -470,6 +514,15 @@ impl PyModel {
 /// (`fan_out × fan_in`) then `b_l`; `n_params = Σ_l (fan_in_l + 1) fan_out_l`.
 #[pyclass(extends = PyModel, frozen, module = "itlin", name = "Mlp")]
 pub struct PyMlp;
+
+impl PyMlp {
+    fn mlp<'a>(slf: &'a PyRef<'_, Self>) -> &'a Mlp {
+        match &slf.as_super().inner {
+            AnyModel::Mlp(m) => m,
+            AnyModel::Network(_) => unreachable!("an Mlp wraps an MLP"),
+        }
+    }
+}
 
 #[pymethods]
 impl PyMlp {
@@ -503,40 +556,111 @@ impl PyMlp {
     /// parameterisation.
     fn __reduce__<'py>(slf: PyRef<'py, Self>, py: Python<'py>) -> PyResult<Py<PyAny>> {
         let cls = py.get_type::<PyMlp>();
-        let AnyModel::Mlp(m) = &slf.as_super().inner;
+        let m = Self::mlp(&slf);
         let par = par_obj(py, m.parameterization())?;
         let args = (m.widths().to_vec(), m.activation().name(), par);
         Ok((cls, args).into_pyobject(py)?.into_any().unbind())
     }
 
-    fn __eq__(slf: PyRef<'_, Self>, other: &Bound<'_, PyAny>) -> bool {
-        match other.cast::<PyMlp>() {
-            Ok(o) => match (&slf.as_super().inner, &o.borrow().as_super().inner) {
-                (AnyModel::Mlp(a), AnyModel::Mlp(b)) => a == b,
-            },
-            Err(_) => false,
-        }
-    }
-
     /// The widths `[d, h₁, …, C]`.
     #[getter]
     fn widths(slf: PyRef<'_, Self>) -> Vec<usize> {
-        match &slf.as_super().inner {
-            AnyModel::Mlp(m) => m.widths().to_vec(),
-        }
+        Self::mlp(&slf).widths().to_vec()
     }
     /// The hidden activation's name.
     #[getter]
     fn activation(slf: PyRef<'_, Self>) -> &'static str {
-        match &slf.as_super().inner {
-            AnyModel::Mlp(m) => m.activation().name(),
-        }
+        Self::mlp(&slf).activation().name()
     }
     /// `"standard"` or `("ntk", σ_w, σ_b)`.
     #[getter]
     fn parameterization<'py>(slf: PyRef<'py, Self>, py: Python<'py>) -> PyResult<Py<PyAny>> {
+        par_obj(py, Self::mlp(&slf).parameterization())
+    }
+}
+
+/// Network(spec, input_shape=(1, 28, 28), parameterization="standard")
+///
+/// A network of layers applied in order to inputs of shape `C×H×W` (`x` is `(N, C, H, W)`
+/// or `(N, C·H·W)` flattened in `(c, h, w)` order), from a comma-separated spec:
+/// `dense(OUT)` (`z = W a + b` on the flattened input), `conv(OUT,K[,stride=S,pad=P])`
+/// (`z[o,y,x] = b[o] + Σ_{i,u,v} W[o,i,u,v] a[i, yS+u−P, xS+v−P]`), `avgpool(K)`,
+/// `maxpool(K)`, `flatten`, and the activations `relu`, `tanh`, `gelu`, `softplus`,
+/// `identity`. θ concatenates each layer's `W` (row-major: dense `OUT × IN`, conv
+/// `OUT × C_in × K × K`) then `b`, in layer order; `dense(h),relu,dense(10)` on input
+/// `(784,)` is `Mlp([784, h, 10], "relu")` with the same θ.
+#[pyclass(extends = PyModel, frozen, module = "itlin", name = "Network")]
+pub struct PyNetwork;
+
+#[pymethods]
+impl PyNetwork {
+    #[new]
+    #[pyo3(signature = (spec, input_shape = None, parameterization = None))]
+    fn new(
+        spec: &str,
+        input_shape: Option<&Bound<'_, PyAny>>,
+        parameterization: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let shape: (usize, usize, usize) = match input_shape {
+            None => (1, 28, 28),
+            Some(s) => {
+                if let Ok(d) = s.extract::<usize>() {
+                    (d, 1, 1)
+                } else if let Ok((c, h, w)) = s.extract::<(usize, usize, usize)>() {
+                    (c, h, w)
+                } else if let Ok((d,)) = s.extract::<(usize,)>() {
+                    (d, 1, 1)
+                } else {
+                    return Err(value_error(format!(
+                        "input_shape {}: expected (C, H, W) or (D,)",
+                        s.repr().map_or("?".into(), |r| r.to_string())
+                    )));
+                }
+            }
+        };
+        let p = parse_parameterization(parameterization)?;
+        let net = Network::with_parameterization(shape, spec, p).map_err(to_py)?;
+        Ok(PyClassInitializer::from(PyModel {
+            inner: AnyModel::Network(net),
+        })
+        .add_subclass(PyNetwork))
+    }
+
+    fn __reduce__<'py>(slf: PyRef<'py, Self>, py: Python<'py>) -> PyResult<Py<PyAny>> {
+        let cls = py.get_type::<PyNetwork>();
+        let AnyModel::Network(n) = &slf.as_super().inner else {
+            unreachable!("a Network wraps a network")
+        };
+        let args = (
+            n.spec(),
+            n.input_shape(),
+            par_obj(py, n.parameterization())?,
+        );
+        Ok((cls, args).into_pyobject(py)?.into_any().unbind())
+    }
+
+    /// The canonical spec string.
+    #[getter]
+    fn spec(slf: PyRef<'_, Self>) -> String {
         match &slf.as_super().inner {
-            AnyModel::Mlp(m) => par_obj(py, m.parameterization()),
+            AnyModel::Network(n) => n.spec(),
+            AnyModel::Mlp(_) => unreachable!("a Network wraps a network"),
+        }
+    }
+    /// The per-sample input shape `(C, H, W)`.
+    #[getter]
+    fn input_shape(slf: PyRef<'_, Self>) -> (usize, usize, usize) {
+        match &slf.as_super().inner {
+            AnyModel::Network(n) => n.input_shape(),
+            AnyModel::Mlp(_) => unreachable!("a Network wraps a network"),
+        }
+    }
+    /// The shape `(C, H, W)` of the last layer's output.
+    #[getter]
+    fn output_shape(slf: PyRef<'_, Self>) -> (usize, usize, usize) {
+        match &slf.as_super().inner {
+            AnyModel::Network(n) => n.output_shape(),
+            AnyModel::Mlp(_) => unreachable!("a Network wraps a network"),
         }
     }
 }

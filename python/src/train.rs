@@ -404,6 +404,7 @@ fn run_t<T: Scalar>(
     };
     match model {
         AnyModel::Mlp(m) => fit(py, m, theta0, &train, test.as_ref(), cfg, &mut obs, out),
+        AnyModel::Network(n) => fit(py, n, theta0, &train, test.as_ref(), cfg, &mut obs, out),
     }
 }
 
