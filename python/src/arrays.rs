@@ -67,17 +67,40 @@ macro_rules! scalar {
         impl Scalar for $t {
             const DTYPE: Dtype = $d;
             fn all_finite(xs: &[Self]) -> bool {
-                // x − x is 0 for finite x and NaN for NaN and ±∞; 16 independent lanes so
-                // that the loop vectorises.
-                let mut acc = [0.0 as $t; 16];
-                let mut chunks = xs.chunks_exact(16);
-                for c in &mut chunks {
-                    for i in 0..16 {
-                        acc[i] += c[i] - c[i];
+                /// x − x is 0 for finite x and NaN for NaN and ±∞; 16 independent lanes so
+                /// that the loop vectorises.
+                #[inline(always)]
+                fn body(xs: &[$t]) -> bool {
+                    let mut acc = [0.0 as $t; 16];
+                    let mut chunks = xs.chunks_exact(16);
+                    for c in &mut chunks {
+                        for i in 0..16 {
+                            acc[i] += c[i] - c[i];
+                        }
+                    }
+                    let tail: $t = chunks.remainder().iter().map(|&v| v - v).sum();
+                    (acc.iter().sum::<$t>() + tail) == 0.0
+                }
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx512f")]
+                    fn avx512(xs: &[$t]) -> bool {
+                        body(xs)
+                    }
+                    #[target_feature(enable = "avx2")]
+                    fn avx2(xs: &[$t]) -> bool {
+                        body(xs)
+                    }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has AVX-512F (detected at run time).
+                        return unsafe { avx512(xs) };
+                    }
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the CPU has AVX2 (detected at run time).
+                        return unsafe { avx2(xs) };
                     }
                 }
-                let tail: $t = chunks.remainder().iter().map(|&v| v - v).sum();
-                (acc.iter().sum::<$t>() + tail) == 0.0
+                body(xs)
             }
         }
     };
