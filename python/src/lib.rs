@@ -6,6 +6,7 @@ mod bench;
 mod errors;
 mod lsq;
 mod model;
+mod network;
 mod ntk;
 mod solve;
 mod train;
@@ -17,7 +18,7 @@ fn _itlin(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<model::PyMlp>()?;
-    m.add_class::<model::PyNetwork>()?;
+    m.add_class::<network::PyNetwork>()?;
     m.add_class::<lsq::PyReport>()?;
     m.add_function(wrap_pyfunction!(ntk::ntk, m)?)?;
     m.add_function(wrap_pyfunction!(ntk::ntk_vector_product, m)?)?;
