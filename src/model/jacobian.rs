@@ -80,6 +80,11 @@ impl<T: Real> Jacobian<T> {
     pub fn as_mut(&mut self) -> MatMut<'_, T> {
         MatMut::from_row_major_slice_mut(&mut self.data, self.nrows, self.ncols)
     }
+    /// The entries, row-major, without a copy (for handing `J` to another owner, such as a
+    /// NumPy array).
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
     /// A column-major copy.
     pub fn to_mat(&self) -> Mat<T> {
         self.as_ref().to_owned()
