@@ -3,6 +3,8 @@
 
 use super::cg::{CgConfig, CgOutcome, Preconditioner, conjugate_gradient};
 use super::dense::{DampedSolve, all_finite, damped_cholesky_solve, damped_lu_solve};
+use super::gn_dual_cg::dual_cg_step;
+use super::nystrom::NtkNystrom;
 pub(super) use super::spectral::sample_major;
 use super::spectral::{Filter, SpectralCache};
 use crate::linalg::{gram_lower, mirror_lower, par};
@@ -24,8 +26,15 @@ pub enum Form {
     /// `δ = −Jᵀα`, `(HΘ + NλI) α = g`: Cholesky (MSE) or LU (cross-entropy) of an
     /// `(N·C) × (N·C)` matrix; `Θ` structured, `Jᵀα` one VJP.
     Dual,
-    /// Conjugate gradients on `(JᵀHJ + NλI)` (see [`Preconditioner`] for which one is
-    /// used); explicit `J` when it fits the memory budget, else JVP/VJP (Hessian-free). By default CG runs until
+    /// Conjugate gradients, matrix-free when the sizes ask for it. With
+    /// [`Preconditioner::Nystrom`] or [`Preconditioner::PivotedCholesky`] (or
+    /// [`GaussNewtonStep::with_cg_dual`]) CG solves the **dual** system
+    /// `(Θ + NλI) α = g`, `δ = −Jᵀα` with kernel-vector products `Θv = J(Jᵀv)` (one VJP and
+    /// one JVP; for cross-entropy the symmetric form `(LᵀΘL + NλI) β = LᵀΘg`,
+    /// `α = (g − Lβ)/(Nλ)` with `H = LLᵀ`, refined on the true residual): vectors of length
+    /// `N·C`, the small side when `P > N·C`, and no `(N·C)²` or `(N·C) × P` matrix. Otherwise
+    /// CG runs on the primal `(JᵀHJ + NλI)` (see [`Preconditioner`] for which one is used);
+    /// explicit `J` when it fits the memory budget, else JVP/VJP (Hessian-free). By default CG runs until
     /// the normwise backward error `‖b − Aδ‖ / (‖A‖‖δ‖ + ‖b‖)` of its iterate is `8 ε`
     /// (checked on the true residual, with restarts from it), so `δ` is as exact as the
     /// direct forms' (forward error ≲ `2κ(A)·8ε`); when it cannot get there the report says
@@ -104,6 +113,8 @@ pub struct GaussNewtonStep {
     form: Form,
     memory_budget: u64,
     cg: CgConfig,
+    cg_dual: bool,
+    nystrom_seed: u64,
     predicted_reduction: bool,
 }
 
@@ -119,6 +130,8 @@ impl GaussNewtonStep {
             form: Form::Auto,
             memory_budget: default_budget(),
             cg: CgConfig::default(),
+            cg_dual: false,
+            nystrom_seed: 0,
             predicted_reduction: false,
         }
     }
@@ -147,6 +160,21 @@ impl GaussNewtonStep {
     pub fn with_cg_preconditioner(mut self, preconditioner: Preconditioner) -> Self {
         self.cg.preconditioner = preconditioner;
         self
+    }
+    /// With [`Form::Cg`]: solve the dual system `(HΘ + NλI) α = g` by CG even without a
+    /// Nyström-type preconditioner (those always use it). Default `false`.
+    pub fn with_cg_dual(mut self, dual: bool) -> Self {
+        self.cg_dual = dual;
+        self
+    }
+    /// Seed of the uniform column sample of [`Preconditioner::Nystrom`] (default 0).
+    pub fn with_nystrom_seed(mut self, seed: u64) -> Self {
+        self.nystrom_seed = seed;
+        self
+    }
+    /// Whether [`Form::Cg`] solves the dual system (see [`with_cg_dual`](Self::with_cg_dual)).
+    pub fn cg_is_dual(&self) -> bool {
+        self.cg_dual || self.cg.preconditioner.nystrom_rank().is_some()
     }
     /// CG iteration limit (operator applications).
     pub fn with_cg_max_iterations(mut self, iters: usize) -> Self {
@@ -189,6 +217,60 @@ impl GaussNewtonStep {
         x: MatRef<'_, T>,
         y: MatRef<'_, T>,
     ) -> (Vec<T>, StepReport) {
+        self.solve_impl(model, theta, x, y, None, None)
+    }
+
+    /// As [`solve`](Self::solve), reusing a Nyström approximation of the kernel at this θ
+    /// on this `X` for [`Form::Cg`]'s dual system (built once per linearisation, it serves
+    /// every damping `λ`; the configured preconditioner's rank is then ignored, and the dual
+    /// system is solved whatever the preconditioner).
+    ///
+    /// # Panics
+    /// As [`solve`](Self::solve), or if the approximation is not `N·C` square.
+    #[track_caller]
+    pub fn solve_with_nystrom<T: Real, M: Model<T> + ?Sized>(
+        &self,
+        model: &M,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        y: MatRef<'_, T>,
+        nystrom: &NtkNystrom,
+    ) -> (Vec<T>, StepReport) {
+        assert_eq!(
+            nystrom.dim(),
+            x.nrows() * model.n_outputs(),
+            "solve_with_nystrom: the approximation is of dimension {}, N·C = {}",
+            nystrom.dim(),
+            x.nrows() * model.n_outputs()
+        );
+        self.solve_impl(model, theta, x, y, None, Some(nystrom))
+    }
+
+    /// The step with `H` and `g` taken at the given outputs `f` (`N × C`) instead of at
+    /// `f(X; θ)`: the Gauss-Newton step of the linearised model `f_lin` at `θ̃ = θ`, whose
+    /// outputs are `f` (cross-entropy away from the linearisation point).
+    pub(crate) fn solve_at_outputs<T: Real, M: Model<T> + ?Sized>(
+        &self,
+        model: &M,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        y: MatRef<'_, T>,
+        f: MatRef<'_, T>,
+        nystrom: Option<&NtkNystrom>,
+    ) -> (Vec<T>, StepReport) {
+        self.solve_impl(model, theta, x, y, Some(f), nystrom)
+    }
+
+    #[track_caller]
+    fn solve_impl<T: Real, M: Model<T> + ?Sized>(
+        &self,
+        model: &M,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        y: MatRef<'_, T>,
+        f_at: Option<MatRef<'_, T>>,
+        nystrom: Option<&NtkNystrom>,
+    ) -> (Vec<T>, StepReport) {
         let (n, c, p) = (x.nrows(), model.n_outputs(), model.n_params());
         assert!(
             y.nrows() == n && y.ncols() == c,
@@ -198,7 +280,10 @@ impl GaussNewtonStep {
         );
         let form = self.resolve_form::<T>(n, c, p);
         let t0 = Instant::now();
-        let f = model.forward(theta, x);
+        let f = match f_at {
+            Some(f) => f.to_owned(),
+            None => model.forward(theta, x),
+        };
         let g = output_residual(self.loss, f.as_ref(), y);
         let probs = (self.loss == Loss::CrossEntropy).then(|| softmax(f.as_ref()));
         let mut report = StepReport {
@@ -247,6 +332,27 @@ impl GaussNewtonStep {
                     }
                     None => None,
                 }
+            }
+            Form::Cg if self.cg_is_dual() || nystrom.is_some() => {
+                let r = dual_cg_step(
+                    model,
+                    theta,
+                    x,
+                    &g_vec,
+                    probs.as_ref(),
+                    shift,
+                    &self.cg,
+                    nystrom,
+                    self.nystrom_seed,
+                );
+                report.seconds_assemble = r.seconds_assemble;
+                report.seconds_solve = r.seconds_solve;
+                report.seconds_map_back = r.seconds_map_back;
+                if r.outcome.is_some_and(|o| !o.converged) {
+                    report.status = StepStatus::NotConverged;
+                }
+                report.cg = r.outcome;
+                r.delta
             }
             Form::Cg => self.cg(model, theta, x, &g_vec, probs.as_ref(), shift, &mut report),
             Form::Auto => unreachable!("resolved above"),
