@@ -332,3 +332,38 @@ fn preconditioner_spellings_round_trip_and_bad_ones_are_refused() {
         assert!(!e.contains('\n'), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn memory_plan_of_the_matrix_free_step_fits_where_the_dense_one_does_not() {
+    use itlin::train::{GnSolver, Inner, TrainConfig, inner_step_plan};
+    let gn = |form, preconditioner| {
+        TrainConfig::new()
+            .with_inner(Inner::GaussNewton {
+                damping: 1e-3,
+                adaptive: false,
+            })
+            .with_loss(Loss::CrossEntropy)
+            .with_gn_solver(GnSolver {
+                form,
+                preconditioner,
+            })
+    };
+    // N·C = 10⁵, P = 203,530 (MNIST, 784-256-10), f64, a 4 GiB budget
+    let budget = 4u64 << 30;
+    let free = gn(Form::Cg, Preconditioner::Nystrom { rank: 1000 });
+    free.validate().unwrap();
+    let plan = inner_step_plan::<f64>(&free, 10_000, 10, 203_530).unwrap();
+    assert!(
+        plan.what.contains("dual") && plan.what.contains("1000"),
+        "{plan:?}"
+    );
+    assert!(plan.check(budget).is_ok(), "{plan:?}");
+    let dense = inner_step_plan::<f64>(&gn(Form::Dual, Preconditioner::Auto), 10_000, 10, 203_530);
+    assert!(dense.unwrap().check(budget).is_err());
+    // a preconditioner without the CG form is refused
+    assert!(
+        gn(Form::Dual, Preconditioner::Nystrom { rank: 8 })
+            .validate()
+            .is_err()
+    );
+}
