@@ -41,6 +41,7 @@
 //! step, since `H` changes with the outputs).
 
 use super::cg::Preconditioner;
+use crate::kernels::cpu::CpuKernels;
 use crate::linalg::par;
 use crate::{Model, Real};
 use faer::linalg::matmul::matmul;
@@ -339,20 +340,19 @@ fn eliminate<T: Real>(
             continue;
         }
         let s = piv.sqrt();
-        for i in 0..m {
-            f[(i, *k)] = y[(i, jj)] / s;
+        for (fi, &yi) in f.col_as_slice_mut(*k).iter_mut().zip(y.col_as_slice(jj)) {
+            *fi = yi / s;
         }
+        let fk = f.col_as_slice(*k);
         for j2 in jj + 1..w {
-            let a = f[(idx[j2], *k)];
+            let a = fk[idx[j2]];
             if a != 0.0 {
-                for i in 0..m {
-                    y[(i, j2)] -= a * f[(i, *k)];
-                }
+                f64::axpy(-a, fk, y.col_as_slice_mut(j2));
             }
         }
         if let Some(d) = d.as_deref_mut() {
-            for (i, di) in d.iter_mut().enumerate() {
-                *di -= f[(i, *k)] * f[(i, *k)];
+            for (di, &v) in d.iter_mut().zip(fk) {
+                *di -= v * v;
             }
         }
         *k += 1;
