@@ -3,7 +3,6 @@
 
 use super::cg::{CgConfig, CgOutcome, Preconditioner, conjugate_gradient};
 use super::dense::{DampedSolve, all_finite, damped_cholesky_solve, damped_lu_solve};
-use super::gn_dual_cg::dual_cg_step;
 use super::nystrom::NtkNystrom;
 pub(super) use super::spectral::sample_major;
 use super::spectral::{Filter, SpectralCache};
@@ -112,9 +111,9 @@ pub struct GaussNewtonStep {
     lambda: f64,
     form: Form,
     memory_budget: u64,
-    cg: CgConfig,
-    cg_dual: bool,
-    nystrom_seed: u64,
+    pub(super) cg: CgConfig,
+    pub(super) cg_dual: bool,
+    pub(super) nystrom_seed: u64,
     predicted_reduction: bool,
 }
 
@@ -161,21 +160,6 @@ impl GaussNewtonStep {
         self.cg.preconditioner = preconditioner;
         self
     }
-    /// With [`Form::Cg`]: solve the dual system `(HΘ + NλI) α = g` by CG even without a
-    /// Nyström-type preconditioner (those always use it). Default `false`.
-    pub fn with_cg_dual(mut self, dual: bool) -> Self {
-        self.cg_dual = dual;
-        self
-    }
-    /// Seed of the uniform column sample of [`Preconditioner::Nystrom`] (default 0).
-    pub fn with_nystrom_seed(mut self, seed: u64) -> Self {
-        self.nystrom_seed = seed;
-        self
-    }
-    /// Whether [`Form::Cg`] solves the dual system (see [`with_cg_dual`](Self::with_cg_dual)).
-    pub fn cg_is_dual(&self) -> bool {
-        self.cg_dual || self.cg.preconditioner.nystrom_rank().is_some()
-    }
     /// CG iteration limit (operator applications).
     pub fn with_cg_max_iterations(mut self, iters: usize) -> Self {
         self.cg.max_iterations = iters;
@@ -220,49 +204,8 @@ impl GaussNewtonStep {
         self.solve_impl(model, theta, x, y, None, None)
     }
 
-    /// As [`solve`](Self::solve), reusing a Nyström approximation of the kernel at this θ
-    /// on this `X` for [`Form::Cg`]'s dual system (built once per linearisation, it serves
-    /// every damping `λ`; the configured preconditioner's rank is then ignored, and the dual
-    /// system is solved whatever the preconditioner).
-    ///
-    /// # Panics
-    /// As [`solve`](Self::solve), or if the approximation is not `N·C` square.
     #[track_caller]
-    pub fn solve_with_nystrom<T: Real, M: Model<T> + ?Sized>(
-        &self,
-        model: &M,
-        theta: &[T],
-        x: MatRef<'_, T>,
-        y: MatRef<'_, T>,
-        nystrom: &NtkNystrom,
-    ) -> (Vec<T>, StepReport) {
-        assert_eq!(
-            nystrom.dim(),
-            x.nrows() * model.n_outputs(),
-            "solve_with_nystrom: the approximation is of dimension {}, N·C = {}",
-            nystrom.dim(),
-            x.nrows() * model.n_outputs()
-        );
-        self.solve_impl(model, theta, x, y, None, Some(nystrom))
-    }
-
-    /// The step with `H` and `g` taken at the given outputs `f` (`N × C`) instead of at
-    /// `f(X; θ)`: the Gauss-Newton step of the linearised model `f_lin` at `θ̃ = θ`, whose
-    /// outputs are `f` (cross-entropy away from the linearisation point).
-    pub(crate) fn solve_at_outputs<T: Real, M: Model<T> + ?Sized>(
-        &self,
-        model: &M,
-        theta: &[T],
-        x: MatRef<'_, T>,
-        y: MatRef<'_, T>,
-        f: MatRef<'_, T>,
-        nystrom: Option<&NtkNystrom>,
-    ) -> (Vec<T>, StepReport) {
-        self.solve_impl(model, theta, x, y, Some(f), nystrom)
-    }
-
-    #[track_caller]
-    fn solve_impl<T: Real, M: Model<T> + ?Sized>(
+    pub(super) fn solve_impl<T: Real, M: Model<T> + ?Sized>(
         &self,
         model: &M,
         theta: &[T],
@@ -334,25 +277,8 @@ impl GaussNewtonStep {
                 }
             }
             Form::Cg if self.cg_is_dual() || nystrom.is_some() => {
-                let r = dual_cg_step(
-                    model,
-                    theta,
-                    x,
-                    &g_vec,
-                    probs.as_ref(),
-                    shift,
-                    &self.cg,
-                    nystrom,
-                    self.nystrom_seed,
-                );
-                report.seconds_assemble = r.seconds_assemble;
-                report.seconds_solve = r.seconds_solve;
-                report.seconds_map_back = r.seconds_map_back;
-                if r.outcome.is_some_and(|o| !o.converged) {
-                    report.status = StepStatus::NotConverged;
-                }
-                report.cg = r.outcome;
-                r.delta
+                let g = (&g_vec[..], probs.as_ref());
+                self.dual_cg(model, theta, x, g, shift, nystrom, &mut report)
             }
             Form::Cg => self.cg(model, theta, x, &g_vec, probs.as_ref(), shift, &mut report),
             Form::Auto => unreachable!("resolved above"),

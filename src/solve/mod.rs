@@ -18,6 +18,7 @@ mod dense;
 mod gauss_newton_lsq;
 mod gn_dual_cg;
 mod gn_step;
+mod gn_step_dual;
 mod least_squares;
 mod levenberg_marquardt;
 mod lm_linear;

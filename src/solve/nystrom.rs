@@ -76,8 +76,26 @@ pub(crate) struct EigenFactor {
 }
 
 /// A rank-`r` Nyström approximation of the empirical NTK at one `θ`,
-/// `Θ ≈ Θ̂ = U Λ Uᵀ` (see the [module docs](self)), and the preconditioner it gives for
-/// `(Θ + μI)` (or, for cross-entropy, `(LᵀΘL + μI)`) at any damping `μ = Nλ`.
+/// `Θ ≈ Θ̂ = U Λ Uᵀ`, and the preconditioner it gives for `(Θ + μI)` (or, for
+/// cross-entropy, `(LᵀΘL + μI)`) at any damping `μ = Nλ`.
+///
+/// From the kernel columns `Θ[:, S]` of a few samples (all `C` outputs each;
+/// [`Model::ntk_columns`]), `Θ̂ = Θ[:, S] Θ[S, S]⁻¹ Θ[S, :]` is computed as a partial
+/// Cholesky factor `Θ̂ = F Fᵀ` (each column less what the earlier factors explain, scaled by
+/// the square root of its pivot; pivots below `N·C·ε·max Θ_ii` skipped), so `0 ⪯ Θ̂ ⪯ Θ`,
+/// then a thin SVD `F = U Σ Vᵀ`, `Λ = Σ²`. Samples are drawn uniformly
+/// ([`Sampling::Uniform`]) or chosen greedily by the largest residual diagonal
+/// `Θ_ii − (FFᵀ)_ii` ([`Sampling::Greedy`], pivoted Cholesky; needs
+/// [`Model::ntk_diagonal`]). The preconditioner (Frangella, Tropp & Udell, *Randomized
+/// Nyström preconditioning*, 2023) is
+///
+/// ```text
+/// P⁻¹ = (λ_r + μ) U (Λ + μI)⁻¹ Uᵀ + (I − U Uᵀ)
+/// ```
+///
+/// (`λ_r` the smallest retained eigenvalue, replaced by 0 when every sample was used, so that
+/// then `P⁻¹ ∝ (Θ + μI)⁻¹`). It does not depend on `μ`: one factor per linearisation serves
+/// every damping. `(N·C) × r` numbers are held, never `(N·C)²`.
 ///
 /// ```
 /// use itlin::{Mlp, Activation, Init};
