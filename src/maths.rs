@@ -55,7 +55,12 @@
 //!   `N·C < P`; for MSE `H = I` and this is `(Θ + NλI) α = r`; `Jᵀα` is one VJP, so `J` need
 //!   not exist);
 //! - matrix-free: conjugate gradients on `JᵀHJ + NλI` with JVPs and VJPs (Hessian-free), when
-//!   both sizes are large.
+//!   both sizes are large;
+//! - matrix-free dual: conjugate gradients on `(Θ + NλI) α = g` with `Θv = J(Jᵀv)` (one VJP and
+//!   one JVP), preconditioned by a rank-`M` Nyström approximation `Θ ≈ UΛUᵀ` from `M` kernel
+//!   columns, `P⁻¹ = (λ_M + Nλ) U (Λ + NλI)⁻¹ Uᵀ + (I − UUᵀ)`
+//!   ([`NtkNystrom`](crate::solve::NtkNystrom)); for cross-entropy the symmetric form
+//!   `(LᵀΘL + NλI) β = LᵀΘg`, `α = (g − Lβ)/(Nλ)` with `H = LLᵀ` (Woodbury's identity).
 //!
 //! The primal and dual forms agree by the push-through identity
 //! `(JᵀHJ + NλI)⁻¹ Jᵀ = Jᵀ (HJJᵀ + NλI)⁻¹`.

@@ -113,21 +113,7 @@ pub fn ntk_vector_product<T: Real, M: Model<T> + ?Sized>(
 
 /// The diagonal of Θ: `Θ[nc, nc] = Σ_l ‖g_{l,nc}‖² (s_w² ‖a_{l−1,n}‖² + s_b²)`.
 pub fn diagonal<T: Real>(s: &Signals<T>) -> Vec<T> {
-    let m = s.n * s.c;
-    let mut d = vec![T::zero_impl(); m];
-    for (l, layer) in s.layers.iter().enumerate() {
-        let (sw2, sb2) = (
-            T::from_f64(layer.w_scale * layer.w_scale),
-            T::from_f64(layer.b_scale * layer.b_scale),
-        );
-        for (r, dr) in d.iter_mut().enumerate() {
-            let g = &s.grads[l][r * layer.fan_out..(r + 1) * layer.fan_out];
-            let n = r / s.c;
-            let a = &s.acts[l][n * layer.fan_in..(n + 1) * layer.fan_in];
-            *dr += T::dot(g, g) * (sw2 * T::dot(a, a) + sb2);
-        }
-    }
-    d
+    crate::model::ntk_columns::structured_diagonal(s)
 }
 
 /// `tr Θ = Σ_i Θ_ii` (the squared Frobenius norm of `J`), in f64.

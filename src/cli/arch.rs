@@ -135,6 +135,8 @@ impl Arch {
     }
 }
 
+/// Every method of [`Model`] is forwarded (defaults included), so an [`Arch::Mlp`] runs
+/// exactly the MLP's own implementations.
 macro_rules! both {
     ($self:ident, $m:ident => $e:expr) => {
         match $self {
@@ -171,6 +173,12 @@ impl<T: Real> Model<T> for Arch {
     }
     fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: Method) -> Mat<T> {
         both!(self, m => m.ntk_lower(theta, x, method))
+    }
+    fn ntk_columns(&self, theta: &[T], x: MatRef<'_, T>, samples: &[usize]) -> Mat<T> {
+        both!(self, m => m.ntk_columns(theta, x, samples))
+    }
+    fn ntk_diagonal(&self, theta: &[T], x: MatRef<'_, T>) -> Vec<T> {
+        both!(self, m => m.ntk_diagonal(theta, x))
     }
     fn trace_into(&self, theta: &[T], x: MatRef<'_, T>, trace: &mut Trace<T>) {
         both!(self, m => m.trace_into(theta, x, trace))

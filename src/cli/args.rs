@@ -95,6 +95,44 @@ pub enum InnerKind {
     Spectral,
 }
 
+/// Form of the Gauss-Newton inner solve (`--gn-form`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+pub enum GnFormArg {
+    /// Primal when P ≤ N·C, else the dense dual when the (N·C)² kernel fits the memory
+    /// budget, else CG.
+    #[default]
+    Auto,
+    /// Cholesky of the P×P system.
+    Primal,
+    /// Cholesky / LU of the dense (N·C)×(N·C) dual system.
+    Dual,
+    /// Conjugate gradients (with --precond nystrom:M or pivchol:M: on the dual system,
+    /// matrix-free, no (N·C)² matrix).
+    Cg,
+}
+
+/// How the Gauss-Newton inner steps solve their system (`--gn-form`, `--precond`).
+#[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct GnSolverArgs {
+    /// Gauss-Newton solve: auto, primal, dual or cg.
+    #[arg(long, value_enum, default_value_t = GnFormArg::Auto)]
+    #[serde(default)]
+    pub gn_form: GnFormArg,
+    /// CG preconditioner (with --gn-form cg): auto, jacobi, none, nystrom:M (rank-M
+    /// randomised Nyström of the kernel from uniformly sampled rows; CG then solves the dual
+    /// system matrix-free) or pivchol:M (the same with rows chosen by greedy pivoted
+    /// Cholesky).
+    #[arg(long, default_value = "auto", value_parser = parse_precond)]
+    #[serde(default)]
+    pub precond: itlin::solve::Preconditioner,
+}
+
+fn parse_precond(s: &str) -> Result<itlin::solve::Preconditioner, String> {
+    s.parse()
+}
+
 /// Flags of `itlin train` (and the model/optimiser part of `itlin sweep`).
 #[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainArgs {
@@ -149,6 +187,10 @@ pub struct TrainArgs {
     /// Rows per Gauss-Newton / spectral solve (default: 256; at most the training rows).
     #[arg(long, default_value_t = 256)]
     pub gn_batch: usize,
+    /// The Gauss-Newton solve.
+    #[command(flatten)]
+    #[serde(default)]
+    pub gn_solver: GnSolverArgs,
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,

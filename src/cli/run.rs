@@ -74,6 +74,21 @@ pub struct RunConfig {
     pub train: TrainConfig,
 }
 
+/// The Gauss-Newton solve of `--gn-form` and `--precond`.
+fn gn_solver(a: &super::args::GnSolverArgs) -> itlin::train::GnSolver {
+    use super::args::GnFormArg;
+    use itlin::solve::Form;
+    itlin::train::GnSolver {
+        form: match a.gn_form {
+            GnFormArg::Auto => Form::Auto,
+            GnFormArg::Primal => Form::Primal,
+            GnFormArg::Dual => Form::Dual,
+            GnFormArg::Cg => Form::Cg,
+        },
+        preconditioner: a.precond,
+    }
+}
+
 /// Parses the flags into a trainer configuration for a training set of `n_train` rows.
 pub fn train_config(a: &TrainArgs, n_train: usize, dir: &Path) -> Result<TrainConfig> {
     let loss: Loss = a.loss.parse()?;
@@ -121,6 +136,7 @@ pub fn train_config(a: &TrainArgs, n_train: usize, dir: &Path) -> Result<TrainCo
         .with_batch(a.batch)
         .with_steps(steps)
         .with_gn_batch(Some(a.gn_batch.min(n_train)))
+        .with_gn_solver(gn_solver(&a.gn_solver))
         .with_eval_every(eval_every)
         .with_probe(a.probe)
         .with_kernel_distance(!a.no_kernel_distance)

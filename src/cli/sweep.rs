@@ -32,6 +32,7 @@ fn base_args(s: &SweepArgs, out: &Path) -> TrainArgs {
         damping: 1e-3,
         adaptive: false,
         gn_batch: s.gn_batch,
+        gn_solver: Default::default(),
         batch: s.batch,
         epochs: 1.0,
         steps: Some(s.steps),

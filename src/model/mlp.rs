@@ -440,6 +440,16 @@ impl<T: Real> Model<T> for Mlp {
     }
 
     #[track_caller]
+    fn ntk_columns(&self, theta: &[T], x: MatRef<'_, T>, samples: &[usize]) -> Mat<T> {
+        super::ntk_columns::structured_columns(&self.signals(theta, x), samples)
+    }
+
+    #[track_caller]
+    fn ntk_diagonal(&self, theta: &[T], x: MatRef<'_, T>) -> Vec<T> {
+        super::ntk_columns::structured_diagonal(&self.signals(theta, x))
+    }
+
+    #[track_caller]
     fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: Method) -> Mat<T> {
         let structured = match method {
             Method::Structured => true,

@@ -7,6 +7,7 @@ mod jacobian;
 mod layer;
 pub(crate) mod mlp;
 pub mod network;
+pub(crate) mod ntk_columns;
 pub(crate) mod ntk_lower;
 mod signals;
 mod trace;
@@ -97,6 +98,60 @@ pub trait Model<T: Real>: Sync {
     fn ntk_lower(&self, theta: &[T], x: MatRef<'_, T>, method: ntk_lower::Method) -> Mat<T> {
         let _ = method;
         ntk_lower::explicit_lower(&self.jacobian(theta, x))
+    }
+
+    /// The kernel columns of the samples `samples`: `Θ[:, S] = J J_Sᵀ`, an
+    /// `(N·C) × (|S|·C)` matrix whose column `j·C + k` is `Θ[:, samples[j]·C + k]` (no
+    /// `(N·C)²` matrix is formed). The default makes one single-sample VJP (the row
+    /// `J_{s,k}`) and one JVP on `X` per column; [`Mlp`] uses its backprop signals (two
+    /// thin GEMMs per layer).
+    ///
+    /// # Panics
+    /// As [`forward`](Model::forward), or if a sample index is `≥ N`.
+    fn ntk_columns(&self, theta: &[T], x: MatRef<'_, T>, samples: &[usize]) -> Mat<T> {
+        assert!(
+            samples.iter().all(|&s| s < x.nrows()),
+            "ntk_columns: a sample index is ≥ N = {}",
+            x.nrows()
+        );
+        let (n, c) = (x.nrows(), self.n_outputs());
+        let mut out = Mat::<T>::zeros(n * c, samples.len() * c);
+        let (mut tr, mut ws) = (Trace::new(), Workspace::new());
+        self.trace_into(theta, x, &mut tr);
+        let mut seed = Mat::<T>::zeros(1, c);
+        let mut jv = vec![T::zero_impl(); n * c];
+        for (j, &s) in samples.iter().enumerate() {
+            for k in 0..c {
+                seed[(0, k)] = T::one_impl();
+                let row = self.vjp(theta, x.subrows(s, 1), seed.as_ref());
+                seed[(0, k)] = T::zero_impl();
+                self.jvp_with_trace_into(theta, x, &tr, &row, &mut jv, &mut ws);
+                for (i, &v) in jv.iter().enumerate() {
+                    out[(i, j * c + k)] = v;
+                }
+            }
+        }
+        out
+    }
+
+    /// The diagonal of the empirical NTK, `Θ_ii = ‖J_i‖²` (length `N·C`, sample-major).
+    /// The default makes one single-sample VJP per row; [`Mlp`] uses its signals.
+    ///
+    /// # Panics
+    /// As [`forward`](Model::forward).
+    fn ntk_diagonal(&self, theta: &[T], x: MatRef<'_, T>) -> Vec<T> {
+        let (n, c) = (x.nrows(), self.n_outputs());
+        let mut d = vec![T::zero_impl(); n * c];
+        let mut seed = Mat::<T>::zeros(1, c);
+        for s in 0..n {
+            for k in 0..c {
+                seed[(0, k)] = T::one_impl();
+                let row = self.vjp(theta, x.subrows(s, 1), seed.as_ref());
+                seed[(0, k)] = T::zero_impl();
+                d[s * c + k] = T::dot(&row, &row);
+            }
+        }
+        d
     }
 
     /// Workspace tier: the forward pass at θ on `X` into `trace`, keeping what

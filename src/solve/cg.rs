@@ -46,6 +46,100 @@ pub enum Preconditioner {
     Jacobi,
     /// None (`M = I`).
     None,
+    /// Randomised Nyström preconditioner of rank `rank` for the **dual** system
+    /// `(K + NλI) α = b` (`K = Θ` for MSE, `K = LᵀΘL` with `H = LLᵀ` for cross-entropy;
+    /// see [`NtkNystrom`](super::NtkNystrom)): `⌈rank / C⌉` training samples drawn uniformly
+    /// with a seeded RNG, their `C` kernel columns each, `Θ ≈ U Λ Uᵀ`, and
+    ///
+    /// ```text
+    /// P⁻¹ = (λ_r + μ) U (Λ + μI)⁻¹ Uᵀ + (I − U Uᵀ),   μ = Nλ
+    /// ```
+    ///
+    /// (Frangella, Tropp & Udell, *Randomized Nyström preconditioning*, 2023). With it
+    /// [`Form::Cg`](super::Form::Cg) solves the dual system matrix-free (kernel-vector
+    /// products `Θv = J(Jᵀv)`, one VJP and one JVP), holding `(N·C) × rank` numbers and
+    /// never an `(N·C)²` matrix. `rank ≥ N·C` makes `P⁻¹ = (K + μI)⁻¹` (one iteration);
+    /// `rank = 0` is dual CG without a preconditioner.
+    Nystrom {
+        /// Number of kernel columns sampled (rounded up to whole samples).
+        rank: usize,
+    },
+    /// As [`Preconditioner::Nystrom`], but the samples are chosen by greedy pivoted
+    /// Cholesky on the kernel: each round takes the samples whose residual diagonal
+    /// `Θ_ii − (F Fᵀ)_ii` is largest, so that the approximation `Θ ≈ F Fᵀ` captures the
+    /// largest remaining mass first (deterministic; better than uniform sampling when a
+    /// few samples dominate the kernel).
+    PivotedCholesky {
+        /// Number of kernel columns (rounded up to whole samples).
+        rank: usize,
+    },
+}
+
+impl Preconditioner {
+    /// The rank of a Nyström-type preconditioner (`None` for the others): these solve the
+    /// dual system.
+    pub fn nystrom_rank(&self) -> Option<usize> {
+        match *self {
+            Preconditioner::Nystrom { rank } | Preconditioner::PivotedCholesky { rank } => {
+                Some(rank)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Preconditioner {
+    /// The CLI spelling: `auto`, `jacobi`, `none`, `nystrom:M`, `pivchol:M`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Preconditioner::Auto => write!(f, "auto"),
+            Preconditioner::Jacobi => write!(f, "jacobi"),
+            Preconditioner::None => write!(f, "none"),
+            Preconditioner::Nystrom { rank } => write!(f, "nystrom:{rank}"),
+            Preconditioner::PivotedCholesky { rank } => write!(f, "pivchol:{rank}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Preconditioner {
+    type Err = String;
+    /// Parses the spelling of [`Display`](std::fmt::Display) (case-insensitive).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        let rank = |v: &str| {
+            v.parse::<usize>().map_err(|_| {
+                format!("bad preconditioner rank {v:?} in {s:?} (expected a whole number, e.g. nystrom:512)")
+            })
+        };
+        match t.split_once(':') {
+            None => match t.as_str() {
+                "auto" => Ok(Preconditioner::Auto),
+                "jacobi" => Ok(Preconditioner::Jacobi),
+                "none" => Ok(Preconditioner::None),
+                "nystrom" | "pivchol" => {
+                    Err(format!("preconditioner {s:?} needs a rank, e.g. {t}:512"))
+                }
+                _ => Err(format!(
+                    "unknown preconditioner {s:?} (expected auto, jacobi, none, nystrom:M or pivchol:M)"
+                )),
+            },
+            Some(("nystrom", v)) => Ok(Preconditioner::Nystrom { rank: rank(v)? }),
+            Some(("pivchol", v)) => Ok(Preconditioner::PivotedCholesky { rank: rank(v)? }),
+            Some(_) => Err(format!(
+                "unknown preconditioner {s:?} (expected auto, jacobi, none, nystrom:M or pivchol:M)"
+            )),
+        }
+    }
+}
+
+/// How CG applies its preconditioner `M⁻¹` (on f64 vectors).
+pub(crate) enum Precond<'a> {
+    /// `M = I`.
+    Identity,
+    /// `M⁻¹ = diag(d)`.
+    Diagonal(&'a [f64]),
+    /// `z ← M⁻¹ r` by a closure (SPD).
+    Apply(&'a dyn Fn(&[f64], &mut [f64])),
 }
 
 /// CG settings (see [`GaussNewtonStep`](super::GaussNewtonStep)'s builder).
@@ -144,6 +238,35 @@ pub(crate) fn conjugate_gradient<T: Real>(
     x0: Option<&[T]>,
     cfg: &CgConfig,
 ) -> (Vec<T>, CgOutcome) {
+    // ‖A‖₂ ≥ max_i A_ii for SPD A: a start for the estimate when the diagonal is known.
+    let diag_max = inv_diag.map_or(0.0, |d| {
+        d.iter()
+            .map(|&v| 1.0 / v.to_f64())
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max)
+    });
+    let inv_diag: Option<Vec<f64>> = inv_diag
+        .filter(|_| cfg.preconditioner != Preconditioner::None)
+        .map(|d| d.iter().map(|v| v.to_f64()).collect());
+    let pre = match inv_diag.as_deref() {
+        Some(d) => Precond::Diagonal(d),
+        None => Precond::Identity,
+    };
+    let (x, outcome, _) = preconditioned_cg(op, b, &pre, diag_max, x0, cfg);
+    (x, outcome)
+}
+
+/// [`conjugate_gradient`] with any SPD preconditioner `pre` and a known lower bound
+/// `a_norm_lower ≤ ‖A‖₂` (0 when none) to start the norm estimate of the stopping rule.
+/// Also returns the final estimate of `‖A‖₂` (the largest Rayleigh quotient seen).
+pub(crate) fn preconditioned_cg<T: Real>(
+    op: impl FnMut(&[T], &mut [T]),
+    b: &[T],
+    pre: &Precond<'_>,
+    a_norm_lower: f64,
+    x0: Option<&[T]>,
+    cfg: &CgConfig,
+) -> (Vec<T>, CgOutcome, f64) {
     let n = b.len();
     let b: Vec<f64> = b.iter().map(|v| v.to_f64()).collect();
     let bnorm = norm(&b);
@@ -155,7 +278,7 @@ pub(crate) fn conjugate_gradient<T: Real>(
             restarts: 0,
             converged: true,
         };
-        return (vec![T::zero_impl(); n], outcome);
+        return (vec![T::zero_impl(); n], outcome, a_norm_lower);
     }
     let (mut v_t, mut out_t) = (vec![T::zero_impl(); n], vec![T::zero_impl(); n]);
     let mut op = Operator {
@@ -171,18 +294,8 @@ pub(crate) fn conjugate_gradient<T: Real>(
         op.apply(&mut x, &mut ap);
         f64::axpy(-1.0, &ap, &mut r);
     }
-    // ‖A‖₂ ≥ max_i A_ii for SPD A: a start for the estimate when the diagonal is known.
-    let diag_max = inv_diag.map_or(0.0, |d| {
-        d.iter()
-            .map(|&v| 1.0 / v.to_f64())
-            .filter(|v| v.is_finite())
-            .fold(0.0, f64::max)
-    });
-    let inv_diag: Option<Vec<f64>> = inv_diag
-        .filter(|_| cfg.preconditioner != Preconditioner::None)
-        .map(|d| d.iter().map(|v| v.to_f64()).collect());
     let mut s = Solver {
-        a_norm: diag_max,
+        a_norm: a_norm_lower,
         bnorm,
         target: cfg.rtol,
         eta: default_eta::<T>(),
@@ -191,16 +304,7 @@ pub(crate) fn conjugate_gradient<T: Real>(
     let mut restarts = 0;
     let mut best_true = f64::INFINITY;
     let outcome = loop {
-        let run = s.cg_run(
-            &mut op,
-            &b,
-            inv_diag.as_deref(),
-            &mut x,
-            &mut r,
-            &mut ap,
-            &mut it,
-            cfg,
-        );
+        let run = s.cg_run(&mut op, &b, pre, &mut x, &mut r, &mut ap, &mut it, cfg);
         if run == RunEnd::Progress {
             let rn = norm(&r);
             break s.outcome(rn / bnorm, rn, &x, restarts, true, it);
@@ -220,7 +324,8 @@ pub(crate) fn conjugate_gradient<T: Real>(
         }
         restarts += 1;
     };
-    (x.iter().map(|&v| T::from_f64(v)).collect(), outcome)
+    let a_norm = s.a_norm;
+    (x.iter().map(|&v| T::from_f64(v)).collect(), outcome, a_norm)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -286,19 +391,20 @@ impl Solver {
         &mut self,
         op: &mut Operator<'_, T, F>,
         b: &[f64],
-        inv_diag: Option<&[f64]>,
+        pre: &Precond<'_>,
         x: &mut [f64],
         r: &mut [f64],
         ap: &mut [f64],
         it: &mut usize,
         cfg: &CgConfig,
     ) -> RunEnd {
-        let precondition = |r: &[f64], z: &mut [f64]| match inv_diag {
-            Some(d) => z
+        let precondition = |r: &[f64], z: &mut [f64]| match pre {
+            Precond::Diagonal(d) => z
                 .iter_mut()
-                .zip(r.iter().zip(d))
+                .zip(r.iter().zip(d.iter()))
                 .for_each(|(zi, (&ri, &di))| *zi = ri * di),
-            None => z.copy_from_slice(r),
+            Precond::Identity => z.copy_from_slice(r),
+            Precond::Apply(f) => f(r, z),
         };
         let mut z = vec![0.0; r.len()];
         precondition(r, &mut z);

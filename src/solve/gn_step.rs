@@ -3,6 +3,7 @@
 
 use super::cg::{CgConfig, CgOutcome, Preconditioner, conjugate_gradient};
 use super::dense::{DampedSolve, all_finite, damped_cholesky_solve, damped_lu_solve};
+use super::nystrom::NtkNystrom;
 pub(super) use super::spectral::sample_major;
 use super::spectral::{Filter, SpectralCache};
 use crate::linalg::{gram_lower, mirror_lower, par};
@@ -24,8 +25,15 @@ pub enum Form {
     /// `δ = −Jᵀα`, `(HΘ + NλI) α = g`: Cholesky (MSE) or LU (cross-entropy) of an
     /// `(N·C) × (N·C)` matrix; `Θ` structured, `Jᵀα` one VJP.
     Dual,
-    /// Conjugate gradients on `(JᵀHJ + NλI)` (see [`Preconditioner`] for which one is
-    /// used); explicit `J` when it fits the memory budget, else JVP/VJP (Hessian-free). By default CG runs until
+    /// Conjugate gradients, matrix-free when the sizes ask for it. With
+    /// [`Preconditioner::Nystrom`] or [`Preconditioner::PivotedCholesky`] (or
+    /// [`GaussNewtonStep::with_cg_dual`]) CG solves the **dual** system
+    /// `(Θ + NλI) α = g`, `δ = −Jᵀα` with kernel-vector products `Θv = J(Jᵀv)` (one VJP and
+    /// one JVP; for cross-entropy the symmetric form `(LᵀΘL + NλI) β = LᵀΘg`,
+    /// `α = (g − Lβ)/(Nλ)` with `H = LLᵀ`, refined on the true residual): vectors of length
+    /// `N·C`, the small side when `P > N·C`, and no `(N·C)²` or `(N·C) × P` matrix. Otherwise
+    /// CG runs on the primal `(JᵀHJ + NλI)` (see [`Preconditioner`] for which one is used);
+    /// explicit `J` when it fits the memory budget, else JVP/VJP (Hessian-free). By default CG runs until
     /// the normwise backward error `‖b − Aδ‖ / (‖A‖‖δ‖ + ‖b‖)` of its iterate is `8 ε`
     /// (checked on the true residual, with restarts from it), so `δ` is as exact as the
     /// direct forms' (forward error ≲ `2κ(A)·8ε`); when it cannot get there the report says
@@ -103,7 +111,9 @@ pub struct GaussNewtonStep {
     lambda: f64,
     form: Form,
     memory_budget: u64,
-    cg: CgConfig,
+    pub(super) cg: CgConfig,
+    pub(super) cg_dual: bool,
+    pub(super) nystrom_seed: u64,
     predicted_reduction: bool,
 }
 
@@ -119,6 +129,8 @@ impl GaussNewtonStep {
             form: Form::Auto,
             memory_budget: default_budget(),
             cg: CgConfig::default(),
+            cg_dual: false,
+            nystrom_seed: 0,
             predicted_reduction: false,
         }
     }
@@ -189,6 +201,19 @@ impl GaussNewtonStep {
         x: MatRef<'_, T>,
         y: MatRef<'_, T>,
     ) -> (Vec<T>, StepReport) {
+        self.solve_impl(model, theta, x, y, None, None)
+    }
+
+    #[track_caller]
+    pub(super) fn solve_impl<T: Real, M: Model<T> + ?Sized>(
+        &self,
+        model: &M,
+        theta: &[T],
+        x: MatRef<'_, T>,
+        y: MatRef<'_, T>,
+        f_at: Option<MatRef<'_, T>>,
+        nystrom: Option<&NtkNystrom>,
+    ) -> (Vec<T>, StepReport) {
         let (n, c, p) = (x.nrows(), model.n_outputs(), model.n_params());
         assert!(
             y.nrows() == n && y.ncols() == c,
@@ -198,7 +223,10 @@ impl GaussNewtonStep {
         );
         let form = self.resolve_form::<T>(n, c, p);
         let t0 = Instant::now();
-        let f = model.forward(theta, x);
+        let f = match f_at {
+            Some(f) => f.to_owned(),
+            None => model.forward(theta, x),
+        };
         let g = output_residual(self.loss, f.as_ref(), y);
         let probs = (self.loss == Loss::CrossEntropy).then(|| softmax(f.as_ref()));
         let mut report = StepReport {
@@ -247,6 +275,10 @@ impl GaussNewtonStep {
                     }
                     None => None,
                 }
+            }
+            Form::Cg if self.cg_is_dual() || nystrom.is_some() => {
+                let g = (&g_vec[..], probs.as_ref());
+                self.dual_cg(model, theta, x, g, shift, nystrom, &mut report)
             }
             Form::Cg => self.cg(model, theta, x, &g_vec, probs.as_ref(), shift, &mut report),
             Form::Auto => unreachable!("resolved above"),

@@ -1,5 +1,5 @@
 //! Solvers: the damped Gauss-Newton step for networks in its four forms (primal, dual, CG,
-//! spectral), the closed-form K-step gradient descent, and generic nonlinear least squares.
+//! spectral; CG also on the dual system, matrix-free, with a Nyström preconditioner), the closed-form K-step gradient descent, and generic nonlinear least squares.
 //!
 //! The damped GN subproblem ([damped GN step](crate::maths#damped-gauss-newton-step)), mean loss, damping `λ`:
 //! minimise `(1/N) Σ_n [g_nᵀ (Jδ)_n + ½ (Jδ)_nᵀ H_n (Jδ)_n] + (λ/2)‖δ‖²`, so
@@ -16,12 +16,15 @@
 mod cg;
 mod dense;
 mod gauss_newton_lsq;
+mod gn_dual_cg;
 mod gn_step;
+mod gn_step_dual;
 mod least_squares;
 mod levenberg_marquardt;
 mod lm_linear;
 mod lsq_common;
 mod network_lm;
+mod nystrom;
 mod report;
 mod spectral;
 pub mod test_problems;
@@ -33,5 +36,6 @@ pub use gn_step::{Form, GaussNewtonStep, StepReport, StepStatus, gauss_newton_st
 pub use least_squares::{JacobianCheck, LeastSquares, check_jacobian};
 pub use levenberg_marquardt::LevenbergMarquardt;
 pub use network_lm::{NetworkLm, NetworkLmReport, NetworkTermination};
+pub use nystrom::{NtkNystrom, Sampling};
 pub use report::{IterationInfo, Report, Termination, Timings};
 pub use spectral::{Filter, SpectralCache, gradient_descent_closed_form};

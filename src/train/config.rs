@@ -2,6 +2,7 @@
 //! and `with_*` builders.
 
 use super::loss::Loss;
+use crate::solve::{Form, Preconditioner};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -133,6 +134,28 @@ impl Inner {
     }
 }
 
+/// How the Gauss-Newton inner steps solve their damped system (see
+/// [`GaussNewtonStep`](crate::solve::GaussNewtonStep)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GnSolver {
+    /// The form ([`Form::Auto`] by default: primal, dense dual or CG by size).
+    pub form: Form,
+    /// The CG preconditioner (with [`Form::Cg`] only). A Nyström-type one
+    /// ([`Preconditioner::Nystrom`], [`Preconditioner::PivotedCholesky`]) makes CG solve the
+    /// dual system matrix-free; its factor is built once per linearisation when every
+    /// training row is in each solve, else once per step.
+    pub preconditioner: Preconditioner,
+}
+
+impl Default for GnSolver {
+    fn default() -> Self {
+        Self {
+            form: Form::Auto,
+            preconditioner: Preconditioner::Auto,
+        }
+    }
+}
+
 /// Learning-rate schedule over the whole run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Schedule {
@@ -212,6 +235,7 @@ pub struct CheckpointConfig {
 /// | `seed` | `0` (mini-batch order and subset sampling) |
 /// | `checkpoint` | `None` |
 /// | `divergence` | [`DivergenceRule::default`] (loss 1e4 × reference, ‖θ − θ₀‖ 1e6 × ‖θ₀‖) |
+/// | `gn_solver` | [`GnSolver::default`] (`Form::Auto`, `Preconditioner::Auto`) |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Feature-update period `K`.
@@ -247,6 +271,9 @@ pub struct TrainConfig {
     /// When a finite run counts as diverged.
     #[serde(default)]
     pub divergence: DivergenceRule,
+    /// How the Gauss-Newton inner steps solve their system.
+    #[serde(default)]
+    pub gn_solver: GnSolver,
 }
 
 impl Default for TrainConfig {
@@ -278,6 +305,7 @@ impl TrainConfig {
             seed: 0,
             checkpoint: None,
             divergence: DivergenceRule::default(),
+            gn_solver: GnSolver::default(),
         }
     }
     /// Sets the feature-update period.
@@ -354,6 +382,12 @@ impl TrainConfig {
         self
     }
 
+    /// Sets how the Gauss-Newton inner steps solve their system.
+    pub fn with_gn_solver(mut self, solver: GnSolver) -> Self {
+        self.gn_solver = solver;
+        self
+    }
+
     /// Sets the divergence rule.
     pub fn with_divergence(mut self, rule: DivergenceRule) -> Self {
         self.divergence = rule;
@@ -419,6 +453,13 @@ impl TrainConfig {
         }
         if self.eval_every == 0 {
             return Err(Error::config("eval interval must be at least 1"));
+        }
+        if self.gn_solver.preconditioner != Preconditioner::Auto && self.gn_solver.form != Form::Cg
+        {
+            return Err(Error::config(format!(
+                "the preconditioner {} applies to the CG form only (--gn-form cg)",
+                self.gn_solver.preconditioner
+            )));
         }
         if self.gn_batch == Some(0) {
             return Err(Error::config("GN batch must be at least 1"));

@@ -5,7 +5,7 @@
 use super::config::{Period, TrainConfig};
 use super::loss::{Loss, loss_value};
 use super::state::{DataRef, TrainState};
-use crate::solve::{Form, gauss_newton_step, gradient_descent_closed_form};
+use crate::solve::{Form, GaussNewtonStep, NtkNystrom, gradient_descent_closed_form};
 use crate::{Model, Real, Result};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, MatRef};
@@ -70,6 +70,7 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
     cfg: &TrainConfig,
     train: DataRef<'_, T>,
     adaptive: bool,
+    nystrom: &mut Option<(u64, NtkNystrom)>,
 ) -> Result<Option<(&'static str, f64)>> {
     let rows = subset_rows(train.len(), cfg.gn_batch, cfg.seed, st.step);
     let (x, y) = (gather(train.x, &rows), gather(train.y, &rows));
@@ -87,29 +88,58 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
         return Ok(Some(("loss of f_lin on the solve's rows", before)));
     }
     let lambda = st.damping;
+    let solver = cfg.gn_solver;
+    let gn = GaussNewtonStep::new(cfg.loss)
+        .with_damping(lambda)
+        .with_form(solver.form)
+        .with_cg_preconditioner(solver.preconditioner)
+        .with_nystrom_seed(cfg.seed ^ st.relinearisations.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let dual_cg = solver.form == Form::Cg && gn.cg_is_dual();
+    // The Nyström factor of Θ(θ̃) on these rows: reused while θ̃ and the rows stay the same
+    // (every row in each solve), else rebuilt for this step.
+    let full = rows.len() == train.len();
+    let key = st.relinearisations;
+    if dual_cg && !(full && nystrom.as_ref().is_some_and(|(k, _)| *k == key)) {
+        *nystrom = NtkNystrom::for_preconditioner(
+            model,
+            &st.theta_tilde,
+            x.as_ref(),
+            solver.preconditioner,
+            cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
+        .map(|f| (key, f));
+    }
+    let factor = if dual_cg {
+        nystrom.as_ref().map(|(_, f)| f)
+    } else {
+        None
+    };
+    let solve = |y: MatRef<'_, T>| match factor {
+        Some(f) => {
+            gn.solve_with_nystrom(model, &st.theta_tilde, x.as_ref(), y, f)
+                .0
+        }
+        None => gn.solve(model, &st.theta_tilde, x.as_ref(), y).0,
+    };
     let delta = match cfg.loss {
         Loss::Mse => {
             // r = f(θ̃) − (y − J v) = f_lin(θ) − y
             let y_shift = &y - &jv;
-            gauss_newton_step(
+            solve(y_shift.as_ref())
+        }
+        Loss::CrossEntropy if at_tilde => solve(y.as_ref()),
+        // H and g at f_lin: the matrix-free dual CG step takes them as given outputs
+        Loss::CrossEntropy if dual_cg => {
+            gn.solve_at_outputs(
                 model,
                 &st.theta_tilde,
                 x.as_ref(),
-                y_shift.as_ref(),
-                Loss::Mse,
-                lambda,
-                Form::Auto,
+                y.as_ref(),
+                flin.as_ref(),
+                factor,
             )
+            .0
         }
-        Loss::CrossEntropy if at_tilde => gauss_newton_step(
-            model,
-            &st.theta_tilde,
-            x.as_ref(),
-            y.as_ref(),
-            Loss::CrossEntropy,
-            lambda,
-            Form::Auto,
-        ),
         Loss::CrossEntropy => linearised_ce_step(
             model,
             &st.theta_tilde,

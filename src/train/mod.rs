@@ -25,7 +25,9 @@ mod trainer;
 mod update;
 
 pub use crate::data::Batcher;
-pub use config::{CheckpointConfig, DivergenceRule, Inner, Period, Schedule, TrainConfig};
+pub use config::{
+    CheckpointConfig, DivergenceRule, GnSolver, Inner, Period, Schedule, TrainConfig,
+};
 pub use engine::FirstOrderEngine;
 pub use inner::phi_k;
 pub use loss::{Loss, accuracy, loss_gradient, loss_value};

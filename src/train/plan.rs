@@ -125,8 +125,43 @@ pub fn inner_step_plan<T: Real>(
             4.0 * mf.powi(3),
         )),
         Inner::GaussNewton { .. } => {
-            let form = GaussNewtonStep::new(cfg.loss).resolve_form::<T>(n, c, p);
+            let gn = GaussNewtonStep::new(cfg.loss)
+                .with_form(cfg.gn_solver.form)
+                .with_cg_preconditioner(cfg.gn_solver.preconditioner);
+            let form = gn.resolve_form::<T>(n, c, p);
+            let dual_cg = form == Form::Cg && gn.cg_is_dual();
             let at_tilde = match form {
+                Form::Cg if dual_cg => {
+                    // the factor (F, one round of columns, U) in f64, the NTK columns of a
+                    // round in T, and CG's few N·C vectors; no (n·C)² matrix
+                    let r = cfg
+                        .gn_solver
+                        .preconditioner
+                        .nystrom_rank()
+                        .unwrap_or(0)
+                        .div_ceil(c.max(1))
+                        .min(n)
+                        * c;
+                    let r64 = r as u64;
+                    StepPlan {
+                        rows: n,
+                        dim: m,
+                        what: if r > 0 {
+                            format!(
+                                "matrix-free preconditioned CG on the {m}×{m} dual system (Nyström rank {r})"
+                            )
+                        } else {
+                            format!("matrix-free CG on the {m}×{m} dual system")
+                        },
+                        bytes: m64
+                            .saturating_mul(r64)
+                            .saturating_mul(2 * 8 + s)
+                            .saturating_add(m64.saturating_mul(16 * 8)),
+                        flops: 500.0 * 4.0 * mf * pf + 2.0 * mf * (r as f64).powi(2),
+                        per_entry: 0,
+                        outputs: c,
+                    }
+                }
                 Form::Primal => StepPlan {
                     rows: n,
                     dim: p,
@@ -153,7 +188,9 @@ pub fn inner_step_plan<T: Real>(
                 ),
             };
             // cross-entropy away from θ̃ solves the linearised dual system by LU (K > 1)
-            let off_tilde = cfg.loss == Loss::CrossEntropy && cfg.period != Period::Steps(1);
+            // (the matrix-free dual CG step solves it in place)
+            let off_tilde =
+                cfg.loss == Loss::CrossEntropy && cfg.period != Period::Steps(1) && !dual_cg;
             Some(if off_tilde {
                 let lin = dual(3, true);
                 if lin.bytes >= at_tilde.bytes {

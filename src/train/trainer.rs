@@ -83,6 +83,9 @@ pub struct Trainer<'m, T: Real, M: Model<T>> {
     last_good: Option<(u64, Vec<T>)>,
     /// The reused buffers of the evaluation's `f_lin` predictions.
     eval_buf: EvalBuffers<T>,
+    /// The Nyström factor of the Gauss-Newton dual CG steps and the linearisation it was
+    /// built at (`relinearisations`).
+    nystrom: Option<(u64, crate::solve::NtkNystrom)>,
 }
 
 impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
@@ -145,6 +148,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             host: HostStep::new(),
             last_good: None,
             eval_buf: EvalBuffers::default(),
+            nystrom: None,
         })
     }
 
@@ -354,8 +358,14 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 }
                 Inner::GaussNewton { adaptive, .. } => {
                     let t = Instant::now();
-                    let bad =
-                        gn_inner_step(self.model, &mut self.state, &self.cfg, train, adaptive)?;
+                    let bad = gn_inner_step(
+                        self.model,
+                        &mut self.state,
+                        &self.cfg,
+                        train,
+                        adaptive,
+                        &mut self.nystrom,
+                    )?;
                     self.state.timings.solve += t.elapsed().as_secs_f64();
                     if bad.is_none() {
                         self.state.step += 1;
