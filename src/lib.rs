@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod backend;
 #[cfg(feature = "cli")]
 pub mod bench;
 pub mod data;

@@ -180,7 +180,7 @@ impl<'m, T: Real, M: Model<T> + ?Sized> Linearisation<'m, T, M> {
 /// forward pass at θ̃ runs once per step instead of twice. θ̃ and `X_b` are the caller's
 /// (the trainer owns θ̃ and the batch buffer) and must be the same in both calls.
 #[derive(Clone, Debug, Default)]
-pub struct BatchLinearisation<T> {
+pub struct BatchLinearisation<T: Real> {
     trace: Trace<T>,
     ws: Workspace<T>,
     /// `θ − θ̃`.

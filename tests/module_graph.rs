@@ -16,7 +16,7 @@
 //!   it resolves to the defining module, so it cannot close a circle (otherwise every child
 //!   using its parent's trait would be one). Each circle is named by the shortest cycle
 //!   through each of its edges, with the line that makes each step.
-//! - **Layers**: data → backend (kernels, linalg, loss) → model → linearise / ntk → solve →
+//! - **Layers**: data → backend (the `Backend` seam, kernels, linalg, loss) → model → linearise / ntk → solve →
 //!   train → bench / report / cli, with error, real, memory and device below everything. A
 //!   module may use its own layer and the layers below; any edge (re-exports included) into a
 //!   higher layer is an upward import.
@@ -45,6 +45,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("device", 0),
     ("maths", 0),
     ("data", 1),
+    ("backend", 2),
     ("kernels", 2),
     ("linalg", 2),
     ("loss", 2),
@@ -76,6 +77,11 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
         "the teacher-student data set is drawn from an Mlp teacher",
     ),
     (
+        "data::synthetic",
+        "backend",
+        "the teacher's Activation (the MLP teacher, above)",
+    ),
+    (
         "kernels::cuda::host",
         "model",
         "host-in/host-out CUDA twins take Mlp/Model/Jacobian",
@@ -94,16 +100,6 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
         "kernels::cuda::ntk",
         "model",
         "the CUDA NTK and dual GN step read the Mlp layout",
-    ),
-    (
-        "kernels::cuda::ops",
-        "model",
-        "the kernel launchers pick a kernel by Activation",
-    ),
-    (
-        "kernels::cuda::ops::layer",
-        "model",
-        "the layer kernels pick a kernel by Activation",
     ),
     (
         "kernels::cuda::resident",

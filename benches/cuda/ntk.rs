@@ -67,7 +67,7 @@ pub(crate) fn ntk_rows<T: CudaReal>(
             || Ok(()),
             || {
                 for (l, layer) in layers.iter().enumerate() {
-                    let a = &sig.trace.acts[l];
+                    let a = sig.trace.input_buf(l).get();
                     ops::gemm_rm(
                         &b.be,
                         false,
@@ -82,7 +82,7 @@ pub(crate) fn ntk_rows<T: CudaReal>(
                         &mut aa,
                     )?;
                     if l + 1 < layers.len() {
-                        let g = &sig.grads[l];
+                        let g = sig.grads[l].get();
                         ops::gemm_rm(
                             &b.be,
                             false,
@@ -158,7 +158,7 @@ pub(crate) fn ntk_rows<T: CudaReal>(
             0.2,
             || Ok(()),
             || {
-                dmlp::vjp_with_trace(&b.be, mlp, td, &tr, &ps.ud)?;
+                dmlp::vjp_with_trace(&b.be, mlp, td, xd, &tr, &ps.ud)?;
                 Ok(())
             },
         )?

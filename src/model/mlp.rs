@@ -6,13 +6,12 @@ use super::ntk_lower::{Method, explicit_lower, structured_lower};
 use super::signals::Signals;
 use super::trace::Trace;
 use super::{Activation, Init, Jacobian, Model};
+use crate::backend::{Backend, Cpu};
 use crate::{Error, Real, Result};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par};
+use faer::{Mat, MatMut, MatRef};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use rayon::prelude::*;
 
 mod traced;
 
@@ -39,10 +38,6 @@ pub struct Mlp {
     activation: Activation,
     parameterization: Parameterization,
     layers: Vec<Layer>,
-}
-
-pub(crate) fn par() -> Par {
-    faer::get_global_parallelism()
 }
 
 impl Mlp {
@@ -187,63 +182,6 @@ impl Mlp {
         );
     }
 
-    /// Forward pass keeping what backprop needs: `acts[l]` is the (row-major `N × w_l`)
-    /// input of layer `l` for `l ≥ 1` (`acts[0]` is a row-major copy of X only when
-    /// `input_rows`: the GEMMs read X in place, whatever its strides), `derivs[l]` is `φ'(z)`
-    /// at that input (for `l ≥ 1`), and `output` is `f(X; θ)` row-major `N × C`.
-    pub(crate) fn trace<T: Real>(
-        &self,
-        theta: &[T],
-        x: MatRef<'_, T>,
-        keep_derivs: bool,
-        input_rows: bool,
-    ) -> Trace<T> {
-        let n = x.nrows();
-        let mut acts = Vec::with_capacity(self.layers.len());
-        let mut derivs = Vec::with_capacity(self.layers.len());
-        let mut x0 = Vec::new();
-        if input_rows {
-            x0 = vec![T::zero_impl(); n * self.widths[0]];
-            MatMut::from_row_major_slice_mut(&mut x0, n, self.widths[0]).copy_from(x);
-        }
-        acts.push(x0);
-        derivs.push(Vec::new());
-        let last = self.layers.len() - 1;
-        let mut output = Vec::new();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let mut z = vec![T::zero_impl(); n * layer.fan_out];
-            let input = if l == 0 {
-                x
-            } else {
-                MatRef::from_row_major_slice(&acts[l], n, layer.fan_in)
-            };
-            affine(theta, layer, input, &mut z);
-            if l == last {
-                output = z;
-            } else {
-                let mut a = vec![T::zero_impl(); z.len()];
-                if keep_derivs {
-                    let mut d = vec![T::zero_impl(); z.len()];
-                    self.activation.apply_slice(&z, &mut a, Some(&mut d));
-                    derivs.push(d);
-                } else {
-                    self.activation.apply_slice(&z, &mut a, None);
-                    derivs.push(Vec::new());
-                }
-                acts.push(a);
-            }
-        }
-        Trace {
-            n,
-            acts,
-            derivs,
-            output,
-            z: Vec::new(),
-            index: Vec::new(),
-            scratch: Vec::new(),
-        }
-    }
-
     /// The backprop signals `G_l = ∂f/∂z_l` for all `N·C` outputs and the layer inputs
     /// `A_{l−1}`: everything the explicit Jacobian and the structured NTK are built from.
     ///
@@ -252,38 +190,21 @@ impl Mlp {
     #[track_caller]
     pub fn signals<T: Real>(&self, theta: &[T], x: MatRef<'_, T>) -> Signals<T> {
         self.check_theta_x("signals", theta, x);
-        let tr = self.trace(theta, x, true, true);
-        let (n, c) = (tr.n, self.n_outputs_total());
-        let m = n * c;
-        let nl = self.layers.len();
-        let mut grads: Vec<Vec<T>> = vec![Vec::new(); nl];
-        // G_L: row n·C + k is e_k.
-        let mut g_last = vec![T::zero_impl(); m * c];
-        for r in 0..m {
-            g_last[r * c + r % c] = T::one_impl();
-        }
-        grads[nl - 1] = g_last;
-        for l in (1..nl).rev() {
-            let layer = &self.layers[l];
-            let mut g_prev = vec![T::zero_impl(); m * layer.fan_in];
-            {
-                let w = layer.weights(theta);
-                let g = MatRef::from_row_major_slice(&grads[l], m, layer.fan_out);
-                let dst = MatMut::from_row_major_slice_mut(&mut g_prev, m, layer.fan_in);
-                matmul(dst, Accum::Replace, g, w, T::from_f64(layer.w_scale), par());
-            }
-            let d = &tr.derivs[l];
-            let h = layer.fan_in;
-            g_prev.par_chunks_mut(h).enumerate().for_each(|(r, row)| {
-                T::mul_elementwise(row, &d[(r / c) * h..(r / c + 1) * h]);
-            });
-            grads[l - 1] = g_prev;
-        }
+        let mut tr = Trace::new();
+        self.trace_into(theta, x, &mut tr);
+        let mut grads = Vec::new();
+        self.signals_on(&Cpu, &theta, &tr, &mut grads)
+            .unwrap_or_else(|e| unreachable!("the CPU backend does not fail: {e}"));
+        // The Jacobian and the structured NTK read the first layer's input from the signals.
+        let (n, d) = (x.nrows(), self.widths[0]);
+        let mut acts = tr.acts;
+        acts[0] = vec![T::zero_impl(); n * d];
+        MatMut::from_row_major_slice_mut(&mut acts[0], n, d).copy_from(x);
         Signals {
             n,
-            c,
+            c: self.n_outputs_total(),
             layers: self.layers.clone(),
-            acts: tr.acts,
+            acts,
             grads,
             output: tr.output,
         }
@@ -294,50 +215,14 @@ impl Mlp {
     }
 }
 
-impl<T: Real> Trace<T> {
-    /// The input of layer `l` as a matrix: X itself for the first layer.
-    fn input<'a>(&'a self, l: usize, x: MatRef<'a, T>, fan_in: usize) -> MatRef<'a, T> {
-        if l == 0 {
-            x
-        } else {
-            MatRef::from_row_major_slice(&self.acts[l], self.n, fan_in)
-        }
-    }
-}
-
-/// `z ← s_w · a Wᵀ + s_b · b` (all row-major).
+/// `z ← s_w · a Wᵀ + s_b · b` (all row-major): a dense layer on the CPU backend.
 pub(crate) fn affine<T: Real>(theta: &[T], layer: &Layer, a: MatRef<'_, T>, z: &mut [T]) {
-    let n = a.nrows();
-    let b = &theta[layer.b_offset..layer.b_offset + layer.fan_out];
-    let sb = T::from_f64(layer.b_scale);
-    for row in z.chunks_exact_mut(layer.fan_out) {
-        for (zi, &bi) in row.iter_mut().zip(b) {
-            *zi = sb * bi;
-        }
-    }
     let w = layer.weights(theta);
-    let dst = MatMut::from_row_major_slice_mut(z, n, layer.fan_out);
-    matmul(
-        dst,
-        Accum::Add,
-        a,
-        w.transpose(),
-        T::from_f64(layer.w_scale),
-        par(),
-    );
-}
-
-/// `x ← x ⊙ d` with the SIMD kernel, split across threads only when large enough to pay
-/// for waking the pool.
-pub(crate) fn mul_elementwise_par<T: Real>(x: &mut [T], d: &[T]) {
-    const SERIAL_BELOW: usize = 1 << 16;
-    if x.len() < SERIAL_BELOW {
-        T::mul_elementwise(x, d);
-    } else {
-        x.par_chunks_mut(SERIAL_BELOW / 4)
-            .zip(d.par_chunks(SERIAL_BELOW / 4))
-            .for_each(|(xc, dc)| T::mul_elementwise(xc, dc));
-    }
+    let b = &theta[layer.b_offset..layer.b_offset + layer.fan_out];
+    let z = MatMut::from_row_major_slice_mut(z, a.nrows(), layer.fan_out);
+    let (sw, sb) = (T::from_f64(layer.w_scale), T::from_f64(layer.b_scale));
+    Backend::<T>::dense(&Cpu, z, &a, &w, &b, sw, sb)
+        .unwrap_or_else(|e| unreachable!("the CPU backend does not fail: {e}"));
 }
 
 fn row_major_to_mat<T: Real>(data: &[T], n: usize, c: usize) -> Mat<T> {
@@ -357,8 +242,9 @@ impl<T: Real> Model<T> for Mlp {
 
     #[track_caller]
     fn forward(&self, theta: &[T], x: MatRef<'_, T>) -> Mat<T> {
-        self.check_theta_x("forward", theta, x);
-        let tr = self.trace(theta, x, false, false);
+        let mut tr = Trace::new();
+        self.trace_on(&Cpu, &theta, &x, &mut tr, false)
+            .unwrap_or_else(|e| unreachable!("the CPU backend does not fail: {e}"));
         row_major_to_mat(&tr.output, tr.n, self.n_outputs_total())
     }
 

@@ -1,7 +1,6 @@
 //! Models: the [`Model`] trait a user implements to bring their own network, and the
 //! multi-layer perceptron [`Mlp`] that implements it with the crate's fast kernels.
 
-mod activation;
 mod init;
 mod jacobian;
 mod layer;
@@ -12,7 +11,7 @@ pub(crate) mod ntk_lower;
 mod signals;
 mod trace;
 
-pub use activation::Activation;
+pub use crate::backend::Activation;
 pub use init::Init;
 pub use jacobian::Jacobian;
 pub use layer::Layer;

@@ -8,7 +8,7 @@ use faer::MatRef;
 /// Reused buffers for `f_lin(X) = f(X; θ̃) + J(X; θ̃)(θ − θ̃)` on the evaluation sets: a
 /// forward trace at θ̃, the JVP scratch, `θ − θ̃` and the row-major `N × C` result.
 #[derive(Default)]
-pub(crate) struct EvalBuffers<T> {
+pub(crate) struct EvalBuffers<T: Real> {
     trace: Trace<T>,
     ws: Workspace<T>,
     delta: Vec<T>,

@@ -24,7 +24,7 @@ use std::time::Instant;
 /// it (one forward trace for the JVP and the VJP) and the spare θ / optimiser buffers of the
 /// fused update.
 #[derive(Debug)]
-struct HostStep<T> {
+struct HostStep<T: Real> {
     batch: HostBatch<T>,
     lin: BatchLinearisation<T>,
     spare: Spare<T>,

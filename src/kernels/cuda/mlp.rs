@@ -7,71 +7,59 @@
 
 use super::blas::CudaReal;
 use super::context::CudaBackend;
-use super::ops::{self, DevicePtrDyn};
-use crate::model::Layer;
-use crate::{Activation, Mlp, Model, Result};
-use cudarc::driver::{CudaSlice, CudaView, DevicePtr, DevicePtrMut};
+use super::ops;
+use crate::backend::cuda::{DevMat, DevSlice, DeviceBuf};
+use crate::model::{Trace, Workspace};
+use crate::{Mlp, Model, Result};
+use cudarc::driver::{CudaSlice, DevicePtrMut};
 
-/// What a device forward pass keeps for backprop: `acts[l]` is the input of layer `l`
-/// (`acts[0]` is a copy of `X`), `derivs[l]` is `φ'(z_{l})` at that input for `l ≥ 1`
-/// (`derivs[0]` is `None`), `output` is `f(X; θ)` (`N × C`).
-#[derive(Debug)]
-pub struct DeviceTrace<T> {
-    /// Number of samples `N`.
-    pub n: usize,
-    /// Layer inputs `A_{l−1}` (row-major `N × fan_in`).
-    pub acts: Vec<CudaSlice<T>>,
-    /// `φ'` at the layer inputs (row-major `N × fan_in`); `None` for layer 0 and when the
-    /// trace was taken without derivatives.
-    pub derivs: Vec<Option<CudaSlice<T>>>,
-    /// `f(X; θ)`, row-major `N × C`.
-    pub output: CudaSlice<T>,
-}
+/// What a device forward pass keeps for backprop: the crate's [`Trace`] on the CUDA
+/// backend (layer inputs `A_{l−1}` for `l ≥ 1`, `φ'` at them, and `f(X; θ)`, all row-major
+/// device buffers). The traces of [`signals`] also hold a copy of `X` as the first layer's
+/// input, which the Jacobian writers and the NTK read.
+pub type DeviceTrace<T> = Trace<T, CudaBackend>;
 
 /// Device twin of [`crate::model::Signals`]: the trace plus the backprop signals
 /// `G_l = ∂f/∂z_l` (row-major `(N·C) × fan_out`) of every layer.
 #[derive(Debug)]
-pub struct DeviceSignals<T> {
-    /// The forward trace (layer inputs, derivatives, output).
+pub struct DeviceSignals<T: CudaReal> {
+    /// The forward trace (layer inputs with `X` first, derivatives, output).
     pub trace: DeviceTrace<T>,
     /// `G_l` for each layer `l`, input to output.
-    pub grads: Vec<CudaSlice<T>>,
+    pub grads: Vec<DeviceBuf<T>>,
 }
 
-/// `φ'` at the input of layer `l ≥ 1` from a trace taken with derivatives.
+/// θ (or a tangent) as a backend view.
+fn vec_view<T>(v: &CudaSlice<T>) -> DevSlice<'_, T> {
+    DevSlice(v.slice(..))
+}
+
+/// `X` (`N × d`, row-major) as a backend view.
 #[track_caller]
-fn deriv<T>(tr: &DeviceTrace<T>, l: usize) -> &CudaSlice<T> {
-    tr.derivs[l]
-        .as_ref()
-        .expect("cuda::mlp: this trace was taken without derivatives")
-}
-
-fn w_view<'a, T>(theta: &'a CudaSlice<T>, l: &Layer) -> CudaView<'a, T> {
-    theta.slice(l.w_offset..l.b_offset)
-}
-
-fn b_view<'a, T>(theta: &'a CudaSlice<T>, l: &Layer) -> CudaView<'a, T> {
-    theta.slice(l.b_offset..l.b_offset + l.fan_out)
-}
-
-#[track_caller]
-fn check(mlp: &Mlp, what: &str, theta_len: usize, x_len: usize, n: usize) {
-    let p = <Mlp as Model<f64>>::n_params(mlp);
+fn x_view<'a, T>(mlp: &Mlp, what: &str, x: &'a CudaSlice<T>, n: usize) -> DevMat<'a, T> {
     let d = mlp.widths()[0];
     assert_eq!(
-        theta_len,
-        p,
-        "cuda::mlp::{what}: θ has length {theta_len}, the MLP {:?} has {p} parameters",
-        mlp.widths()
-    );
-    assert_eq!(
-        x_len,
+        x.len(),
         n * d,
-        "cuda::mlp::{what}: X has {x_len} entries, expected N×d = {n}×{d}"
+        "cuda::mlp::{what}: X has {} entries, expected N×d = {n}×{d}",
+        x.len()
     );
+    DevMat {
+        view: x.slice(..),
+        rows: n,
+        cols: d,
+        trans: false,
+    }
 }
 
-/// Forward pass keeping the layer inputs and (when `keep_derivs`) the activation derivatives.
+/// The device buffer out of a backend buffer that the algorithm has sized.
+fn into_slice<T>(b: DeviceBuf<T>) -> CudaSlice<T> {
+    b.into_inner()
+        .unwrap_or_else(|| unreachable!("every output buffer is sized before it is written"))
+}
+
+/// Forward pass keeping the layer inputs and (when `keep_derivs`) the activation
+/// derivatives: [`Mlp::trace_on`] on the CUDA backend.
 ///
 /// # Panics
 /// If `θ.len() != P` or `x.len() != N·d`.
@@ -87,78 +75,10 @@ pub fn trace<T: CudaReal>(
     n: usize,
     keep_derivs: bool,
 ) -> Result<DeviceTrace<T>> {
-    check(mlp, "trace", theta.len(), x.len(), n);
-    let layers = mlp.layers();
-    let last = layers.len() - 1;
-    let mut acts = Vec::with_capacity(layers.len());
-    let mut derivs = Vec::with_capacity(layers.len());
-    acts.push(
-        be.stream()
-            .clone_dtod(x)
-            .map_err(super::context::dev_err("copying X"))?,
-    );
-    derivs.push(None);
-    let mut output = None;
-    for (l, layer) in layers.iter().enumerate() {
-        // z = s_w A Wᵀ (every element written by the GEMM with β = 0).
-        let mut z = be.alloc_uninit::<T>(n * layer.fan_out)?;
-        ops::gemm_rm(
-            be,
-            false,
-            true,
-            n,
-            layer.fan_out,
-            layer.fan_in,
-            T::from_f64(layer.w_scale),
-            &acts[l],
-            &w_view(theta, layer),
-            T::zero_impl(),
-            &mut z,
-        )?;
-        let b = b_view(theta, layer);
-        let sb = T::from_f64(layer.b_scale);
-        if l == last {
-            ops::bias_act_in_place(
-                be,
-                Activation::Identity,
-                &mut z,
-                Some(&b),
-                sb,
-                n,
-                layer.fan_out,
-                None,
-            )?;
-            output = Some(z);
-        } else {
-            let mut d = if keep_derivs {
-                Some(be.alloc_uninit::<T>(z.len())?)
-            } else {
-                None
-            };
-            let dref: Option<&mut dyn ops::DevicePtrMutDyn<T>> = match d.as_mut() {
-                Some(d) => Some(d),
-                None => None,
-            };
-            ops::bias_act_in_place(
-                be,
-                mlp.activation(),
-                &mut z,
-                Some(&b),
-                sb,
-                n,
-                layer.fan_out,
-                dref,
-            )?;
-            acts.push(z);
-            derivs.push(d);
-        }
-    }
-    Ok(DeviceTrace {
-        n,
-        acts,
-        derivs,
-        output: output.expect("an MLP has at least one layer"),
-    })
+    let xm = x_view(mlp, "trace", x, n);
+    let mut tr = Trace::new();
+    mlp.trace_on(be, &vec_view(theta), &xm, &mut tr, keep_derivs)?;
+    Ok(tr)
 }
 
 /// `f(X; θ)`, row-major `N × C`.
@@ -176,12 +96,11 @@ pub fn forward<T: CudaReal>(
     x: &CudaSlice<T>,
     n: usize,
 ) -> Result<CudaSlice<T>> {
-    Ok(trace(be, mlp, theta, x, n, false)?.output)
+    Ok(into_slice(trace(be, mlp, theta, x, n, false)?.output))
 }
 
-/// Forward mode: `(f(X; θ), J v)`, both row-major `N × C`.
-///
-/// `ż_l = s_w (ȧ_{l−1} Wᵀ + a_{l−1} dWᵀ) + s_b db`, `ȧ_l = φ'(z_l) ⊙ ż_l`, `ȧ_0 = 0`.
+/// Forward mode: `(f(X; θ), J v)`, both row-major `N × C` ([`Mlp::jvp_on`] on the CUDA
+/// backend: `ż_l = s_w (ȧ_{l−1} Wᵀ + a_{l−1} dWᵀ) + s_b db`, `ȧ_l = φ'(z_l) ⊙ ż_l`).
 ///
 /// # Panics
 /// If `θ.len() != P`, `v.len() != P` or `x.len() != N·d`.
@@ -197,73 +116,49 @@ pub fn jvp<T: CudaReal>(
     n: usize,
     v: &CudaSlice<T>,
 ) -> Result<(CudaSlice<T>, CudaSlice<T>)> {
-    check(mlp, "jvp", theta.len(), x.len(), n);
-    assert_eq!(
-        v.len(),
-        theta.len(),
-        "cuda::mlp::jvp: tangent has length {}, θ has length {}",
-        v.len(),
-        theta.len()
-    );
     let tr = trace(be, mlp, theta, x, n, true)?;
-    let layers = mlp.layers();
-    let last = layers.len() - 1;
-    let mut a_dot: Option<CudaSlice<T>> = None;
-    for (l, layer) in layers.iter().enumerate() {
-        let sw = T::from_f64(layer.w_scale);
-        let mut z_dot = be.alloc_uninit::<T>(n * layer.fan_out)?;
-        ops::gemm_rm(
-            be,
-            false,
-            true,
-            n,
-            layer.fan_out,
-            layer.fan_in,
-            sw,
-            &tr.acts[l],
-            &w_view(v, layer),
-            T::zero_impl(),
-            &mut z_dot,
-        )?;
-        if let Some(ad) = &a_dot {
-            ops::gemm_rm(
-                be,
-                false,
-                true,
-                n,
-                layer.fan_out,
-                layer.fan_in,
-                sw,
-                ad,
-                &w_view(theta, layer),
-                T::one_impl(),
-                &mut z_dot,
-            )?;
-        }
-        let db = b_view(v, layer);
-        let d: Option<&dyn DevicePtrDyn<T>> = if l < last {
-            Some(deriv(&tr, l + 1))
-        } else {
-            None
-        };
-        ops::bias_mul(
-            be,
-            &mut z_dot,
-            Some(&db),
-            T::from_f64(layer.b_scale),
-            n,
-            layer.fan_out,
-            d,
-        )?;
-        a_dot = Some(z_dot);
-    }
-    Ok((tr.output, a_dot.expect("an MLP has at least one layer")))
+    let jv = jvp_with_trace(be, mlp, theta, x, &tr, v)?;
+    Ok((into_slice(tr.output), jv))
 }
 
-/// Reverse mode on a trace: `Jᵀ u` (length `P`) for a cotangent `u` (row-major `N × C`).
+/// Forward mode on a trace of `x` at θ: `J v` (row-major `N × C`) by [`Mlp::jvp_on`], the
+/// trace's output being `f(X; θ)` (one forward pass serves a JVP and a VJP).
 ///
 /// # Panics
-/// If `u.len() != N·C` or the trace does not belong to this MLP.
+/// If `v.len() != P` or the trace does not belong to this MLP and `x`.
+///
+/// # Errors
+/// [`crate::Error::Device`] on a driver, cuBLAS or kernel failure.
+#[track_caller]
+pub fn jvp_with_trace<T: CudaReal>(
+    be: &CudaBackend,
+    mlp: &Mlp,
+    theta: &CudaSlice<T>,
+    x: &CudaSlice<T>,
+    tr: &DeviceTrace<T>,
+    v: &CudaSlice<T>,
+) -> Result<CudaSlice<T>> {
+    let xm = x_view(mlp, "jvp", x, tr.n_rows());
+    let c = <Mlp as Model<f64>>::n_outputs(mlp);
+    let mut jv = be.alloc_uninit::<T>(tr.n_rows() * c)?;
+    let mut ws = Workspace::new();
+    mlp.jvp_on(
+        be,
+        &vec_view(theta),
+        &xm,
+        tr,
+        &vec_view(v),
+        jv.slice_mut(..),
+        &mut ws,
+    )?;
+    Ok(jv)
+}
+
+/// Reverse mode on a trace of `x`: `Jᵀ u` (length `P`) for a cotangent `u` (row-major
+/// `N × C`) ([`Mlp::vjp_on`] on the CUDA backend).
+///
+/// # Panics
+/// If `u.len() != N·C` or the trace does not belong to this MLP and `x`.
 ///
 /// # Errors
 /// [`crate::Error::Device`] on a driver, cuBLAS or kernel failure.
@@ -272,10 +167,11 @@ pub fn vjp_with_trace<T: CudaReal>(
     be: &CudaBackend,
     mlp: &Mlp,
     theta: &CudaSlice<T>,
+    x: &CudaSlice<T>,
     tr: &DeviceTrace<T>,
-    u: &impl DevicePtr<T>,
+    u: &CudaSlice<T>,
 ) -> Result<CudaSlice<T>> {
-    let n = tr.n;
+    let n = tr.n_rows();
     let c = <Mlp as Model<f64>>::n_outputs(mlp);
     assert_eq!(
         u.len(),
@@ -283,74 +179,24 @@ pub fn vjp_with_trace<T: CudaReal>(
         "cuda::mlp::vjp: cotangent has {} entries, expected N×C = {n}×{c}",
         u.len()
     );
-    assert_eq!(
-        tr.acts.len(),
-        mlp.layers().len(),
-        "cuda::mlp::vjp: trace of another MLP"
-    );
+    let xm = x_view(mlp, "vjp", x, n);
+    let um = DevMat {
+        view: u.slice(..),
+        rows: n,
+        cols: c,
+        trans: false,
+    };
     let mut grad = be.alloc_uninit::<T>(theta.len())?;
-    let mut delta: CudaSlice<T> = be.alloc_uninit::<T>(n * c)?;
-    be.stream()
-        .memcpy_dtod(u, &mut delta)
-        .map_err(super::context::dev_err("copying the cotangent"))?;
-    for (l, layer) in mlp.layers().iter().enumerate().rev() {
-        let sw = T::from_f64(layer.w_scale);
-        {
-            // dW = s_w δᵀ A_{l−1}  (fan_out × fan_in), fully written (β = 0).
-            let mut dw = grad.slice_mut(layer.w_offset..layer.b_offset);
-            ops::gemm_rm(
-                be,
-                true,
-                false,
-                layer.fan_out,
-                layer.fan_in,
-                n,
-                sw,
-                &delta,
-                &tr.acts[l],
-                T::zero_impl(),
-                &mut dw,
-            )?;
-        }
-        {
-            // db = s_b Σ_n δ_n
-            let mut db = grad.slice_mut(layer.b_offset..layer.b_offset + layer.fan_out);
-            ops::col_sum(
-                be,
-                &delta,
-                n,
-                layer.fan_out,
-                T::from_f64(layer.b_scale),
-                &mut db,
-            )?;
-        }
-        if l > 0 {
-            let mut prev = be.alloc_uninit::<T>(n * layer.fan_in)?;
-            ops::gemm_rm(
-                be,
-                false,
-                false,
-                n,
-                layer.fan_in,
-                layer.fan_out,
-                sw,
-                &delta,
-                &w_view(theta, layer),
-                T::zero_impl(),
-                &mut prev,
-            )?;
-            ops::bias_mul(
-                be,
-                &mut prev,
-                None,
-                T::zero_impl(),
-                n,
-                layer.fan_in,
-                Some(deriv(tr, l)),
-            )?;
-            delta = prev;
-        }
-    }
+    let mut ws = Workspace::new();
+    mlp.vjp_on(
+        be,
+        &vec_view(theta),
+        &xm,
+        tr,
+        &um,
+        grad.slice_mut(..),
+        &mut ws,
+    )?;
     Ok(grad)
 }
 
@@ -370,13 +216,14 @@ pub fn vjp<T: CudaReal>(
     n: usize,
     u: &CudaSlice<T>,
 ) -> Result<CudaSlice<T>> {
-    check(mlp, "vjp", theta.len(), x.len(), n);
     let tr = trace(be, mlp, theta, x, n, true)?;
-    vjp_with_trace(be, mlp, theta, &tr, u)
+    vjp_with_trace(be, mlp, theta, x, &tr, u)
 }
 
-/// The backprop signals `G_l` of all `N·C` outputs (batched backprop: one GEMM per layer,
-/// `G_{l−1} = s_w (G_l W_l) ⊙ φ'(z_{l−1})`, `G_L` has rows `e_c`) and the forward trace.
+/// The backprop signals `G_l` of all `N·C` outputs and the forward trace
+/// ([`Mlp::signals_on`] on the CUDA backend: `G_L` has rows `e_c`,
+/// `G_{l−1} = s_w (G_l W_l) ⊙ φ'(z_{l−1})`); the trace holds a copy of `X` as the first
+/// layer's input.
 ///
 /// # Panics
 /// If `θ.len() != P` or `x.len() != N·d`.
@@ -391,42 +238,17 @@ pub fn signals<T: CudaReal>(
     x: &CudaSlice<T>,
     n: usize,
 ) -> Result<DeviceSignals<T>> {
-    check(mlp, "signals", theta.len(), x.len(), n);
-    let tr = trace(be, mlp, theta, x, n, true)?;
-    let c = <Mlp as Model<f64>>::n_outputs(mlp);
-    let m = n * c;
-    let layers = mlp.layers();
-    let nl = layers.len();
-    let mut grads: Vec<Option<CudaSlice<T>>> = (0..nl).map(|_| None).collect();
-    let mut g_last = be.alloc_uninit::<T>(m * c)?;
-    ops::eye_rows(be, &mut g_last, m, c)?;
-    grads[nl - 1] = Some(g_last);
-    for l in (1..nl).rev() {
-        let layer = &layers[l];
-        let mut g_prev = be.alloc_uninit::<T>(m * layer.fan_in)?;
-        ops::gemm_rm(
-            be,
-            false,
-            false,
-            m,
-            layer.fan_in,
-            layer.fan_out,
-            T::from_f64(layer.w_scale),
-            grads[l].as_ref().expect("filled in the previous iteration"),
-            &w_view(theta, layer),
-            T::zero_impl(),
-            &mut g_prev,
-        )?;
-        ops::mul_bcast_rows(be, &mut g_prev, deriv(&tr, l), m, layer.fan_in, c)?;
-        grads[l - 1] = Some(g_prev);
+    let mut tr = trace(be, mlp, theta, x, n, true)?;
+    let mut grads = Vec::new();
+    mlp.signals_on(be, &vec_view(theta), &tr, &mut grads)?;
+    let mut x0 = be.alloc_uninit::<T>(x.len())?;
+    if !x.is_empty() {
+        be.stream()
+            .memcpy_dtod(x, &mut x0)
+            .map_err(super::context::dev_err("copying X"))?;
     }
-    Ok(DeviceSignals {
-        trace: tr,
-        grads: grads
-            .into_iter()
-            .map(|g| g.expect("every layer filled"))
-            .collect(),
-    })
+    tr.acts[0] = DeviceBuf::new(x0);
+    Ok(DeviceSignals { trace: tr, grads })
 }
 
 /// `(N·C, P, C)` of the Jacobian built from `s`, checking the output buffer and that the
@@ -440,7 +262,7 @@ fn jacobian_shape<T: CudaReal>(
 ) -> (usize, usize, usize) {
     let c = <Mlp as Model<f64>>::n_outputs(mlp);
     let p = <Mlp as Model<f64>>::n_params(mlp);
-    let m = s.trace.n * c;
+    let m = s.trace.n_rows() * c;
     assert_eq!(
         len,
         m * p,
@@ -507,8 +329,8 @@ fn jacobian_layers<'a, T: CudaReal>(
         .iter()
         .enumerate()
         .map(|(l, layer)| ops::JacobianLayer {
-            a: &s.trace.acts[l],
-            g: &s.grads[l],
+            a: s.trace.acts[l].get(),
+            g: s.grads[l].get(),
             fan_in: layer.fan_in,
             fan_out: layer.fan_out,
             sw: T::from_f64(layer.w_scale),
@@ -569,8 +391,8 @@ pub fn write_jacobian_per_layer<T: CudaReal>(
             m,
             p,
             c,
-            &s.trace.acts[l],
-            &s.grads[l],
+            s.trace.acts[l].get(),
+            s.grads[l].get(),
             layer.fan_in,
             layer.fan_out,
             layer.w_offset,

@@ -24,6 +24,7 @@ mod resident;
 
 pub use blas::CudaReal;
 pub use context::CudaBackend;
+pub(crate) use context::dev_err;
 pub use mlp::{DeviceSignals, DeviceTrace};
 pub use model::CudaMlp;
 pub use ntk::DualStep;

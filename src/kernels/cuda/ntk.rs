@@ -34,7 +34,7 @@ pub fn ntk_from_signals<T: CudaReal>(
     mlp: &Mlp,
     s: &DeviceSignals<T>,
 ) -> Result<CudaSlice<T>> {
-    let n = s.trace.n;
+    let n = s.trace.n_rows();
     let c = <Mlp as Model<f64>>::n_outputs(mlp);
     let m = n * c;
     let layers = mlp.layers();
@@ -47,7 +47,7 @@ pub fn ntk_from_signals<T: CudaReal>(
     // AA_l = A_{l−1} A_{l−1}ᵀ for every layer, fully written (β = 0).
     let mut aas = Vec::with_capacity(nl);
     for (l, layer) in layers.iter().enumerate() {
-        let a = &s.trace.acts[l];
+        let a = s.trace.acts[l].get();
         let mut aa = be.alloc_uninit::<T>(n * n)?;
         ops::gemm_rm(
             be,
@@ -72,7 +72,7 @@ pub fn ntk_from_signals<T: CudaReal>(
         )
     };
     let gram = |l: usize, out: &mut CudaSlice<T>| {
-        let g = &s.grads[l];
+        let g = s.grads[l].get();
         ops::gemm_rm(
             be,
             false,
@@ -291,7 +291,7 @@ pub fn gn_dual_step<T: CudaReal>(
         T::one_impl(),
         y,
         -T::one_impl(),
-        &s.trace.output,
+        s.trace.output_buf().get(),
         &mut rhs,
     )?;
     let info = cholesky_solve(be, &mut k, m, &mut rhs, 1)?;
@@ -307,6 +307,6 @@ pub fn gn_dual_step<T: CudaReal>(
         )));
     }
     drop(k);
-    let delta = mlp::vjp_with_trace(be, mlp, theta, &s.trace, &rhs)?;
+    let delta = mlp::vjp_with_trace(be, mlp, theta, x, &s.trace, &rhs)?;
     Ok(DualStep::Solved(delta))
 }

@@ -317,10 +317,10 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
             .map_err(dev_err("ResidentEngine: uploading the batch rows"))?;
         ops::gather_rows(be, &run.x, run.n, run.d, &bufs.idx, &mut bufs.xb)?;
         ops::gather_rows(be, &run.y, run.n, run.c, &bufs.idx, &mut bufs.yb)?;
-        // At θ̃ the forward trace (with φ') serves the VJP below too: one forward pass saved.
-        let (tilde_trace, lin) = if at_tilde {
-            let tr = dmlp::trace(be, mlp, &run.theta_tilde, &bufs.xb, b, true)?;
-            (Some(tr), None)
+        // One forward trace at θ̃ (with φ') serves both the JVP and the VJP below.
+        let tr = dmlp::trace(be, mlp, &run.theta_tilde, &bufs.xb, b, true)?;
+        let jv = if at_tilde {
+            None
         } else {
             ops::axpby(
                 be,
@@ -330,14 +330,17 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
                 &run.theta_tilde,
                 &mut run.tangent,
             )?;
-            let f0_jv = dmlp::jvp(be, mlp, &run.theta_tilde, &bufs.xb, b, &run.tangent)?;
-            (None, Some(f0_jv))
+            Some(dmlp::jvp_with_trace(
+                be,
+                mlp,
+                &run.theta_tilde,
+                &bufs.xb,
+                &tr,
+                &run.tangent,
+            )?)
         };
-        let (f0, jv) = match (&tilde_trace, &lin) {
-            (Some(tr), _) => (&tr.output, None),
-            (None, Some((f0, jv))) => (f0, Some(jv)),
-            (None, None) => unreachable!("one of the two is computed"),
-        };
+        let f0 = tr.output_buf().get();
+        let jv = jv.as_ref();
         phase_end()?;
         timings.jvp += t.elapsed().as_secs_f64();
 
@@ -355,10 +358,7 @@ impl<T: CudaReal> FirstOrderEngine<T> for ResidentEngine<T> {
             inv_b,
             &mut bufs.u,
         )?;
-        let grad = match &tilde_trace {
-            Some(tr) => dmlp::vjp_with_trace(be, mlp, &run.theta_tilde, tr, &bufs.u)?,
-            None => dmlp::vjp(be, mlp, &run.theta_tilde, &bufs.xb, b, &bufs.u)?,
-        };
+        let grad = dmlp::vjp_with_trace(be, mlp, &run.theta_tilde, &bufs.xb, &tr, &bufs.u)?;
         phase_end()?;
         timings.vjp += t.elapsed().as_secs_f64();
 

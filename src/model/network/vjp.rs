@@ -12,7 +12,7 @@ use super::forward::per_sample;
 use super::net::{Network, params_of};
 use super::spec::LayerKind;
 use crate::Real;
-use crate::model::mlp::{mul_elementwise_par, par};
+use crate::backend::cpu::{mul_elementwise_par, par};
 use crate::model::trace::{Trace, Workspace, set_len};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};

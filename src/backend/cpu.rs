@@ -1,0 +1,228 @@
+//! The CPU backend: faer GEMMs (threads from faer's global parallelism), the crate's pulp
+//! SIMD element-wise kernels (each with a scalar twin, capped by `ITLIN_SIMD`), rayon for
+//! the large element-wise passes. Buffers are `Vec<T>`; views are slices and faer views, so
+//! an input may have any strides. No verb fails.
+
+use super::{Activation, Backend};
+use crate::{Real, Result};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// The CPU backend: faer GEMMs on any strided views, the crate's pulp SIMD element-wise
+/// kernels (each with a scalar twin, capped by `ITLIN_SIMD`), rayon for large passes;
+/// buffers are `Vec<T>` and no verb fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cpu;
+
+/// The threads the GEMMs use: faer's global parallelism.
+pub(crate) fn par() -> Par {
+    faer::get_global_parallelism()
+}
+
+/// `x ← x ⊙ d` with the SIMD kernel, split across threads only when large enough to pay
+/// for waking the pool.
+pub(crate) fn mul_elementwise_par<T: Real>(x: &mut [T], d: &[T]) {
+    const SERIAL_BELOW: usize = 1 << 16;
+    if x.len() < SERIAL_BELOW {
+        T::mul_elementwise(x, d);
+    } else {
+        x.par_chunks_mut(SERIAL_BELOW / 4)
+            .zip(d.par_chunks(SERIAL_BELOW / 4))
+            .for_each(|(xc, dc)| T::mul_elementwise(xc, dc));
+    }
+}
+
+impl<T: Real> Backend<T> for Cpu {
+    type Buf = Vec<T>;
+    type Slice<'a> = &'a [T];
+    type SliceMut<'a> = &'a mut [T];
+    type Mat<'a> = MatRef<'a, T>;
+    type MatMut<'a> = MatMut<'a, T>;
+
+    fn buf_len(buf: &Vec<T>) -> usize {
+        buf.len()
+    }
+    fn resize(&self, buf: &mut Vec<T>, len: usize) -> Result<()> {
+        buf.resize(len, T::zero_impl());
+        Ok(())
+    }
+    fn upload(&self, data: &[T]) -> Result<Vec<T>> {
+        Ok(data.to_vec())
+    }
+    #[track_caller]
+    fn download(&self, buf: &Vec<T>, range: Range<usize>, out: &mut [T]) -> Result<()> {
+        out.copy_from_slice(&buf[range]);
+        Ok(())
+    }
+
+    fn slice(buf: &Self::Buf, range: Range<usize>) -> Self::Slice<'_> {
+        &buf[range]
+    }
+    fn slice_mut(buf: &mut Self::Buf, range: Range<usize>) -> Self::SliceMut<'_> {
+        &mut buf[range]
+    }
+    fn sub<'a>(s: &Self::Slice<'a>, range: Range<usize>) -> Self::Slice<'a> {
+        &s[range]
+    }
+    fn slice_len(s: &&[T]) -> usize {
+        s.len()
+    }
+    fn slice_mut_len(s: &&mut [T]) -> usize {
+        s.len()
+    }
+    fn reborrow<'b>(s: &'b mut Self::SliceMut<'_>) -> Self::SliceMut<'b> {
+        s
+    }
+    fn sub_mut<'b>(s: &'b mut Self::SliceMut<'_>, range: Range<usize>) -> Self::SliceMut<'b> {
+        &mut s[range]
+    }
+
+    #[track_caller]
+    fn mat(s: Self::Slice<'_>, rows: usize, cols: usize) -> Self::Mat<'_> {
+        MatRef::from_row_major_slice(s, rows, cols)
+    }
+    #[track_caller]
+    fn mat_mut(s: Self::SliceMut<'_>, rows: usize, cols: usize) -> Self::MatMut<'_> {
+        MatMut::from_row_major_slice_mut(s, rows, cols)
+    }
+    fn mat_rb<'b>(m: &'b Self::Mat<'_>) -> Self::Mat<'b> {
+        m.as_ref()
+    }
+    fn t(m: Self::Mat<'_>) -> Self::Mat<'_> {
+        m.transpose()
+    }
+    fn shape(m: &MatRef<'_, T>) -> (usize, usize) {
+        (m.nrows(), m.ncols())
+    }
+
+    #[track_caller]
+    fn gemm(
+        &self,
+        d: MatMut<'_, T>,
+        accumulate: bool,
+        a: &MatRef<'_, T>,
+        b: &MatRef<'_, T>,
+        alpha: T,
+    ) -> Result<()> {
+        let accum = if accumulate {
+            Accum::Add
+        } else {
+            Accum::Replace
+        };
+        matmul(d, accum, *a, *b, alpha, par());
+        Ok(())
+    }
+
+    #[track_caller]
+    fn dense(
+        &self,
+        mut z: MatMut<'_, T>,
+        a: &MatRef<'_, T>,
+        w: &MatRef<'_, T>,
+        b: &&[T],
+        s_w: T,
+        s_b: T,
+    ) -> Result<()> {
+        assert_eq!(
+            b.len(),
+            z.ncols(),
+            "Cpu::dense: b has length {}, Z has {} columns",
+            b.len(),
+            z.ncols()
+        );
+        for i in 0..z.nrows() {
+            match z.as_mut().row_mut(i).try_as_row_major_mut() {
+                Some(row) => {
+                    for (zk, &bk) in row.as_slice_mut().iter_mut().zip(b.iter()) {
+                        *zk = s_b * bk;
+                    }
+                }
+                None => {
+                    for (k, &bk) in b.iter().enumerate() {
+                        z[(i, k)] = s_b * bk;
+                    }
+                }
+            }
+        }
+        matmul(z, Accum::Add, *a, w.transpose(), s_w, par());
+        Ok(())
+    }
+
+    #[track_caller]
+    fn activate(&self, act: Activation, z: &&[T], a: &mut [T], d: Option<&mut [T]>) -> Result<()> {
+        act.apply_slice(z, a, d);
+        Ok(())
+    }
+
+    #[track_caller]
+    fn mul_elementwise(&self, x: &mut [T], d: &&[T]) -> Result<()> {
+        mul_elementwise_par(x, d);
+        Ok(())
+    }
+
+    #[track_caller]
+    fn mul_rows_bcast(&self, g: &mut [T], d: &&[T], h: usize, c: usize) -> Result<()> {
+        assert!(
+            c > 0 && h > 0 && g.len().is_multiple_of(h * c),
+            "Cpu::mul_rows_bcast: G has {} entries, not a multiple of h·C = {h}·{c}",
+            g.len()
+        );
+        assert_eq!(
+            d.len() * c,
+            g.len(),
+            "Cpu::mul_rows_bcast: d has {} entries, G has {} (C = {c})",
+            d.len(),
+            g.len()
+        );
+        g.par_chunks_mut(h).enumerate().for_each(|(r, row)| {
+            T::mul_elementwise(row, &d[(r / c) * h..(r / c + 1) * h]);
+        });
+        Ok(())
+    }
+
+    #[track_caller]
+    fn col_sum(&self, out: &mut [T], m: &MatRef<'_, T>, s: T) -> Result<()> {
+        assert_eq!(
+            out.len(),
+            m.ncols(),
+            "Cpu::col_sum: out has length {}, M has {} columns",
+            out.len(),
+            m.ncols()
+        );
+        out.fill(T::zero_impl());
+        for i in 0..m.nrows() {
+            match m.row(i).try_as_row_major() {
+                Some(row) => T::axpy(s, row.as_slice(), out),
+                None => {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o += s * m[(i, j)];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[track_caller]
+    fn copy(&self, mut d: MatMut<'_, T>, s: &MatRef<'_, T>) -> Result<()> {
+        d.copy_from(*s);
+        Ok(())
+    }
+
+    #[track_caller]
+    fn eye_rows(&self, g: &mut [T], m: usize, c: usize) -> Result<()> {
+        assert_eq!(
+            g.len(),
+            m * c,
+            "Cpu::eye_rows: G has {} entries, expected m·C = {m}·{c}",
+            g.len()
+        );
+        g.fill(T::zero_impl());
+        for r in 0..m {
+            g[r * c + r % c] = T::one_impl();
+        }
+        Ok(())
+    }
+}
