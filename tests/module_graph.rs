@@ -103,13 +103,8 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
     ),
     (
         "kernels::cuda::resident",
-        "model",
-        "the resident engine holds an Mlp",
-    ),
-    (
-        "kernels::cuda::resident",
         "train",
-        "ResidentEngine implements FirstOrderEngine over train's state",
+        "ResidentEngine is the train layer's BackendEngine on the CUDA backend (a name kept for users)",
     ),
 ];
 

@@ -5,11 +5,17 @@
 //! evaluation, checkpoints, resumption and divergence. This proves that the trainer hands the
 //! engine the same batches, step sizes and flags, and syncs the state back before every
 //! evaluation, checkpoint and at the end (a missing sync shows up as stale metrics or θ).
+//!
+//! The crate's own [`BackendEngine`] (the first-order step written once over the backend
+//! seam, which is the GPU-resident engine with the `cuda` feature) runs the same tests on the
+//! CPU backend: it too trains bit for bit like the host path.
 
 mod common;
 
 use common::{rand_mat, rng};
 use faer::Mat;
+use itlin::backend::Cpu;
+use itlin::train::BackendEngine;
 use itlin::train::{
     DataRef, FirstOrderEngine, Inner, Loss, OptState, Period, Report, Termination, Timings,
     TrainConfig, TrainState, Trainer, checkpoint, loss_gradient,
@@ -17,6 +23,7 @@ use itlin::train::{
 use itlin::{Activation, Init, Mlp, Model, Real, Result};
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A first-order engine on the host: owns θ, θ̃, the optimiser state and the data, and is
 /// read back only through `sync` (as a device would be). Counts its calls.
@@ -111,6 +118,59 @@ impl<T: Real> FirstOrderEngine<T> for HostEngine<'_, T> {
     }
 }
 
+/// The crate's [`BackendEngine`] on the CPU backend, counting its syncs.
+struct SeamEngine<T: Real> {
+    engine: BackendEngine<T, Cpu>,
+    syncs: Rc<Cell<u64>>,
+}
+
+impl<T: Real> FirstOrderEngine<T> for SeamEngine<T> {
+    fn begin(
+        &mut self,
+        cfg: &TrainConfig,
+        st: &TrainState<T>,
+        train: DataRef<'_, T>,
+    ) -> Result<()> {
+        self.engine.begin(cfg, st, train)
+    }
+    fn relinearise(&mut self) -> Result<()> {
+        self.engine.relinearise()
+    }
+    fn step(&mut self, rows: &[usize], lr: f64, at_tilde: bool, tm: &mut Timings) -> Result<bool> {
+        self.engine.step(rows, lr, at_tilde, tm)
+    }
+    fn sync(&mut self, st: &mut TrainState<T>) -> Result<()> {
+        self.syncs.set(self.syncs.get() + 1);
+        self.engine.sync(st)
+    }
+}
+
+/// Which engine a run uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Engine {
+    /// None: the trainer's host path.
+    Host,
+    /// The reference engine of this file.
+    Reference,
+    /// The crate's `BackendEngine` on the CPU backend.
+    Seam,
+}
+
+fn engine<'m>(
+    kind: Engine,
+    mlp: &'m Mlp,
+    syncs: Rc<Cell<u64>>,
+) -> Box<dyn FirstOrderEngine<f64> + 'm> {
+    match kind {
+        Engine::Reference => Box::new(HostEngine::new(mlp, syncs)),
+        Engine::Seam => Box::new(SeamEngine {
+            engine: BackendEngine::new(mlp.clone(), Arc::new(Cpu)),
+            syncs,
+        }),
+        Engine::Host => unreachable!("the host path has no engine"),
+    }
+}
+
 type Data = (Mat<f64>, Mat<f64>, Vec<u32>, Mat<f64>, Mat<f64>, Vec<u32>);
 
 /// 37 training and 11 test rows of 5 features, 3 classes (arg-max of the first 3 features).
@@ -147,12 +207,12 @@ fn cfg(inner: Inner, loss: Loss, period: Period, wd: f64) -> TrainConfig {
 }
 
 /// Fits with or without the host engine; returns the state, the report and the syncs.
-fn fit(mlp: &Mlp, cfg: &TrainConfig, d: &Data, engine: bool) -> (TrainState<f64>, Report, u64) {
+fn fit(mlp: &Mlp, cfg: &TrainConfig, d: &Data, kind: Engine) -> (TrainState<f64>, Report, u64) {
     let syncs = Rc::new(Cell::new(0));
     let theta0 = mlp.init::<f64>(Init::Standard, 9);
     let mut tr = Trainer::new(mlp, theta0, cfg.clone()).unwrap();
-    if engine {
-        tr = tr.with_engine(Box::new(HostEngine::new(mlp, syncs.clone())));
+    if kind != Engine::Host {
+        tr = tr.with_engine(engine(kind, mlp, syncs.clone()));
     }
     let (x, y, l, xt, yt, lt) = d;
     let rep = tr
@@ -217,18 +277,20 @@ fn an_engine_trains_bit_for_bit_like_the_host_path() {
                 for wd in [0.0, 1e-2] {
                     let c = cfg(inner, loss, period, wd);
                     let what = format!("{inner:?} {loss:?} K={period} wd={wd}");
-                    let (s1, r1, _) = fit(&mlp, &c, &d, false);
-                    let (s2, r2, syncs) = fit(&mlp, &c, &d, true);
+                    let (s1, r1, _) = fit(&mlp, &c, &d, Engine::Host);
                     assert_eq!(
                         r1.history.len(),
                         5,
                         "{what}: evaluations at 7, 14, 21, 28, 30"
                     );
-                    assert!(
-                        syncs >= 5,
-                        "{what}: one sync per evaluation at least, got {syncs}"
-                    );
-                    assert_same(&what, (&s1, &r1), (&s2, &r2));
+                    for kind in [Engine::Reference, Engine::Seam] {
+                        let (s2, r2, syncs) = fit(&mlp, &c, &d, kind);
+                        assert!(
+                            syncs >= 5,
+                            "{what} {kind:?}: one sync per evaluation at least, got {syncs}"
+                        );
+                        assert_same(&format!("{what} {kind:?}"), (&s1, &r1), (&s2, &r2));
+                    }
                 }
             }
         }
@@ -247,8 +309,8 @@ fn second_order_inners_do_not_use_the_engine() {
     let c = cfg(gn, Loss::Mse, Period::Steps(3), 0.0)
         .with_steps(6)
         .with_eval_every(3);
-    let (s1, r1, _) = fit(&mlp, &c, &d, false);
-    let (s2, r2, syncs) = fit(&mlp, &c, &d, true);
+    let (s1, r1, _) = fit(&mlp, &c, &d, Engine::Host);
+    let (s2, r2, syncs) = fit(&mlp, &c, &d, Engine::Seam);
     assert_eq!(syncs, 0);
     assert_same("gn", (&s1, &r1), (&s2, &r2));
 }
@@ -267,12 +329,12 @@ fn engine_checkpoints_resume_bit_for_bit() {
         Period::Steps(4),
         1e-3,
     );
-    let (full, full_rep, _) = fit(&mlp, &base, &d, false);
+    let (full, full_rep, _) = fit(&mlp, &base, &d, Engine::Host);
     let (at18, _, _) = fit(
         &mlp,
         &base.clone().with_steps(18).with_checkpoint(&ck, 6),
         &d,
-        true,
+        Engine::Seam,
     );
     let saved = checkpoint::load::<f64>(&ck).unwrap();
     assert_eq!(saved.step, 18);
@@ -284,7 +346,7 @@ fn engine_checkpoints_resume_bit_for_bit() {
     let syncs = Rc::new(Cell::new(0));
     let mut tr = Trainer::from_state(&mlp, saved, base.clone())
         .unwrap()
-        .with_engine(Box::new(HostEngine::new(&mlp, syncs)));
+        .with_engine(engine(Engine::Seam, &mlp, syncs));
     let (x, y, l, xt, yt, lt) = &d;
     let rep = tr
         .fit(
@@ -314,8 +376,8 @@ fn engine_divergence_matches_the_host_path() {
     };
     for inner in [Inner::sgd(0.3), momentum, Inner::adam(1e-2)] {
         let c = cfg(inner, Loss::Mse, Period::Steps(3), 0.0).with_eval_every(1000);
-        let (s1, r1, _) = fit(&mlp, &c, &d, false);
-        let (s2, r2, _) = fit(&mlp, &c, &d, true);
+        let (s1, r1, _) = fit(&mlp, &c, &d, Engine::Host);
+        let (s2, r2, _) = fit(&mlp, &c, &d, Engine::Seam);
         assert_eq!(r1.termination, Termination::Diverged, "{inner:?}");
         assert!(s2.theta.iter().all(|v| v.is_finite()));
         assert_same(&format!("NaN row {inner:?}"), (&s1, &r1), (&s2, &r2));

@@ -3,7 +3,9 @@
 //! the large element-wise passes. Buffers are `Vec<T>`; views are slices and faer views, so
 //! an input may have any strides. No verb fails.
 
-use super::{Activation, Backend};
+use super::optim::{Update, adam_host, sgd_host};
+use super::{Activation, Backend, row_major};
+use crate::loss::{Loss, loss_gradient_into};
 use crate::{Real, Result};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -223,6 +225,97 @@ impl<T: Real> Backend<T> for Cpu {
         for r in 0..m {
             g[r * c + r % c] = T::one_impl();
         }
+        Ok(())
+    }
+
+    type Rows = Vec<usize>;
+    type Flag = ();
+
+    fn upload_mat(&self, m: MatRef<'_, T>) -> Result<Vec<T>> {
+        Ok(row_major(m))
+    }
+    fn set_rows(&self, rows: &[usize], idx: &mut Vec<usize>) -> Result<()> {
+        idx.clear();
+        idx.extend_from_slice(rows);
+        Ok(())
+    }
+    #[track_caller]
+    fn gather_rows(&self, d: &mut [T], s: &&[T], cols: usize, idx: &Vec<usize>) -> Result<()> {
+        assert_eq!(
+            d.len(),
+            idx.len() * cols,
+            "Cpu::gather_rows: D has {} entries, expected {}×{cols}",
+            d.len(),
+            idx.len()
+        );
+        if cols == 0 {
+            return Ok(());
+        }
+        for (dst, &r) in d.chunks_exact_mut(cols).zip(idx) {
+            dst.copy_from_slice(&s[r * cols..(r + 1) * cols]);
+        }
+        Ok(())
+    }
+    #[track_caller]
+    fn axpby(&self, out: &mut [T], a: T, x: &&[T], b: T, y: &&[T]) -> Result<()> {
+        assert!(
+            x.len() == out.len() && y.len() == out.len(),
+            "Cpu::axpby: lengths {}, {} and {}",
+            x.len(),
+            y.len(),
+            out.len()
+        );
+        for ((o, &xi), &yi) in out.iter_mut().zip(x.iter()).zip(y.iter()) {
+            *o = a * xi + b * yi;
+        }
+        Ok(())
+    }
+    #[track_caller]
+    fn loss_grad(
+        &self,
+        u: MatMut<'_, T>,
+        loss: Loss,
+        f: &MatRef<'_, T>,
+        y: &MatRef<'_, T>,
+        scratch: &mut Vec<f64>,
+    ) -> Result<()> {
+        loss_gradient_into(loss, *f, *y, u, scratch);
+        Ok(())
+    }
+    #[track_caller]
+    fn update(
+        &self,
+        theta: &mut [T],
+        g: &mut [T],
+        m: Option<&mut [T]>,
+        v: Option<&mut [T]>,
+        rule: Update<T>,
+        wd: Option<T>,
+        _flag: &mut (),
+    ) -> Result<bool> {
+        if !g.iter().fold(true, |ok, x| ok & x.is_finite()) {
+            return Ok(false);
+        }
+        if let Some(wd) = wd {
+            T::axpy(wd, theta, g);
+        }
+        match rule {
+            Update::Sgd { mode, eta, mu } => sgd_host(theta, g, m, mode, eta, mu),
+            Update::Adam(s) => {
+                let (Some(m), Some(v)) = (m, v) else {
+                    panic!("Cpu::update: Adam needs both moments")
+                };
+                adam_host(theta, g, m, v, s);
+            }
+        }
+        Ok(true)
+    }
+    #[track_caller]
+    fn copy_slice(&self, d: &mut [T], s: &&[T]) -> Result<()> {
+        d.copy_from_slice(s);
+        Ok(())
+    }
+    fn synchronize(&self) -> Result<()> {
         Ok(())
     }
 }

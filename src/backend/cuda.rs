@@ -5,11 +5,14 @@
 //! cuBLAS. Every verb is queued on the backend's stream; device failures are
 //! [`crate::Error::Device`] with the driver's message.
 
-use super::{Activation, Backend};
-use crate::Result;
+use super::optim::Update;
+use super::{Activation, Backend, row_major};
 use crate::kernels::cuda::ops::{self, DevicePtrMutDyn};
 use crate::kernels::cuda::{CudaBackend, CudaReal};
+use crate::loss::Loss;
+use crate::{Error, Result};
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
+use faer::MatRef;
 use std::ops::Range;
 
 /// A buffer in device memory: empty until first [`resize`](Backend::resize)d, then exactly
@@ -62,6 +65,17 @@ impl<T> DeviceBuf<T> {
         self.len() == 0
     }
 }
+
+/// Row indices on the device (`u32`), with the host copy they were made from.
+#[derive(Debug, Default)]
+pub struct DeviceRows {
+    host: Vec<u32>,
+    dev: Option<CudaSlice<u32>>,
+}
+
+/// The 4-byte finiteness flag of an update, in device memory.
+#[derive(Debug, Default)]
+pub struct DeviceFlag(Option<CudaSlice<u32>>);
 
 /// A read-only device view (a cudarc view that can be copied).
 #[derive(Debug)]
@@ -359,5 +373,151 @@ impl<T: CudaReal> Backend<T> for CudaBackend {
     #[track_caller]
     fn eye_rows(&self, mut g: Self::SliceMut<'_>, m: usize, c: usize) -> Result<()> {
         ops::eye_rows(self, &mut g, m, c)
+    }
+
+    type Rows = DeviceRows;
+    type Flag = DeviceFlag;
+
+    fn upload_mat(&self, m: MatRef<'_, T>) -> Result<Self::Buf> {
+        Ok(DeviceBuf(Some(CudaBackend::upload(self, &row_major(m))?)))
+    }
+    fn set_rows(&self, rows: &[usize], idx: &mut DeviceRows) -> Result<()> {
+        idx.host.clear();
+        for &r in rows {
+            let r = u32::try_from(r).map_err(|_| {
+                Error::Device(format!("row index {r} exceeds the device's 32-bit indices"))
+            })?;
+            idx.host.push(r);
+        }
+        if idx.dev.as_ref().is_none_or(|d| d.len() != rows.len()) {
+            idx.dev = Some(self.alloc_uninit::<u32>(rows.len())?);
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let dev = idx
+            .dev
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("allocated above"));
+        self.stream()
+            .memcpy_htod(&idx.host, dev)
+            .map_err(crate::kernels::cuda::dev_err("uploading the batch rows"))
+    }
+    #[track_caller]
+    fn gather_rows(
+        &self,
+        mut d: Self::SliceMut<'_>,
+        s: &Self::Slice<'_>,
+        cols: usize,
+        idx: &DeviceRows,
+    ) -> Result<()> {
+        let Some(dev) = idx.dev.as_ref() else {
+            assert_eq!(d.len(), 0, "CudaBackend::gather_rows: no rows were set");
+            return Ok(());
+        };
+        assert!(
+            cols > 0 && s.0.len().is_multiple_of(cols),
+            "CudaBackend::gather_rows: source of {} entries with {cols} columns",
+            s.0.len()
+        );
+        ops::gather_rows(self, &s.0, s.0.len() / cols, cols, dev, &mut d)
+    }
+    #[track_caller]
+    fn axpby(
+        &self,
+        mut out: Self::SliceMut<'_>,
+        a: T,
+        x: &Self::Slice<'_>,
+        b: T,
+        y: &Self::Slice<'_>,
+    ) -> Result<()> {
+        ops::axpby(self, a, &x.0, b, &y.0, &mut out)
+    }
+    #[track_caller]
+    fn loss_grad(
+        &self,
+        mut u: Self::MatMut<'_>,
+        loss: Loss,
+        f: &Self::Mat<'_>,
+        y: &Self::Mat<'_>,
+        _scratch: &mut Vec<f64>,
+    ) -> Result<()> {
+        let (fv, yv) = (plain("loss_grad", f), plain("loss_grad", y));
+        assert!(
+            f.rows == y.rows && f.cols == y.cols && u.rows == f.rows && u.cols == f.cols,
+            "CudaBackend::loss_grad: F {}×{}, Y {}×{}, U {}×{}",
+            f.rows,
+            f.cols,
+            y.rows,
+            y.cols,
+            u.rows,
+            u.cols
+        );
+        let inv_n = T::from_f64(1.0 / f.rows.max(1) as f64);
+        ops::loss_grad(self, loss, fv, None, yv, f.rows, f.cols, inv_n, &mut u.view)
+    }
+    #[track_caller]
+    fn update(
+        &self,
+        mut theta: Self::SliceMut<'_>,
+        g: Self::SliceMut<'_>,
+        m: Option<Self::SliceMut<'_>>,
+        v: Option<Self::SliceMut<'_>>,
+        rule: Update<T>,
+        wd: Option<T>,
+        flag: &mut DeviceFlag,
+    ) -> Result<bool> {
+        if flag.0.is_none() {
+            flag.0 = Some(self.zeros::<u32>(1)?);
+        }
+        let fl = flag
+            .0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("allocated above"));
+        let dev_err = crate::kernels::cuda::dev_err;
+        self.stream()
+            .memset_zeros(fl)
+            .map_err(dev_err("clearing the finiteness flag"))?;
+        ops::nonfinite(self, &g, fl)?;
+        let (mut m, mut v) = (m, v);
+        match rule {
+            Update::Sgd { mode, eta, mu } => {
+                let mref: Option<&mut dyn DevicePtrMutDyn<T>> = match m.as_mut() {
+                    Some(m) => Some(m),
+                    None => None,
+                };
+                ops::sgd_update(self, &mut theta, &g, mref, mode, wd, eta, mu, fl)?;
+            }
+            Update::Adam(s) => {
+                let (Some(m), Some(v)) = (m.as_mut(), v.as_mut()) else {
+                    panic!("CudaBackend::update: Adam needs both moments")
+                };
+                ops::adam_update(self, &mut theta, &g, m, v, wd, s, fl)?;
+            }
+        }
+        let mut host = [1u32];
+        self.stream()
+            .memcpy_dtoh(fl, &mut host)
+            .map_err(dev_err("reading the finiteness flag"))?;
+        Ok(host[0] == 0)
+    }
+    #[track_caller]
+    fn copy_slice(&self, mut d: Self::SliceMut<'_>, s: &Self::Slice<'_>) -> Result<()> {
+        assert_eq!(
+            d.len(),
+            s.0.len(),
+            "CudaBackend::copy_slice: {} entries into {}",
+            s.0.len(),
+            d.len()
+        );
+        if d.is_empty() {
+            return Ok(());
+        }
+        self.stream()
+            .memcpy_dtod(&s.0, &mut d)
+            .map_err(crate::kernels::cuda::dev_err("copying on the device"))
+    }
+    fn synchronize(&self) -> Result<()> {
+        CudaBackend::synchronize(self)
     }
 }

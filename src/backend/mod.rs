@@ -14,6 +14,10 @@
 //! | [`col_sum`](Backend::col_sum) | `out ← s Σ_r M[r, :]` (a bias gradient) |
 //! | [`copy`](Backend::copy) | `D ← S` |
 //! | [`eye_rows`](Backend::eye_rows) | `G ← [e_{r mod C}]_r` (the read-out layer's signals) |
+//! | [`gather_rows`](Backend::gather_rows) | `D[i, :] ← S[idx_i, :]` (a mini-batch) |
+//! | [`axpby`](Backend::axpby) | `out ← a x + b y` |
+//! | [`loss_grad`](Backend::loss_grad) | `U ← ∂L/∂F` of the mean loss over the rows of `F` |
+//! | [`update`](Backend::update) | if `g` is finite: `g ← g + wd θ`, then one SGD / Adam update of `θ` |
 //!
 //! Every verb returns [`Result`]: a device reports its failures (a driver or library error,
 //! a kernel that could not be compiled) as [`crate::Error::Device`] and nothing panics below
@@ -34,11 +38,15 @@ mod activation;
 pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod optim;
 
 pub use activation::Activation;
 pub use cpu::Cpu;
+pub use optim::{AdamStep, SgdMode, Update};
 
+use crate::loss::Loss;
 use crate::{Real, Result};
+use faer::MatRef;
 use std::ops::Range;
 
 /// The seam between the algorithms and a device: buffers, views and the coarse verbs listed
@@ -244,6 +252,125 @@ pub trait Backend<T: Real>: Sync {
     /// # Errors
     /// [`crate::Error::Device`] on a device failure.
     fn eye_rows(&self, g: Self::SliceMut<'_>, m: usize, c: usize) -> Result<()>;
+
+    /// Row indices of a mini-batch, kept where the backend gathers (reused between steps).
+    type Rows: Default + Send + Sync;
+    /// Scratch for an update's finiteness flag (reused between steps).
+    type Flag: Default + Send + Sync;
+
+    /// A buffer holding the host matrix `m` in row-major order.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] if the buffer cannot be allocated or written.
+    fn upload_mat(&self, m: MatRef<'_, T>) -> Result<Self::Buf>;
+    /// Stores the row indices `rows` in `idx`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] if the indices cannot be written to the device, or an index
+    /// does not fit its 32 bits there.
+    fn set_rows(&self, rows: &[usize], idx: &mut Self::Rows) -> Result<()>;
+    /// `D[i, :] ← S[idx_i, :]` for a row-major source `S` with `cols` columns, into the
+    /// row-major `D` (`|idx| × cols`).
+    ///
+    /// # Panics
+    /// If the lengths do not match; an index past the source's rows panics on the CPU and
+    /// gives a row of NaN on a device (which the update's finiteness check then refuses).
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure.
+    fn gather_rows(
+        &self,
+        d: Self::SliceMut<'_>,
+        s: &Self::Slice<'_>,
+        cols: usize,
+        idx: &Self::Rows,
+    ) -> Result<()>;
+    /// `out ← a x + b y`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure.
+    fn axpby(
+        &self,
+        out: Self::SliceMut<'_>,
+        a: T,
+        x: &Self::Slice<'_>,
+        b: T,
+        y: &Self::Slice<'_>,
+    ) -> Result<()>;
+    /// `U ← ∂L/∂F` of the mean `loss` over the `N` rows of `F` against the targets `Y`
+    /// (all `N × C`): `(F − Y)/N` for MSE, `(softmax(F) − Y)/N` for cross-entropy
+    /// (`crate::loss::loss_gradient`'s arithmetic). `scratch` is host scratch for the
+    /// backends that need it.
+    ///
+    /// # Panics
+    /// If the shapes differ.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure.
+    fn loss_grad(
+        &self,
+        u: Self::MatMut<'_>,
+        loss: Loss,
+        f: &Self::Mat<'_>,
+        y: &Self::Mat<'_>,
+        scratch: &mut Vec<f64>,
+    ) -> Result<()>;
+    /// One first-order update of `θ` by the gradient `g`: when every `gᵢ` is finite,
+    /// `g ← g + wd θ` (when `wd` is given) and then `rule` ([`optim`]: SGD with the velocity
+    /// `m`, or Adam with the moments `m`, `v`); when not, nothing changes. Returns whether `g`
+    /// was finite (on a device, the only value that comes back to the host).
+    ///
+    /// # Panics
+    /// If the lengths differ or the rule lacks its moment buffers.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &self,
+        theta: Self::SliceMut<'_>,
+        g: Self::SliceMut<'_>,
+        m: Option<Self::SliceMut<'_>>,
+        v: Option<Self::SliceMut<'_>>,
+        rule: Update<T>,
+        wd: Option<T>,
+        flag: &mut Self::Flag,
+    ) -> Result<bool>;
+    /// `d ← s` for slices.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure.
+    fn copy_slice(&self, d: Self::SliceMut<'_>, s: &Self::Slice<'_>) -> Result<()>;
+    /// Waits for the backend's queued work (a no-op on the CPU); reports asynchronous device
+    /// errors.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] with the driver's message.
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// Row-major copy of a host matrix, in 32 × 32 tiles, so that a column-major source is read a
+/// few cache lines at a time rather than one entry per line.
+pub fn row_major<T: Copy + Default>(m: MatRef<'_, T>) -> Vec<T> {
+    const TILE: usize = 32;
+    let (r, c) = (m.nrows(), m.ncols());
+    let mut v = vec![T::default(); r * c];
+    for i0 in (0..r).step_by(TILE) {
+        for j0 in (0..c).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(c) {
+                for i in i0..(i0 + TILE).min(r) {
+                    v[i * c + j] = m[(i, j)];
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Views a whole buffer.

@@ -9,6 +9,7 @@
 //! Build a [`TrainConfig`], make a [`Trainer`], call [`Trainer::fit`]; watch it with an
 //! [`Observer`]; read the [`Report`]. Checkpoints ([`checkpoint`]) resume bit-for-bit.
 
+mod backend_engine;
 pub mod checkpoint;
 mod config;
 mod engine;
@@ -25,6 +26,7 @@ mod trainer;
 mod update;
 
 pub use crate::data::Batcher;
+pub use backend_engine::BackendEngine;
 pub use config::{
     CheckpointConfig, DivergenceRule, GnSolver, Inner, Period, Schedule, TrainConfig,
 };

@@ -2,6 +2,7 @@
 
 use super::config::Inner;
 use crate::Real;
+use crate::backend::optim::{AdamStep, SgdMode, adam_host, sgd_host};
 
 /// The state of the first-order optimisers: SGD's velocity, Adam's moments and step count.
 /// Buffers are empty until first used.
@@ -37,17 +38,18 @@ impl<T: Real> OptState<T> {
             } => {
                 let eta = T::from_f64(lr);
                 if momentum == 0.0 {
-                    T::axpy(-eta, grad, theta);
+                    sgd_host(theta, grad, None, SgdMode::Plain, eta, T::zero_impl());
                 } else {
                     if self.m.len() != p {
                         self.m = vec![T::zero_impl(); p];
                     }
+                    let mode = if nesterov {
+                        SgdMode::Nesterov
+                    } else {
+                        SgdMode::Momentum
+                    };
                     let mu = T::from_f64(momentum);
-                    for ((th, vi), &g) in theta.iter_mut().zip(self.m.iter_mut()).zip(grad) {
-                        *vi = mu * *vi + g;
-                        let d = if nesterov { g + mu * *vi } else { *vi };
-                        *th -= eta * d;
-                    }
+                    sgd_host(theta, grad, Some(&mut self.m), mode, eta, mu);
                 }
                 self.t += 1;
             }
@@ -59,21 +61,8 @@ impl<T: Real> OptState<T> {
                     self.v = vec![T::zero_impl(); p];
                 }
                 self.t += 1;
-                let t = self.t as i32;
-                let bc1 = 1.0 - beta1.powi(t);
-                let bc2 = 1.0 - beta2.powi(t);
-                let (b1, b2) = (T::from_f64(beta1), T::from_f64(beta2));
-                let (one_b1, one_b2) = (T::from_f64(1.0 - beta1), T::from_f64(1.0 - beta2));
-                let step = T::from_f64(lr / bc1);
-                let inv_bc2 = T::from_f64(1.0 / bc2);
-                let e = T::from_f64(eps);
-                for i in 0..p {
-                    let g = grad[i];
-                    self.m[i] = b1 * self.m[i] + one_b1 * g;
-                    self.v[i] = b2 * self.v[i] + one_b2 * g * g;
-                    let denom = (self.v[i] * inv_bc2).sqrt() + e;
-                    theta[i] -= step * self.m[i] / denom;
-                }
+                let s = AdamStep::new(beta1, beta2, eps, lr, self.t);
+                adam_host(theta, grad, &mut self.m, &mut self.v, s);
             }
             Inner::GaussNewton { .. } | Inner::Spectral { .. } => {}
         }

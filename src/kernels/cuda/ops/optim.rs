@@ -6,55 +6,7 @@
 use super::*;
 use crate::loss::Loss;
 
-/// Which SGD variant [`sgd_update`] applies (velocity `v`, step size `η`, momentum `μ`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SgdMode {
-    /// `θ ← θ − η g`.
-    Plain,
-    /// `v ← μ v + g`, `θ ← θ − η v`.
-    Momentum,
-    /// `v ← μ v + g`, `θ ← θ − η (g + μ v)`.
-    Nesterov,
-}
-
-/// The per-step scalars of Adam at update number `t` (1-based), computed on the host exactly
-/// as [`OptState::update`](crate::train::OptState::update) does: `step = T(η / (1 − β₁ᵗ))`,
-/// `inv_bc2 = T(1 / (1 − β₂ᵗ))`, and `β₁, β₂, 1 − β₁, 1 − β₂, ε` rounded to `T` from f64.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamStep<T> {
-    /// `β₁`.
-    pub b1: T,
-    /// `β₂`.
-    pub b2: T,
-    /// `1 − β₁` (rounded from f64).
-    pub one_b1: T,
-    /// `1 − β₂` (rounded from f64).
-    pub one_b2: T,
-    /// `η / (1 − β₁ᵗ)`.
-    pub step: T,
-    /// `1 / (1 − β₂ᵗ)`.
-    pub inv_bc2: T,
-    /// `ε`.
-    pub eps: T,
-}
-
-impl<T: CudaReal> AdamStep<T> {
-    /// The scalars of update `t ≥ 1` with step size `lr`.
-    pub fn new(beta1: f64, beta2: f64, eps: f64, lr: f64, t: u64) -> Self {
-        let t = i32::try_from(t).unwrap_or(i32::MAX);
-        let bc1 = 1.0 - beta1.powi(t);
-        let bc2 = 1.0 - beta2.powi(t);
-        Self {
-            b1: T::from_f64(beta1),
-            b2: T::from_f64(beta2),
-            one_b1: T::from_f64(1.0 - beta1),
-            one_b2: T::from_f64(1.0 - beta2),
-            step: T::from_f64(lr / bc1),
-            inv_bc2: T::from_f64(1.0 / bc2),
-            eps: T::from_f64(eps),
-        }
-    }
-}
+pub use crate::backend::optim::{AdamStep, SgdMode};
 
 /// `out[i, j] ← src[idx[i], j]` for a row-major `src` of `src_rows × cols` and `B = idx.len()`
 /// indices (`out` is `B × cols`). An index `≥ src_rows` reads nothing and yields a row of
@@ -198,7 +150,7 @@ pub fn sgd_update<T: CudaReal>(
     be: &CudaBackend,
     theta: &mut impl DevicePtrMut<T>,
     grad: &impl DevicePtr<T>,
-    m: Option<&mut CudaSlice<T>>,
+    m: Option<&mut dyn DevicePtrMutDyn<T>>,
     mode: SgdMode,
     wd: Option<T>,
     eta: T,
@@ -215,8 +167,8 @@ pub fn sgd_update<T: CudaReal>(
     );
     let mp = match m {
         Some(m) => {
-            check_len("sgd_update: velocity", m.len(), p, &shape);
-            wr(be, m)
+            check_len("sgd_update: velocity", m.dyn_len(), p, &shape);
+            m.write_ptr(be)
         }
         None => 0,
     };
