@@ -10,14 +10,18 @@ mod common;
 
 use common::{rand_mat, rng};
 use faer::Mat;
-use itlin::train::{DataRef, Inner, Loss, Observer, Period, TrainConfig, Trainer};
+use itlin::backend::Cpu;
+use itlin::train::{BackendEngine, DataRef, Inner, Loss, Observer, Period, TrainConfig, Trainer};
 use itlin::{Activation, Init, Mlp, Real};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 struct Counting;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
+/// The counter is global: the tests of this file take turns.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
@@ -73,7 +77,7 @@ impl Observer for Window {
 }
 
 /// Allocations during steps 2..=steps of one run.
-fn allocations<T: Real>(inner: Inner, loss: Loss, wd: f64) -> u64 {
+fn allocations<T: Real>(inner: Inner, loss: Loss, wd: f64, engine: bool) -> u64 {
     let (n, d, c) = (45, 7, 3);
     let x: Mat<T> = rand_mat(&mut rng(3), n, d);
     let y: Mat<T> = match loss {
@@ -94,6 +98,12 @@ fn allocations<T: Real>(inner: Inner, loss: Loss, wd: f64) -> u64 {
         .with_kernel_distance(false);
     let theta0 = mlp.init::<T>(Init::Standard, 1);
     let mut tr = Trainer::new(&mlp, theta0, cfg).unwrap();
+    if engine {
+        tr = tr.with_engine(Box::new(BackendEngine::<T, Cpu>::new(
+            mlp.clone(),
+            Arc::new(Cpu),
+        )));
+    }
     let mut obs = Window { steps: 0 };
     let rep = tr
         .fit(DataRef::new(x.as_ref(), y.as_ref(), None), None, &mut obs)
@@ -110,6 +120,7 @@ fn allocations<T: Real>(inner: Inner, loss: Loss, wd: f64) -> u64 {
 
 #[test]
 fn host_first_order_steps_allocate_nothing_after_the_first() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     faer::set_global_parallelism(faer::Par::Seq);
     let sgd = |momentum, nesterov| Inner::Sgd {
         lr: 0.05,
@@ -129,12 +140,43 @@ fn host_first_order_steps_allocate_nothing_after_the_first() {
         (adam, Loss::CrossEntropy, 0.0),
     ];
     for (inner, loss, wd) in cases {
-        let a32 = allocations::<f32>(inner, loss, wd);
-        let a64 = allocations::<f64>(inner, loss, wd);
+        let a32 = allocations::<f32>(inner, loss, wd, false);
+        let a64 = allocations::<f64>(inner, loss, wd, false);
         assert_eq!(
             (a32, a64),
             (0, 0),
             "{inner:?} {loss:?} wd={wd}: heap allocations in steps 2..40 (f32, f64)"
+        );
+    }
+}
+
+/// The same for the first-order step written over the backend seam (`BackendEngine`, the
+/// GPU-resident engine's code) on the CPU backend: its buffers live in the engine and are
+/// sized on the first step of each batch size.
+#[test]
+fn seam_engine_steps_allocate_nothing_after_the_first() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    faer::set_global_parallelism(faer::Par::Seq);
+    let cases = [
+        (Inner::sgd(0.05), Loss::Mse, 0.0),
+        (
+            Inner::Sgd {
+                lr: 0.05,
+                momentum: 0.9,
+                nesterov: true,
+            },
+            Loss::CrossEntropy,
+            1e-3,
+        ),
+        (Inner::adam(0.01), Loss::CrossEntropy, 1e-2),
+    ];
+    for (inner, loss, wd) in cases {
+        let a32 = allocations::<f32>(inner, loss, wd, true);
+        let a64 = allocations::<f64>(inner, loss, wd, true);
+        assert_eq!(
+            (a32, a64),
+            (0, 0),
+            "engine {inner:?} {loss:?} wd={wd}: heap allocations in steps 2..40 (f32, f64)"
         );
     }
 }
