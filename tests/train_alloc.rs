@@ -14,8 +14,8 @@ use itlin::backend::Cpu;
 use itlin::train::{BackendEngine, DataRef, Inner, Loss, Observer, Period, TrainConfig, Trainer};
 use itlin::{Activation, Init, Mlp, Real};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 struct Counting;
 

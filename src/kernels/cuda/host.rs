@@ -6,27 +6,9 @@ use super::blas::CudaReal;
 use super::context::CudaBackend;
 use super::ntk::DualStep;
 use super::{mlp as dmlp, ntk as dntk};
+use crate::backend::row_major;
 use crate::{Jacobian, Mlp, Model, Result};
 use faer::{Mat, MatRef};
-
-/// Row-major copy of a faer matrix (the layout of every device buffer), in 32 × 32 tiles so
-/// that a column-major source is read a few cache lines at a time rather than one element
-/// per line (the evaluation sets are copied this way on every call).
-pub(crate) fn row_major<T: CudaReal>(m: MatRef<'_, T>) -> Vec<T> {
-    const TILE: usize = 32;
-    let (r, c) = (m.nrows(), m.ncols());
-    let mut v = vec![T::zero_impl(); r * c];
-    for i0 in (0..r).step_by(TILE) {
-        for j0 in (0..c).step_by(TILE) {
-            for j in j0..(j0 + TILE).min(c) {
-                for i in i0..(i0 + TILE).min(r) {
-                    v[i * c + j] = m[(i, j)];
-                }
-            }
-        }
-    }
-    v
-}
 
 fn to_mat<T: CudaReal>(data: &[T], r: usize, c: usize) -> Mat<T> {
     MatRef::from_row_major_slice(data, r, c).to_owned()
