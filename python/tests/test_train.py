@@ -85,3 +85,45 @@ def test_data_of_the_wrong_kind():
         itlin.train(data=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="a tuple of 3 arrays"):
         itlin.train(data=(np.zeros((3, 3)), np.zeros(3), np.zeros(3)))
+
+
+def _cli_binary():
+    """The crate's own `itlin` binary (built by `cargo build --release`; CI builds it before
+    the Python suite runs), or None."""
+    import os
+    import pathlib
+
+    env = os.environ.get("ITLIN_BIN")
+    if env:
+        return pathlib.Path(env)
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for sub in ("target/release/itlin", "target/debug/itlin"):
+        if (root / sub).is_file():
+            return root / sub
+    return None
+
+
+def test_train_matches_the_rust_cli_bit_for_bit(tmp_path):
+    """`itlin.train` from Python and `itlin train` from the crate's CLI, same settings: the
+    same θ byte for byte and the same metrics (times aside). The binding adds no numerics."""
+    import subprocess
+
+    exe = _cli_binary()
+    if exe is None:
+        pytest.skip("the crate's itlin binary is not built (cargo build --release)")
+    cli_out, py_out = tmp_path / "cli", tmp_path / "py"
+    subprocess.run(
+        [str(exe), "train", "--epochs", "0.5", "--out", str(cli_out), "--quiet"],
+        check=True,
+        capture_output=True,
+    )
+    run = itlin.train(data="mnist", k=20, inner="sgd", epochs=0.5, out=py_out)  # 32 steps, one re-linearisation
+    assert (cli_out / "theta.npy").read_bytes() == (py_out / "theta.npy").read_bytes()
+
+    def strip(line):
+        rec = json.loads(line)
+        return {k: v for k, v in rec.items() if k not in ("seconds", "timings")}
+
+    cli = [strip(l) for l in (cli_out / "metrics.jsonl").read_text().splitlines()]
+    py = [strip(l) for l in (py_out / "metrics.jsonl").read_text().splitlines()]
+    assert cli == py and len(py) == len(run) >= 1
