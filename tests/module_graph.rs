@@ -102,6 +102,11 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
         "the CUDA NTK and dual GN step read the Mlp layout",
     ),
     (
+        "kernels::cuda::ntk",
+        "solve",
+        "the CUDA dual GN step is the solve layer's dual_step_on on the CUDA backend (a name kept for users)",
+    ),
+    (
         "kernels::cuda::resident",
         "train",
         "ResidentEngine is the train layer's BackendEngine on the CUDA backend (a name kept for users)",

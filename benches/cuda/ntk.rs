@@ -130,9 +130,9 @@ pub(crate) fn ntk_rows<T: CudaReal>(
             || {
                 let info = dntk::cholesky_solve(
                     &b.be,
-                    &mut work.borrow_mut(),
+                    &mut *work.borrow_mut(),
                     m,
-                    &mut rhs.borrow_mut(),
+                    &mut *rhs.borrow_mut(),
                     1,
                 )?;
                 if info != 0 {

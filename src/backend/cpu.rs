@@ -3,11 +3,14 @@
 //! the large element-wise passes. Buffers are `Vec<T>`; views are slices and faer views, so
 //! an input may have any strides. No verb fails.
 
+use super::cpu_ntk::structured_lower_into;
 use super::optim::{Update, adam_host, sgd_host};
-use super::{Activation, Backend, row_major};
+use super::{Activation, Backend, Layer, row_major};
+use crate::linalg::{add_diagonal, cholesky_in_place, cholesky_solve_in_place, mirror_lower};
 use crate::loss::{Loss, loss_gradient_into};
 use crate::{Real, Result};
 use faer::linalg::matmul::matmul;
+use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -317,5 +320,48 @@ impl<T: Real> Backend<T> for Cpu {
     }
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+
+    #[track_caller]
+    fn ntk(
+        &self,
+        mut theta: MatMut<'_, T>,
+        acts: &[Vec<T>],
+        grads: &[Vec<T>],
+        layers: &[Layer],
+        n: usize,
+        c: usize,
+    ) -> Result<()> {
+        // The structured assembly writes the lower half of a column-major matrix: the
+        // transpose of a row-major Θ is one (its lower half is Θ's upper half, Θ being
+        // symmetric), then the other half is mirrored.
+        theta.fill(T::zero_impl());
+        structured_lower_into(theta.rb_mut().transpose_mut(), acts, grads, layers, n, c);
+        mirror_lower(theta.transpose_mut());
+        Ok(())
+    }
+    #[track_caller]
+    fn add_diag(&self, a: MatMut<'_, T>, s: T) -> Result<()> {
+        assert_eq!(a.nrows(), a.ncols(), "Cpu::add_diag: A is not square");
+        add_diagonal(a, s);
+        Ok(())
+    }
+    #[track_caller]
+    fn cholesky_solve(&self, mut a: MatMut<'_, T>, b: &mut [T]) -> Result<Option<usize>> {
+        let n = a.nrows();
+        assert!(
+            a.ncols() == n && b.len() == n,
+            "Cpu::cholesky_solve: A is {}×{}, b has {} entries",
+            n,
+            a.ncols(),
+            b.len()
+        );
+        // Factor the column-major transpose of a row-major A (the same symmetric matrix).
+        let mut at = a.rb_mut().transpose_mut();
+        if let Err(k) = cholesky_in_place(at.rb_mut()) {
+            return Ok(Some(k + 1));
+        }
+        cholesky_solve_in_place(at.rb(), MatMut::from_column_major_slice_mut(b, n, 1));
+        Ok(None)
     }
 }

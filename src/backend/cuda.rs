@@ -6,7 +6,7 @@
 //! [`crate::Error::Device`] with the driver's message.
 
 use super::optim::Update;
-use super::{Activation, Backend, row_major};
+use super::{Activation, Backend, Layer, row_major};
 use crate::kernels::cuda::ops::{self, DevicePtrMutDyn};
 use crate::kernels::cuda::{CudaBackend, CudaReal};
 use crate::loss::Loss;
@@ -519,5 +519,57 @@ impl<T: CudaReal> Backend<T> for CudaBackend {
     }
     fn synchronize(&self) -> Result<()> {
         CudaBackend::synchronize(self)
+    }
+
+    #[track_caller]
+    fn ntk(
+        &self,
+        mut theta: Self::MatMut<'_>,
+        acts: &[Self::Buf],
+        grads: &[Self::Buf],
+        layers: &[Layer],
+        n: usize,
+        c: usize,
+    ) -> Result<()> {
+        assert!(
+            theta.rows == n * c && theta.cols == n * c,
+            "CudaBackend::ntk: Θ is {}×{}, expected M×M with M = {}",
+            theta.rows,
+            theta.cols,
+            n * c
+        );
+        let acts: Vec<&CudaSlice<T>> = acts.iter().map(DeviceBuf::get).collect();
+        let grads: Vec<&CudaSlice<T>> = grads.iter().map(DeviceBuf::get).collect();
+        crate::kernels::cuda::dense::ntk_into(self, &acts, &grads, layers, n, c, &mut theta.view)
+    }
+    #[track_caller]
+    fn add_diag(&self, mut a: Self::MatMut<'_>, s: T) -> Result<()> {
+        assert_eq!(a.rows, a.cols, "CudaBackend::add_diag: A is not square");
+        ops::add_diag(self, &mut a.view, a.rows, s)
+    }
+    #[track_caller]
+    fn cholesky_solve(
+        &self,
+        mut a: Self::MatMut<'_>,
+        mut b: Self::SliceMut<'_>,
+    ) -> Result<Option<usize>> {
+        let n = a.rows;
+        assert!(
+            a.cols == n && b.len() == n,
+            "CudaBackend::cholesky_solve: A is {}×{}, b has {} entries",
+            n,
+            a.cols,
+            b.len()
+        );
+        // The row-major A is its own (symmetric) column-major self: cuSOLVER reads it as is.
+        let info = crate::kernels::cuda::dense::cholesky_solve(self, &mut a.view, n, &mut b, 1)?;
+        match info {
+            0 => Ok(None),
+            k if k > 0 => Ok(Some(k as usize)),
+            k => Err(Error::Device(format!(
+                "cuSOLVER potrf reported invalid argument {}",
+                -k
+            ))),
+        }
     }
 }

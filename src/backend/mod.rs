@@ -18,6 +18,9 @@
 //! | [`axpby`](Backend::axpby) | `out ← a x + b y` |
 //! | [`loss_grad`](Backend::loss_grad) | `U ← ∂L/∂F` of the mean loss over the rows of `F` |
 //! | [`update`](Backend::update) | if `g` is finite: `g ← g + wd θ`, then one SGD / Adam update of `θ` |
+//! | [`ntk`](Backend::ntk) | `Θ ← Σ_l (G_l G_lᵀ) ⊙ ((s_w² A_{l−1} A_{l−1}ᵀ + s_b²) ⊗ 1_{C×C})` (the structured NTK) |
+//! | [`add_diag`](Backend::add_diag) | `A ← A + s I` |
+//! | [`cholesky_solve`](Backend::cholesky_solve) | `b ← A⁻¹ b` by Cholesky of the symmetric `A` (or the failing minor) |
 //!
 //! Every verb returns [`Result`]: a device reports its failures (a driver or library error,
 //! a kernel that could not be compiled) as [`crate::Error::Device`] and nothing panics below
@@ -36,12 +39,15 @@
 
 mod activation;
 pub(crate) mod cpu;
+pub(crate) mod cpu_ntk;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod layer;
 pub mod optim;
 
 pub use activation::Activation;
 pub use cpu::Cpu;
+pub use layer::Layer;
 pub use optim::{AdamStep, SgdMode, Update};
 
 use crate::loss::Loss;
@@ -347,6 +353,44 @@ pub trait Backend<T: Real>: Sync {
     /// # Errors
     /// [`crate::Error::Device`] on a device failure.
     fn copy_slice(&self, d: Self::SliceMut<'_>, s: &Self::Slice<'_>) -> Result<()>;
+    /// The structured NTK `Θ = Σ_l (G_l G_lᵀ) ⊙ ((s_w² A_{l−1} A_{l−1}ᵀ + s_b²) ⊗ 1_{C×C})`,
+    /// every entry of the symmetric `M × M` matrix (`M = N·C`), from the layer inputs
+    /// `acts[l]` (`A_{l−1}`, row-major `N × fan_in`; `acts[0]` is `X`) and the backprop
+    /// signals `grads[l]` (row-major `M × fan_out`) of the dense `layers`.
+    ///
+    /// # Panics
+    /// If the buffers do not fit the layers.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure (out of memory included).
+    fn ntk(
+        &self,
+        theta: Self::MatMut<'_>,
+        acts: &[Self::Buf],
+        grads: &[Self::Buf],
+        layers: &[Layer],
+        n: usize,
+        c: usize,
+    ) -> Result<()>;
+    /// `A ← A + s I` for a square `A`.
+    ///
+    /// # Panics
+    /// If `A` is not square.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure.
+    fn add_diag(&self, a: Self::MatMut<'_>, s: T) -> Result<()>;
+    /// Solves `A x = b` for a symmetric positive definite `A` (`n × n`, overwritten by its
+    /// Cholesky factor) in place of `b` (length `n`). Returns `None` when solved, or
+    /// `Some(k)` when the leading minor of order `k` (1-based) is not positive definite
+    /// (then `b` is unspecified: raise the damping and retry).
+    ///
+    /// # Panics
+    /// If the shapes do not agree.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] on a device failure.
+    fn cholesky_solve(&self, a: Self::MatMut<'_>, b: Self::SliceMut<'_>) -> Result<Option<usize>>;
     /// Waits for the backend's queued work (a no-op on the CPU); reports asynchronous device
     /// errors.
     ///

@@ -1,11 +1,11 @@
 //! The multi-layer perceptron: layout of θ (see [parameter layout](crate::maths#parameter-layout)),
 //! forward, JVP, VJP and the fast explicit Jacobian.
 
-use super::layer::Layer;
 use super::ntk_lower::{Method, explicit_lower, structured_lower};
 use super::signals::Signals;
 use super::trace::Trace;
 use super::{Activation, Init, Jacobian, Model};
+use crate::backend::Layer;
 use crate::backend::{Backend, Cpu};
 use crate::{Error, Real, Result};
 use faer::{Mat, MatMut, MatRef};

@@ -3,7 +3,6 @@
 
 mod init;
 mod jacobian;
-mod layer;
 pub(crate) mod mlp;
 pub mod network;
 pub(crate) mod ntk_columns;
@@ -12,9 +11,9 @@ mod signals;
 mod trace;
 
 pub use crate::backend::Activation;
+pub use crate::backend::Layer;
 pub use init::Init;
 pub use jacobian::Jacobian;
-pub use layer::Layer;
 pub use mlp::{Mlp, Parameterization};
 pub use network::{InputShape, LayerKind, LayerNtk, NetLayer, Network, Shape};
 pub use signals::Signals;

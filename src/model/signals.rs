@@ -1,8 +1,8 @@
 //! Backprop signals of an [`Mlp`](super::Mlp) for every output: the factors of the explicit
 //! Jacobian and of the structured NTK.
 
-use super::layer::Layer;
 use crate::Real;
+use crate::backend::Layer;
 use rayon::prelude::*;
 
 /// For each layer `l` (input to output): the layer input `A_{l−1}` (row-major `N × fan_in`)

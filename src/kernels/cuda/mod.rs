@@ -14,6 +14,7 @@
 
 mod blas;
 mod context;
+pub(crate) mod dense;
 pub mod host;
 pub mod mlp;
 mod model;

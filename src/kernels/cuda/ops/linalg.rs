@@ -127,7 +127,7 @@ pub enum ThetaIn<'a, T> {
 #[allow(clippy::type_complexity)]
 pub fn ntk_fused<T: CudaReal>(
     be: &CudaBackend,
-    theta: &mut CudaSlice<T>,
+    theta: &mut impl DevicePtrMut<T>,
     theta_in: ThetaIn<'_, T>,
     gg: Option<(&CudaSlice<T>, &CudaSlice<T>, T, T)>,
     eye: Option<(&CudaSlice<T>, T, T)>,

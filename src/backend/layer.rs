@@ -1,5 +1,5 @@
-//! The layout of one dense layer inside θ, shared by the MLP, its backprop signals and the
-//! structured NTK.
+//! The layout of one dense layer inside θ, shared by the MLP, its backprop signals, the
+//! structured NTK and the backends' NTK assembly.
 
 /// Where one layer's parameters sit in θ and how they are scaled.
 #[derive(Clone, Copy, Debug, PartialEq)]
