@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 /// Column panel width of the structured assembly: the Gram panel stays in cache while its
 /// Hadamard product with the activation kernel is added to Θ.
-const PANEL: usize = 256;
+pub(crate) const PANEL: usize = 256;
 
 /// Adds the structured NTK's lower half (diagonal included) into `theta` (`M × M`,
 /// `M = N·C`, column-major: its columns must be contiguous) from the layer inputs
@@ -55,22 +55,36 @@ pub(crate) fn structured_lower_into<T: Real>(
             continue;
         }
         let g = MatRef::from_row_major_slice(&grads[l], m, layer.fan_out);
-        let mut j0 = 0;
-        while j0 < m {
-            let w = PANEL.min(m - j0);
-            let rows = m - j0;
-            let mut dst = panel.as_mut().submatrix_mut(0, 0, rows, w);
-            matmul(
-                dst.rb_mut(),
-                Accum::Replace,
-                g.subrows(j0, rows),
-                g.subrows(j0, w).transpose(),
-                T::one_impl(),
-                par(),
-            );
-            hadamard_add_panel(theta.rb_mut(), dst.rb(), &ka, c, j0);
-            j0 += w;
-        }
+        add_signal_gram(theta.rb_mut(), g, &ka, c, &mut panel);
+    }
+}
+
+/// `Θ += (G Gᵀ) ⊙ (K_A ⊗ 1_{C×C})` (lower half) for one layer's signals `G` (`M × fan_out`)
+/// and activation kernel `K_A` (`N × N`): the Gram in column panels of [`PANEL`] columns
+/// (`panel` is `M × min(PANEL, M)` scratch), each added while it is in cache.
+pub(crate) fn add_signal_gram<T: Real>(
+    mut theta: MatMut<'_, T>,
+    g: MatRef<'_, T>,
+    ka: &Mat<T>,
+    c: usize,
+    panel: &mut Mat<T>,
+) {
+    let m = g.nrows();
+    let mut j0 = 0;
+    while j0 < m {
+        let w = PANEL.min(m - j0);
+        let rows = m - j0;
+        let mut dst = panel.as_mut().submatrix_mut(0, 0, rows, w);
+        matmul(
+            dst.rb_mut(),
+            Accum::Replace,
+            g.subrows(j0, rows),
+            g.subrows(j0, w).transpose(),
+            T::one_impl(),
+            par(),
+        );
+        hadamard_add_panel(theta.rb_mut(), dst.rb(), ka, c, j0);
+        j0 += w;
     }
 }
 

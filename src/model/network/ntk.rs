@@ -15,11 +15,10 @@ use super::jacobian::SignalBufs;
 use super::net::{Network, params_of};
 use super::spec::LayerKind;
 use crate::Real;
-use crate::backend::cpu_ntk::{activation_kernel, hadamard_add_panel};
+use crate::backend::cpu_ntk::{PANEL, activation_kernel, add_signal_gram, hadamard_add_panel};
 use crate::linalg::{gram_lower, par};
 use crate::model::trace::Trace;
 use faer::linalg::matmul::matmul;
-use faer::reborrow::ReborrowMut;
 use faer::{Accum, Mat, MatRef};
 use rayon::prelude::*;
 
@@ -40,8 +39,6 @@ type Task<'a, T> = (usize, &'a mut [T], Vec<&'a mut [T]>);
 
 /// Weight of one word of memory in the cost model, in multiply-adds.
 const WORD_COST: f64 = 8.0;
-/// Column panel of the dense assembly.
-const PANEL: usize = 256;
 
 impl Network {
     /// For each parameterised layer on `n` samples: `(layer index, assemble cost, contract
@@ -228,22 +225,7 @@ impl Network {
         let ka = activation_kernel(&trace.acts[i], n, p.fan_in, p.w_scale, p.b_scale);
         let g = MatRef::from_row_major_slice(g, m, p.fan_out);
         let mut panel = Mat::<T>::zeros(m, PANEL.min(m));
-        let mut j0 = 0;
-        while j0 < m {
-            let w = PANEL.min(m - j0);
-            let rows = m - j0;
-            let mut dst = panel.as_mut().submatrix_mut(0, 0, rows, w);
-            matmul(
-                dst.rb_mut(),
-                Accum::Replace,
-                g.subrows(j0, rows),
-                g.subrows(j0, w).transpose(),
-                T::one_impl(),
-                par(),
-            );
-            hadamard_add_panel(theta.as_mut(), dst.as_ref(), &ka, c, j0);
-            j0 += w;
-        }
+        add_signal_gram(theta.as_mut(), g, &ka, c, &mut panel);
     }
 
     /// `Θ += Σ_{p,p'} (G_p G_{p'}ᵀ) ⊙ ((s_w² Q_p Q_{p'}ᵀ + s_b²) ⊗ 1_{C×C})` (lower part) for
