@@ -6,12 +6,12 @@
 use super::cpu_ntk::structured_lower_into;
 use super::optim::{Update, adam_host, sgd_host};
 use super::{Activation, Backend, Layer, row_major};
-use crate::linalg::{add_diagonal, cholesky_in_place, cholesky_solve_in_place, mirror_lower};
+use crate::linalg::{add_diagonal, cholesky_in_place, cholesky_solve_in_place, mirror_lower, par};
 use crate::loss::{Loss, loss_gradient_into};
 use crate::{Real, Result};
 use faer::linalg::matmul::matmul;
 use faer::reborrow::{Reborrow, ReborrowMut};
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, MatMut, MatRef};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -20,11 +20,6 @@ use std::ops::Range;
 /// buffers are `Vec<T>` and no verb fails.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cpu;
-
-/// The threads the GEMMs use: faer's global parallelism.
-pub(crate) fn par() -> Par {
-    faer::get_global_parallelism()
-}
 
 /// `x ← x ⊙ d` with the SIMD kernel, split across threads only when large enough to pay
 /// for waking the pool.

@@ -227,12 +227,7 @@ impl<T: CudaReal> Backend<T> for CudaBackend {
         }
     }
     fn mat_rb<'b>(m: &'b Self::Mat<'_>) -> Self::Mat<'b> {
-        DevMat {
-            view: m.view.slice(..),
-            rows: m.rows,
-            cols: m.cols,
-            trans: m.trans,
-        }
+        m.clone()
     }
     fn t(m: Self::Mat<'_>) -> Self::Mat<'_> {
         DevMat {
@@ -311,10 +306,9 @@ impl<T: CudaReal> Backend<T> for CudaBackend {
         act: Activation,
         z: &Self::Slice<'_>,
         mut a: Self::SliceMut<'_>,
-        d: Option<Self::SliceMut<'_>>,
+        mut d: Option<Self::SliceMut<'_>>,
     ) -> Result<()> {
         let n = z.0.len();
-        let mut d = d;
         let dref: Option<&mut dyn DevicePtrMutDyn<T>> = match d.as_mut() {
             Some(d) => Some(d),
             None => None,

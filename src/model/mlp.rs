@@ -161,25 +161,10 @@ impl Mlp {
         self.layers.last().map_or(0, |l| l.b_offset + l.fan_out)
     }
 
+    /// Checks θ and `X` against the MLP (the shape preconditions of every product).
     #[track_caller]
     fn check_theta_x<T: Real>(&self, what: &str, theta: &[T], x: MatRef<'_, T>) {
-        assert_eq!(
-            theta.len(),
-            self.n_params_total(),
-            "Mlp::{what}: θ has length {}, the MLP {:?} has {} parameters",
-            theta.len(),
-            self.widths,
-            self.n_params_total()
-        );
-        assert_eq!(
-            x.ncols(),
-            self.widths[0],
-            "Mlp::{what}: X is {}×{}, the MLP {:?} takes {} inputs",
-            x.nrows(),
-            x.ncols(),
-            self.widths,
-            self.widths[0]
-        );
+        self.check_on::<T, Cpu>(what, &theta, &x);
     }
 
     /// The backprop signals `G_l = ∂f/∂z_l` for all `N·C` outputs and the layer inputs

@@ -42,7 +42,7 @@ struct Run<T: Real, B: Backend<T>> {
     ws: Workspace<T, B>,
     /// `J v`, then `∂L/∂f_lin` (`B × C`).
     u: B::Buf,
-    /// `f_lin` (`B × C`).
+    /// `f_lin` (`B × C`) away from θ̃ (at θ̃ it is the trace's output).
     flin: B::Buf,
     grad: B::Buf,
     flag: B::Flag,
@@ -299,11 +299,11 @@ impl<T: Real, B: Backend<T> + Send> FirstOrderEngine<T> for BackendEngine<T, B> 
         let xb = B::mat(backend::all::<T, B>(&run.xb), b, d);
         mlp.trace_on(be, &th_tilde, &xb, &mut run.trace, true)?;
         be.resize(&mut run.u, b * c)?;
+        // Sized on every step, so that the first step (at θ̃) already holds the buffer.
         be.resize(&mut run.flin, b * c)?;
         let f0 = backend::all::<T, B>(run.trace.output_buf());
-        if at_tilde {
-            be.copy_slice(backend::all_mut::<T, B>(&mut run.flin), &f0)?;
-        } else {
+        // At θ̃, f_lin is the trace's output itself (read in place below).
+        if !at_tilde {
             let th = backend::all::<T, B>(&run.theta);
             let tangent = backend::all_mut::<T, B>(&mut run.tangent);
             be.axpby(tangent, T::one_impl(), &th, -T::one_impl(), &th_tilde)?;
@@ -319,7 +319,11 @@ impl<T: Real, B: Backend<T> + Send> FirstOrderEngine<T> for BackendEngine<T, B> 
 
         // 3–4: u = ∂L/∂f_lin, g = J(θ̃)ᵀ u
         let t = Instant::now();
-        let flin = B::mat(backend::all::<T, B>(&run.flin), b, c);
+        let flin = if at_tilde {
+            B::mat(f0, b, c)
+        } else {
+            B::mat(backend::all::<T, B>(&run.flin), b, c)
+        };
         let yb = B::mat(backend::all::<T, B>(&run.yb), b, c);
         let u = B::mat_mut(backend::all_mut::<T, B>(&mut run.u), b, c);
         be.loss_grad(u, run.loss, &flin, &yb, &mut run.scratch)?;

@@ -328,7 +328,7 @@ impl Mlp {
 
     /// Checks θ and `X` against the model; returns `N`.
     #[track_caller]
-    fn check_on<T: Real, B: Backend<T>>(
+    pub(super) fn check_on<T: Real, B: Backend<T>>(
         &self,
         what: &str,
         theta: &B::Slice<'_>,
