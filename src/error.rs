@@ -46,6 +46,9 @@ pub enum Error {
     },
     /// A GPU / CUDA failure: driver message or NVRTC log.
     Device(String),
+    /// A failed or timed-out collective between the processes of a distributed run
+    /// ([`crate::dist`]).
+    Comm(String),
 }
 
 impl Error {
@@ -92,6 +95,7 @@ impl fmt::Display for Error {
                 *budget as f64 / (1u64 << 30) as f64
             ),
             Error::Device(m) => write!(f, "device error: {m}"),
+            Error::Comm(m) => write!(f, "communication error: {m}"),
         }
     }
 }

@@ -45,6 +45,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("device", 0),
     ("maths", 0),
     ("data", 1),
+    ("dist", 1),
     ("backend", 2),
     ("kernels", 2),
     ("linalg", 2),

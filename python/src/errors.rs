@@ -15,7 +15,7 @@ pub fn to_py(e: itlin::Error) -> PyErr {
     match e {
         itlin::Error::Io { .. } => PyOSError::new_err(msg),
         itlin::Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
-        itlin::Error::Device(_) => PyRuntimeError::new_err(msg),
+        itlin::Error::Device(_) | itlin::Error::Comm(_) => PyRuntimeError::new_err(msg),
         _ => PyValueError::new_err(msg),
     }
 }

@@ -256,6 +256,24 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// One rank of a data-parallel run: start with `mpirun -np R itlin train --distributed
+    /// …` (a build with `--features mpi`). Each rank holds a contiguous shard of the training
+    /// and test rows; the ranks draw the same global batches and sum their gradients (one
+    /// all-reduce of the P parameters per step), so the run equals the one-process run up to
+    /// rounding. Rank 0 alone writes the run directory. SGD and Adam inner steps, on the CPU.
+    #[arg(long)]
+    #[serde(default)]
+    pub distributed: bool,
+    /// With --distributed: seconds a rank waits in one collective (for the slowest rank)
+    /// before it stops the run with an error naming the collective.
+    #[arg(long, default_value_t = 300.0)]
+    #[serde(default = "default_comm_timeout")]
+    pub comm_timeout: f64,
+}
+
+/// The default of `--comm-timeout` (also for run configs written before it existed).
+pub fn default_comm_timeout() -> f64 {
+    300.0
 }
 
 /// Flags of `itlin sweep`.

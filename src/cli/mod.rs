@@ -4,6 +4,7 @@
 pub mod arch;
 pub mod args;
 pub mod bench;
+pub mod dist;
 pub mod run;
 pub mod rundir;
 pub mod sweep;

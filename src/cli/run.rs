@@ -5,6 +5,7 @@ use super::args::{Device, InnerKind, Precision, TrainArgs};
 use super::load_data_shaped;
 use super::rundir;
 use indicatif::{ProgressBar, ProgressStyle};
+use itlin::dist::{Comm, Shard};
 use itlin::report::{
     MetricsWriter, plot_run, read_metrics, read_metrics_resumable, write_json_atomic,
 };
@@ -266,7 +267,8 @@ fn stored_data(spec: &str) -> String {
 
 struct CliObserver {
     bar: Option<ProgressBar>,
-    writer: MetricsWriter,
+    /// The metrics file (rank 0 of a distributed run, or the one process).
+    writer: Option<MetricsWriter>,
     error: Option<Error>,
 }
 
@@ -286,7 +288,7 @@ impl Observer for CliObserver {
                 m.train_loss, m.relinearisations
             ));
         }
-        match self.writer.write(m) {
+        match self.writer.as_mut().map_or(Ok(()), |w| w.write(m)) {
             Ok(()) => Control::Continue,
             Err(e) => {
                 self.error = Some(e);
@@ -356,9 +358,26 @@ pub fn check_device(device: Device) -> Result<()> {
 /// ([`ResidentEngine`](itlin::kernels::cuda::ResidentEngine): θ, θ̃, optimiser state and the
 /// training set stay on the device); evaluation and the Gauss-Newton / spectral inners use
 /// [`CudaMlp`](itlin::kernels::cuda::CudaMlp) on the same device.
-pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
+pub fn run<T: RunReal>(
+    a: &TrainArgs,
+    dir: &Path,
+    resume: bool,
+    comm: &dyn Comm,
+) -> Result<Summary> {
     if a.device == Device::Cuda && !cfg!(feature = "cuda") {
         return Err(no_cuda());
+    }
+    if comm.size() > 1 || a.distributed {
+        if a.device == Device::Cuda {
+            return Err(Error::config(
+                "--distributed with --device cuda: data-parallel runs take their steps on the CPU in this version; use --device cpu",
+            ));
+        }
+        if !matches!(a.inner, InnerKind::Sgd | InnerKind::Adam) {
+            return Err(Error::config(
+                "--distributed: data-parallel runs take SGD or Adam inner steps; --inner gn and spectral run on one process",
+            ));
+        }
     }
     if a.net.is_none() {
         let _: Activation = a.act.parse()?;
@@ -396,7 +415,7 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
     check_inner_step::<T>(a, &arch, &cfg, split.train.len())?;
 
     match a.device {
-        Device::Cpu => fit(a, dir, resume, &arch, &arch, None, &split, &cfg),
+        Device::Cpu => fit(a, dir, resume, &arch, &arch, None, &split, &cfg, comm),
         #[cfg(feature = "cuda")]
         Device::Cuda => {
             use itlin::kernels::cuda::{CudaMlp, ResidentEngine};
@@ -408,11 +427,20 @@ pub fn run<T: RunReal>(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summar
                 Box::new(ResidentEngine::<T>::new(mlp.clone(), be).with_sync_phases(a.sync_timings))
                     as Box<dyn FirstOrderEngine<T>>
             });
-            fit(a, dir, resume, &arch, &model, engine, &split, &cfg)
+            fit(a, dir, resume, &arch, &model, engine, &split, &cfg, comm)
         }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda => Err(no_cuda()),
     }
+}
+
+/// The rows of `s` of a data set, as views.
+fn view<T: Real>(d: &itlin::data::Dataset<T>, s: Shard) -> DataRef<'_, T> {
+    DataRef::new(
+        d.x.as_ref().subrows(s.offset, s.len),
+        d.y.as_ref().subrows(s.offset, s.len),
+        d.labels.as_deref().map(|l| &l[s.range()]),
+    )
 }
 
 /// The training itself, with `model` (the network `arch`, evaluated on the CPU or the GPU)
@@ -428,7 +456,9 @@ fn fit<'m, T: Real, M: Model<T>>(
     engine: Option<Box<dyn FirstOrderEngine<T> + 'm>>,
     split: &itlin::data::Split<T>,
     cfg: &TrainConfig,
+    comm: &'m dyn Comm,
 ) -> Result<Summary> {
+    let root = comm.rank() == 0;
     let ck_path = dir.join("checkpoint.bin");
     let metrics_path = dir.join("metrics.jsonl");
     let mut trainer = if resume {
@@ -444,7 +474,7 @@ fn fit<'m, T: Real, M: Model<T>>(
             ));
         }
         // keep only the evaluations the checkpoint has seen (a torn last line is dropped)
-        let kept = if metrics_path.exists() {
+        let kept = if root && metrics_path.exists() {
             let read = read_metrics_resumable(&metrics_path)?;
             if let Some(note) = read.torn {
                 eprintln!("note: {note}");
@@ -461,11 +491,15 @@ fn fit<'m, T: Real, M: Model<T>>(
             None
         };
         let trainer = Trainer::from_state(model, state, cfg.clone())?;
-        rundir::mark_unfinished(dir)?;
-        if let Some(text) = kept {
-            itlin::report::write_atomic(&metrics_path, text.as_bytes())?;
+        if root {
+            rundir::mark_unfinished(dir)?;
+            if let Some(text) = kept {
+                itlin::report::write_atomic(&metrics_path, text.as_bytes())?;
+            }
         }
         trainer
+    } else if !root {
+        Trainer::new(model, arch.init::<T>(a.seed), cfg.clone())?
     } else {
         rundir::begin_fresh(dir)?;
         let mut args = a.clone();
@@ -485,7 +519,7 @@ fn fit<'m, T: Real, M: Model<T>>(
     if let Some(engine) = engine {
         trainer = trainer.with_engine(engine);
     }
-    let bar = (!a.quiet).then(|| {
+    let bar = (root && !a.quiet).then(|| {
         let b = ProgressBar::new(cfg.steps);
         b.set_style(
             ProgressStyle::with_template(
@@ -498,20 +532,22 @@ fn fit<'m, T: Real, M: Model<T>>(
     });
     let mut obs = CliObserver {
         bar,
-        writer: MetricsWriter::append(&metrics_path)?,
+        writer: if root {
+            Some(MetricsWriter::append(&metrics_path)?)
+        } else {
+            None
+        },
         error: None,
     };
-    let train = DataRef::new(
-        split.train.x.as_ref(),
-        split.train.y.as_ref(),
-        split.train.labels.as_deref(),
-    );
-    let test = DataRef::new(
-        split.test.x.as_ref(),
-        split.test.y.as_ref(),
-        split.test.labels.as_deref(),
-    );
-    let test = (!split.test.is_empty()).then_some(test);
+    // this rank's shards (the whole sets in a one-process run)
+    let (rank, size) = (comm.rank(), comm.size());
+    let tr = Shard::of(split.train.len(), rank, size);
+    let te = Shard::of(split.test.len(), rank, size);
+    let train = view(&split.train, tr);
+    let test = (!split.test.is_empty()).then(|| view(&split.test, te));
+    if size > 1 {
+        trainer = trainer.with_comm(comm, tr, Some(te));
+    }
     let report = trainer.fit(train, test, &mut obs)?;
     if let Some(b) = &obs.bar {
         b.finish_and_clear();
@@ -519,14 +555,19 @@ fn fit<'m, T: Real, M: Model<T>>(
     if let Some(e) = obs.error {
         return Err(e);
     }
-    itlin::data::npy::write_npy(
-        &dir.join("theta.npy"),
-        &[trainer.theta().len()],
-        trainer.theta(),
-    )?;
-    let history = read_metrics(&metrics_path)?;
-    let title = format!("K={} {}", cfg.period, cfg.inner.name());
-    plot_run(dir, &history, &title)?;
+    let history = if root {
+        itlin::data::npy::write_npy(
+            &dir.join("theta.npy"),
+            &[trainer.theta().len()],
+            trainer.theta(),
+        )?;
+        let history = read_metrics(&metrics_path)?;
+        let title = format!("K={} {}", cfg.period, cfg.inner.name());
+        plot_run(dir, &history, &title)?;
+        history
+    } else {
+        report.history.clone()
+    };
     let last = history.last().cloned();
     let summary = Summary {
         termination: report.termination,
@@ -545,16 +586,19 @@ fn fit<'m, T: Real, M: Model<T>>(
         rejected_steps: report.rejected_steps,
         divergence: report.divergence,
     };
+    if !root {
+        return Ok(summary);
+    }
     write_json_atomic(&dir.join("summary.json"), &summary)?;
     rundir::finish(dir)?;
     Ok(summary)
 }
 
 /// Runs with the precision of the flags.
-pub fn run_any(a: &TrainArgs, dir: &Path, resume: bool) -> Result<Summary> {
+pub fn run_any(a: &TrainArgs, dir: &Path, resume: bool, comm: &dyn Comm) -> Result<Summary> {
     match a.precision {
-        Precision::F32 => run::<f32>(a, dir, resume),
-        Precision::F64 => run::<f64>(a, dir, resume),
+        Precision::F32 => run::<f32>(a, dir, resume, comm),
+        Precision::F64 => run::<f64>(a, dir, resume, comm),
     }
 }
 

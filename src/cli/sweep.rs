@@ -51,6 +51,8 @@ fn base_args(s: &SweepArgs, out: &Path) -> TrainArgs {
         resume: None,
         checkpoint_every: None,
         quiet: s.quiet,
+        distributed: false,
+        comm_timeout: super::args::default_comm_timeout(),
     }
 }
 
@@ -96,7 +98,7 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
             "(a) K = {p}: {} SGD steps, batch {}, lr {}",
             s.steps, s.batch, s.lr
         );
-        let sum = run_any(&a, &sub, false)?;
+        let sum = run_any(&a, &sub, false, &itlin::dist::Solo)?;
         eprintln!(
             "(a) K = {p}: test acc {} %, {:.1} s",
             pct(sum.last_of(|m| m.test_acc)),
@@ -221,7 +223,7 @@ fn experiment_b(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
             "(b) λ = {lambda:e}: {} GN steps on {} rows",
             s.gn_steps, s.gn_batch
         );
-        let sum = run_any(&a, &sub, false)?;
+        let sum = run_any(&a, &sub, false, &itlin::dist::Solo)?;
         eprintln!(
             "(b) λ = {lambda:e}: test acc {} %",
             pct(sum.last_of(|m| m.test_acc))

@@ -18,12 +18,16 @@ pub struct Timings {
     pub eval: f64,
     /// Writing checkpoints.
     pub checkpoint: f64,
+    /// Collectives of a data-parallel run (gradient sums, reductions of the metrics),
+    /// including the wait for the slowest rank.
+    #[serde(default)]
+    pub comm: f64,
 }
 
 impl Timings {
     /// Sum of all phases.
     pub fn total(&self) -> f64 {
-        self.jvp + self.vjp + self.update + self.solve + self.eval + self.checkpoint
+        self.jvp + self.vjp + self.update + self.solve + self.eval + self.checkpoint + self.comm
     }
 }
 

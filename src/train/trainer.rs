@@ -15,6 +15,7 @@ use super::optim::OptState;
 pub use super::state::{DataRef, TrainState};
 use super::update::Spare;
 use crate::data::Batcher;
+use crate::dist::{Comm, Shard};
 use crate::linearise::BatchLinearisation;
 use crate::{Error, Model, Real, Result};
 use faer::{Mat, MatRef};
@@ -28,6 +29,8 @@ struct HostStep<T: Real> {
     batch: HostBatch<T>,
     lin: BatchLinearisation<T>,
     spare: Spare<T>,
+    /// The zero gradient of a rank that holds none of a batch's rows.
+    zero: Vec<T>,
 }
 
 impl<T: Real> HostStep<T> {
@@ -36,6 +39,7 @@ impl<T: Real> HostStep<T> {
             batch: HostBatch::new(),
             lin: BatchLinearisation::new(),
             spare: Spare::default(),
+            zero: Vec::new(),
         }
     }
 }
@@ -86,6 +90,16 @@ pub struct Trainer<'m, T: Real, M: Model<T>> {
     /// The Nyström factor of the Gauss-Newton dual CG steps and the linearisation it was
     /// built at (`relinearisations`).
     nystrom: Option<(u64, crate::solve::NtkNystrom)>,
+    /// The communicator and shards of a data-parallel run.
+    dist: Option<Dist<'m>>,
+}
+
+/// A data-parallel run: this rank's communicator and the shards it holds.
+#[derive(Clone, Copy)]
+pub(super) struct Dist<'m> {
+    pub(super) comm: &'m dyn Comm,
+    pub(super) train: Shard,
+    pub(super) test: Option<Shard>,
 }
 
 impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
@@ -149,7 +163,34 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             last_good: None,
             eval_buf: EvalBuffers::default(),
             nystrom: None,
+            dist: None,
         })
+    }
+
+    /// Makes this trainer one rank of a data-parallel run over `comm` ([`crate::dist`]):
+    /// [`fit`](Self::fit) is then given this rank's shard of the training set (`train`) and
+    /// of the test set (`test`), and every rank must call it with the same configuration and
+    /// initial state.
+    ///
+    /// All ranks draw the same global mini-batches (rows `0 … N−1` of the whole training
+    /// set); each takes the gradient of the batch rows its shard holds, weighted by its share
+    /// of the batch, and the gradients are summed (one all-reduce of a `P`-vector per step,
+    /// [`crate::dist::sum`], which leaves the same bits on every rank), so every rank takes
+    /// the same update, equal to the one-process update up to rounding. Losses and
+    /// accuracies are evaluated per shard and summed; the probes (`lin_error`, kernel
+    /// distances) and the divergence reference are computed by rank 0 on the first rows of
+    /// its shard (the first rows of the data set when they fit in it) and shared. A stop
+    /// asked by any rank's observer stops all ranks. Only rank 0 writes checkpoints.
+    ///
+    /// Supported inner optimisers: SGD and Adam on the host (no engine).
+    pub fn with_comm(mut self, comm: &'m dyn Comm, train: Shard, test: Option<Shard>) -> Self {
+        self.dist = Some(Dist { comm, train, test });
+        self
+    }
+
+    /// Whether this trainer writes the run's files (rank 0, or not distributed).
+    pub fn is_root(&self) -> bool {
+        self.dist.is_none_or(|d| d.comm.rank() == 0)
     }
 
     /// Runs the SGD / Adam inner steps on `engine` (e.g. the GPU-resident
@@ -243,6 +284,61 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         Ok(())
     }
 
+    /// Checks a data-parallel run's set-up: the shards fit the data given and the inner
+    /// optimiser runs data-parallel.
+    fn check_dist(&self, d: &Dist<'_>, n_train: usize, n_test: Option<usize>) -> Result<()> {
+        let fits = |s: Shard, n: usize| s.len == n && s.offset + s.len <= s.total;
+        if !fits(d.train, n_train) {
+            return Err(Error::data(format!(
+                "rank {}: the training shard is rows {:?} of {} but {n_train} rows were given",
+                d.comm.rank(),
+                d.train.range(),
+                d.train.total
+            )));
+        }
+        match (d.test, n_test) {
+            (Some(s), Some(n)) if !fits(s, n) => {
+                return Err(Error::data(format!(
+                    "rank {}: the test shard is rows {:?} of {} but {n} rows were given",
+                    d.comm.rank(),
+                    s.range(),
+                    s.total
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(Error::config(
+                    "a data-parallel run with a test set needs its test shard (with_comm)",
+                ));
+            }
+            _ => {}
+        }
+        if !matches!(self.cfg.inner, Inner::Sgd { .. } | Inner::Adam { .. }) {
+            return Err(Error::config(format!(
+                "a data-parallel run takes SGD or Adam inner steps; --inner {} runs on one process",
+                self.cfg.inner.name()
+            )));
+        }
+        if self.engine.is_some() {
+            return Err(Error::config(
+                "a data-parallel run takes its inner steps on the host (no engine); use --device cpu",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `mine` holds on any rank (one reduction in a data-parallel run).
+    fn any_rank(&mut self, mine: bool) -> Result<bool> {
+        match &self.dist {
+            None => Ok(mine),
+            Some(d) => {
+                let t = Instant::now();
+                let n = crate::dist::sum_scalar(d.comm, f64::from(u8::from(mine)))?;
+                self.state.timings.comm += t.elapsed().as_secs_f64();
+                Ok(n > 0.0)
+            }
+        }
+    }
+
     fn due(&self) -> bool {
         match self.cfg.period {
             Period::Steps(k) => self.state.since_relin >= k,
@@ -279,28 +375,41 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             t.check("test", d, c)?;
         }
         if train.is_empty() {
-            return Err(Error::data("the training set is empty"));
+            return Err(Error::data(match &self.dist {
+                Some(d) => format!(
+                    "rank {} holds no training rows; run on fewer ranks than the {} rows",
+                    d.comm.rank(),
+                    d.train.total
+                ),
+                None => "the training set is empty".into(),
+            }));
         }
+        let n_train = match &self.dist {
+            None => train.len(),
+            Some(d) => {
+                self.check_dist(d, train.len(), test.map(|t| t.len()))?;
+                d.train.total
+            }
+        };
         if self.cfg.loss == Loss::CrossEntropy && c < 2 {
             return Err(Error::config(
                 "cross-entropy needs at least 2 outputs; use --loss mse for a single output",
             ));
         }
         if let Some(plan) =
-            super::plan::inner_step_plan::<T>(&self.cfg, train.len(), c, self.model.n_params())
+            super::plan::inner_step_plan::<T>(&self.cfg, n_train, c, self.model.n_params())
         {
             plan.check(crate::memory::default_budget())?;
         }
         match &self.state.batcher {
             None => {
-                self.state.batcher = Some(Batcher::new(train.len(), self.cfg.batch, self.cfg.seed));
-                self.state.n_train = train.len();
+                self.state.batcher = Some(Batcher::new(n_train, self.cfg.batch, self.cfg.seed));
+                self.state.n_train = n_train;
             }
-            Some(_) if self.state.n_train != train.len() => {
+            Some(_) if self.state.n_train != n_train => {
                 return Err(Error::data(format!(
-                    "the checkpoint was made with {} training rows, this data has {}",
+                    "the checkpoint was made with {} training rows, this data has {n_train}",
                     self.state.n_train,
-                    train.len()
                 )));
             }
             Some(_) => {}
@@ -332,7 +441,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     ) -> Result<Report> {
         let start = Instant::now();
         let t0 = self.state.seconds;
-        let guard = self.guard(train);
+        let guard = self.guard(train)?;
         let mut history = Vec::new();
         let mut termination = Termination::Completed;
         let mut divergence: Option<Divergence> = None;
@@ -354,7 +463,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                     self.engine_step()?.then_some(("batch gradient", None))
                 }
                 Inner::Sgd { .. } | Inner::Adam { .. } => {
-                    self.first_order_step(train).map(|(q, v)| (q, Some(v)))
+                    self.first_order_step(train)?.map(|(q, v)| (q, Some(v)))
                 }
                 Inner::GaussNewton { adaptive, .. } => {
                     let t = Instant::now();
@@ -392,7 +501,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                     divergence = Some(d);
                     break;
                 }
-                let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
+                let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64())?;
                 last_eval = self.state.step;
                 let verdict = guard.check(&m);
                 if verdict
@@ -403,7 +512,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                     divergence = verdict;
                     break;
                 }
-                let stop = obs.on_eval(&m) == Control::Stop;
+                let stop = self.any_rank(obs.on_eval(&m) == Control::Stop)?;
                 history.push(m);
                 if verdict.is_some() {
                     divergence = verdict;
@@ -428,7 +537,9 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 }
                 self.state.seconds = t0 + start.elapsed().as_secs_f64();
                 let ck = self.cfg.checkpoint.as_ref().expect("checked above");
-                super::checkpoint::save(&ck.path, &self.state)?;
+                if self.is_root() {
+                    super::checkpoint::save(&ck.path, &self.state)?;
+                }
                 self.state.timings.checkpoint += t.elapsed().as_secs_f64();
             }
         }
@@ -438,7 +549,7 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         if last_eval != self.state.step && kept_here {
             // the end of the run, or the state kept after a failed update
             self.sync_engine()?;
-            let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64());
+            let m = self.evaluate(train, test, t0 + start.elapsed().as_secs_f64())?;
             let verdict = guard.check(&m);
             let finite = verdict
                 .as_ref()

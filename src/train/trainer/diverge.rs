@@ -120,7 +120,13 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
 
     /// The guard of this run: `L_ref = max(L(f(θ₀)), L(0))` on the first ≤ 1024 training
     /// rows (one forward pass), `‖θ₀‖` from the state. The same on every resume.
-    pub(super) fn guard(&self, train: DataRef<'_, T>) -> Guard {
+    ///
+    /// In a data-parallel run rank 0 computes the limits on the first rows of its shard and
+    /// every rank gets them (so all ranks judge alike).
+    ///
+    /// # Errors
+    /// [`crate::Error::Comm`] from that exchange.
+    pub(super) fn guard(&self, train: DataRef<'_, T>) -> Result<Guard> {
         let DivergenceRule {
             loss_factor,
             theta_factor,
@@ -147,9 +153,16 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
             .map(|v| v.to_f64() * v.to_f64())
             .sum::<f64>()
             .sqrt();
-        Guard {
-            loss_limit,
-            theta_limit: theta_factor * norm0.max(1.0),
+        let mut g = [loss_limit, theta_factor * norm0.max(1.0)];
+        if let Some(d) = &self.dist {
+            if !self.is_root() {
+                g = [0.0; 2];
+            }
+            d.comm.sum_f64(&mut g)?;
         }
+        Ok(Guard {
+            loss_limit: g[0],
+            theta_limit: g[1],
+        })
     }
 }

@@ -42,36 +42,74 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
     /// One mini-batch SGD/Adam step on `f_lin`: one forward trace at θ̃ on the batch serves
     /// the JVP (`f_lin = f(θ̃) + J(θ − θ̃)`) and the VJP (`g = Jᵀ ∂L/∂f_lin`), then the fused
     /// update (finiteness, weight decay, optimiser). Allocates nothing once its buffers have
-    /// the batch's size. Returns `None` when it was taken, else the non-finite quantity (the
+    /// the batch's size. In a data-parallel run ([`Trainer::with_comm`]) each rank takes its
+    /// rows of the global batch and the gradients are summed across ranks before the update.
+    /// Returns `None` when it was taken, else the non-finite quantity (the
     /// batch gradient, or θ after the update) and its value; then θ is that before the step
     /// and the step counter is unchanged.
     pub(super) fn first_order_step(
         &mut self,
         train: DataRef<'_, T>,
-    ) -> Option<(&'static str, f64)> {
+    ) -> Result<Option<(&'static str, f64)>> {
         let t = Instant::now();
         self.next_rows();
-        self.host.batch.gather(train);
+        // In a data-parallel run: this rank's rows of the global batch, as shard rows.
+        let global_b = self.host.batch.rows.len();
+        if let Some(d) = &self.dist {
+            let shard = d.train;
+            self.host.batch.rows.retain_mut(|i| match shard.local(*i) {
+                Some(l) => {
+                    *i = l;
+                    true
+                }
+                None => false,
+            });
+        }
+        let local_b = self.host.batch.rows.len();
+        if local_b > 0 {
+            self.host.batch.gather(train);
+        }
         self.state.timings.update += t.elapsed().as_secs_f64();
 
         let lr = self.lr_at(self.state.step);
         let t = Instant::now();
-        let HostStep { batch, lin, spare } = &mut self.host;
+        let HostStep {
+            batch,
+            lin,
+            spare,
+            zero,
+        } = &mut self.host;
         let st = &mut self.state;
-        // f_lin = f(θ̃) + J(θ̃)(θ − θ̃); right after a re-linearisation the tangent is zero.
-        let theta = (st.since_relin != 0).then_some(&st.theta[..]);
-        lin.linearise(self.model, &st.theta_tilde, theta, batch.xb());
-        st.timings.jvp += t.elapsed().as_secs_f64();
-
-        let t = Instant::now();
-        let grad = lin.gradient(
-            self.model,
-            &st.theta_tilde,
-            batch.xb(),
-            self.cfg.loss,
-            batch.yb(),
-        );
-        st.timings.vjp += t.elapsed().as_secs_f64();
+        let grad: &mut [T] = if local_b > 0 {
+            // f_lin = f(θ̃) + J(θ̃)(θ − θ̃); right after a re-linearisation the tangent is zero.
+            let theta = (st.since_relin != 0).then_some(&st.theta[..]);
+            lin.linearise(self.model, &st.theta_tilde, theta, batch.xb());
+            st.timings.jvp += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let g = lin.gradient(
+                self.model,
+                &st.theta_tilde,
+                batch.xb(),
+                self.cfg.loss,
+                batch.yb(),
+            );
+            st.timings.vjp += t.elapsed().as_secs_f64();
+            g
+        } else {
+            zero.clear();
+            zero.resize(st.theta.len(), T::zero_impl());
+            zero
+        };
+        if let Some(d) = &self.dist {
+            // the mean over this rank's rows → its share of the mean over the global batch
+            let t = Instant::now();
+            if local_b != global_b && local_b > 0 {
+                let s = T::from_f64(local_b as f64 / global_b as f64);
+                grad.iter_mut().for_each(|g| *g *= s);
+            }
+            crate::dist::sum(d.comm, grad)?;
+            st.timings.comm += t.elapsed().as_secs_f64();
+        }
 
         let t = Instant::now();
         let failed = fused_update(
@@ -88,6 +126,6 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
             st.since_relin += 1;
         }
         st.timings.update += t.elapsed().as_secs_f64();
-        failed
+        Ok(failed)
     }
 }

@@ -1,0 +1,55 @@
+//! `--distributed`: the communicator of a data-parallel `itlin train` run.
+
+use itlin::dist::{Comm, Solo};
+use itlin::{Error, Result};
+
+/// The communicator of this process: [`Solo`] for an ordinary run; with `--distributed` the
+/// MPI world (`mpirun -np R itlin train --distributed …`; one process started without
+/// `mpirun` is a world of one), whose collectives give up after `timeout_s` seconds.
+///
+/// # Errors
+/// [`Error::Config`] for `--distributed` in a build without the `mpi` feature or a timeout
+/// that is not a positive number of seconds; [`Error::Comm`] if MPI cannot be initialised.
+pub fn open(distributed: bool, timeout_s: f64) -> Result<Box<dyn Comm>> {
+    if !distributed {
+        return Ok(Box::new(Solo));
+    }
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(Error::config(format!(
+            "--comm-timeout {timeout_s}: must be a positive number of seconds"
+        )));
+    }
+    open_mpi(std::time::Duration::from_secs_f64(timeout_s))
+}
+
+#[cfg(feature = "mpi")]
+fn open_mpi(timeout: std::time::Duration) -> Result<Box<dyn Comm>> {
+    Ok(Box::new(itlin::dist::MpiComm::init(timeout)?))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn open_mpi(_: std::time::Duration) -> Result<Box<dyn Comm>> {
+    Err(Error::config(
+        "--distributed: this build has no MPI support; rebuild with --features mpi (needs an MPI library and libclang, e.g. Debian's openmpi-bin libopenmpi-dev libclang-dev) and start with mpirun -np R",
+    ))
+}
+
+/// Rank 0's `dir`, on every rank (the default run directory's name has a timestamp, which
+/// the ranks must not each take for themselves).
+///
+/// # Errors
+/// [`Error::Comm`] from the broadcast, [`Error::Config`] for a path that is not UTF-8.
+pub fn share_dir(comm: &dyn Comm, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    if comm.size() == 1 {
+        return Ok(dir.to_path_buf());
+    }
+    let mut bytes = dir
+        .to_str()
+        .ok_or_else(|| Error::config(format!("{}: not a UTF-8 path", dir.display())))?
+        .as_bytes()
+        .to_vec();
+    comm.broadcast(0, &mut bytes)?;
+    String::from_utf8(bytes)
+        .map(Into::into)
+        .map_err(|_| Error::Comm("the run directory broadcast is not UTF-8".into()))
+}
