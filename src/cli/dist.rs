@@ -8,10 +8,16 @@ use itlin::{Error, Result};
 /// `mpirun` is a world of one), whose collectives give up after `timeout_s` seconds.
 ///
 /// # Errors
-/// [`Error::Config`] for `--distributed` in a build without the `mpi` feature or a timeout
-/// that is not a positive number of seconds; [`Error::Comm`] if MPI cannot be initialised.
+/// [`Error::Config`] for `--distributed` in a build without the `mpi` feature, a timeout
+/// that is not a positive number of seconds, or a process started by an MPI launcher as one
+/// of several ranks without `--distributed`; [`Error::Comm`] if MPI cannot be initialised.
 pub fn open(distributed: bool, timeout_s: f64) -> Result<Box<dyn Comm>> {
     if !distributed {
+        if let Some(n) = launcher_ranks().filter(|&n| n > 1) {
+            return Err(Error::config(format!(
+                "started as one of {n} ranks (mpirun) without --distributed: each would train alone into the same run directory; add --distributed"
+            )));
+        }
         return Ok(Box::new(Solo));
     }
     if !(timeout_s.is_finite() && timeout_s > 0.0) {
@@ -20,6 +26,14 @@ pub fn open(distributed: bool, timeout_s: f64) -> Result<Box<dyn Comm>> {
         )));
     }
     open_mpi(std::time::Duration::from_secs_f64(timeout_s))
+}
+
+/// The number of ranks an MPI launcher says this process is one of (OpenMPI's
+/// `OMPI_COMM_WORLD_SIZE`, MPICH's `PMI_SIZE`), if it was started by one.
+fn launcher_ranks() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
 }
 
 #[cfg(feature = "mpi")]

@@ -15,7 +15,7 @@
 //! - losses and accuracies, as sums and counts.
 //!
 //! # Determinism
-//! [`Comm::sum`] leaves **the same bits on every rank** (the implementations reduce to one
+//! [`sum`] ([`Comm::sum_f64`], [`Comm::sum_f32`]) leaves **the same bits on every rank** (the implementations reduce to one
 //! rank and broadcast the result, never let ranks reduce in different orders), so the ranks'
 //! copies of `θ` never drift apart. A run on `R` ranks equals the one-process run up to the
 //! rounding of summing `R` partial sums instead of one.
