@@ -190,6 +190,7 @@ pub struct CgOutcome {
     pub converged: bool,
 }
 
+#[cfg(test)]
 fn norm(v: &[f64]) -> f64 {
     f64::dot(v, v).sqrt()
 }
@@ -267,6 +268,26 @@ pub(crate) fn preconditioned_cg<T: Real>(
     x0: Option<&[T]>,
     cfg: &CgConfig,
 ) -> (Vec<T>, CgOutcome, f64) {
+    preconditioned_cg_with(op, b, pre, a_norm_lower, x0, cfg, &|a, b| f64::dot(a, b))
+}
+
+/// An inner product of (possibly sharded) f64 vectors.
+pub(crate) type Dot<'a> = &'a dyn Fn(&[f64], &[f64]) -> f64;
+
+/// [`preconditioned_cg`] with the inner product `dot`: for vectors sharded over ranks
+/// (each rank holds its rows of `b`, `x` and the operator's output) `dot` sums the local
+/// products across ranks, so every rank takes the same decisions; `op` and `pre` act on the
+/// local rows (reducing what they must themselves).
+pub(crate) fn preconditioned_cg_with<T: Real>(
+    op: impl FnMut(&[T], &mut [T]),
+    b: &[T],
+    pre: &Precond<'_>,
+    a_norm_lower: f64,
+    x0: Option<&[T]>,
+    cfg: &CgConfig,
+    dot: Dot<'_>,
+) -> (Vec<T>, CgOutcome, f64) {
+    let norm = |v: &[f64]| dot(v, v).sqrt();
     let n = b.len();
     let b: Vec<f64> = b.iter().map(|v| v.to_f64()).collect();
     let bnorm = norm(&b);
@@ -295,6 +316,7 @@ pub(crate) fn preconditioned_cg<T: Real>(
         f64::axpy(-1.0, &ap, &mut r);
     }
     let mut s = Solver {
+        dot,
         a_norm: a_norm_lower,
         bnorm,
         target: cfg.rtol,
@@ -340,7 +362,9 @@ enum RunEnd {
     Breakdown,
 }
 
-struct Solver {
+struct Solver<'d> {
+    /// The inner product of the vectors (a sum across ranks when they are sharded).
+    dot: Dot<'d>,
     /// Largest Rayleigh quotient seen (a lower bound of ‖A‖₂).
     a_norm: f64,
     bnorm: f64,
@@ -349,7 +373,11 @@ struct Solver {
     eta: (f64, f64),
 }
 
-impl Solver {
+impl Solver<'_> {
+    fn norm(&self, v: &[f64]) -> f64 {
+        (self.dot)(v, v).sqrt()
+    }
+
     /// Whether a residual of norm `rnorm` at an iterate of norm `xnorm` passes the test.
     fn met(&self, rnorm: f64, xnorm: f64) -> bool {
         match self.target {
@@ -378,7 +406,7 @@ impl Solver {
         CgOutcome {
             iterations,
             relative_residual: rel,
-            backward_error: rnorm / (self.a_norm * norm(x) + self.bnorm),
+            backward_error: rnorm / (self.a_norm * self.norm(x) + self.bnorm),
             restarts,
             converged,
         }
@@ -409,11 +437,11 @@ impl Solver {
         let mut z = vec![0.0; r.len()];
         precondition(r, &mut z);
         let mut p = z.clone();
-        let mut rz = f64::dot(r, &z);
+        let mut rz = (self.dot)(r, &z);
         let mut phis: Vec<f64> = Vec::new();
         let start = *it;
         loop {
-            if self.met(norm(r), norm(x)) {
+            if self.met(self.norm(r), self.norm(x)) {
                 return RunEnd::Tolerance;
             }
             if *it >= cfg.max_iterations {
@@ -421,17 +449,17 @@ impl Solver {
             }
             op.apply(&mut p, ap);
             *it += 1;
-            let pap = f64::dot(&p, ap);
+            let pap = (self.dot)(&p, ap);
             if !pap.is_finite() || pap <= 0.0 {
                 return RunEnd::Breakdown; // A is not SPD along p (or not finite)
             }
-            self.a_norm = self.a_norm.max(pap / f64::dot(&p, &p));
+            self.a_norm = self.a_norm.max(pap / (self.dot)(&p, &p));
             let alpha = rz / pap;
             f64::axpy(alpha, &p, x);
             f64::axpy(-alpha, ap, r);
             if let Some(eps) = cfg.progress_tol {
                 // φ(x) = −½ xᵀ(b + r)
-                let phi = -0.5 * (f64::dot(x, b) + f64::dot(x, r));
+                let phi = -0.5 * ((self.dot)(x, b) + (self.dot)(x, r));
                 phis.push(phi);
                 let i = *it - start;
                 let k = 10usize.max(i / 10);
@@ -440,7 +468,7 @@ impl Solver {
                 }
             }
             precondition(r, &mut z);
-            let rz_new = f64::dot(r, &z);
+            let rz_new = (self.dot)(r, &z);
             let beta = rz_new / rz;
             rz = rz_new;
             for (pi, &zi) in p.iter_mut().zip(&z) {

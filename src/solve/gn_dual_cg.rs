@@ -43,18 +43,18 @@ fn norm(v: &[f64]) -> f64 {
 
 /// Kernel-vector products `Θv = J(Jᵀv)` at one θ on one `X`, reusing one forward trace and
 /// its buffers (no allocation per product).
-struct KernelOp<'a, T: Real, M: Model<T> + ?Sized> {
+pub(super) struct KernelOp<'a, T: Real, M: Model<T> + ?Sized> {
     model: &'a M,
     theta: &'a [T],
     x: MatRef<'a, T>,
     trace: Trace<T>,
     ws: Workspace<T>,
-    grad: Vec<T>,
+    pub(super) grad: Vec<T>,
     c: usize,
 }
 
 impl<'a, T: Real, M: Model<T> + ?Sized> KernelOp<'a, T, M> {
-    fn new(model: &'a M, theta: &'a [T], x: MatRef<'a, T>) -> Self {
+    pub(super) fn new(model: &'a M, theta: &'a [T], x: MatRef<'a, T>) -> Self {
         let mut trace = Trace::new();
         model.trace_into(theta, x, &mut trace);
         Self {
@@ -68,7 +68,7 @@ impl<'a, T: Real, M: Model<T> + ?Sized> KernelOp<'a, T, M> {
         }
     }
     /// `Jᵀ v` into `self.grad`.
-    fn jt(&mut self, v: &[T]) {
+    pub(super) fn jt(&mut self, v: &[T]) {
         let u = MatRef::from_row_major_slice(v, self.x.nrows(), self.c);
         self.model.vjp_with_trace_into(
             self.theta,
@@ -82,6 +82,10 @@ impl<'a, T: Real, M: Model<T> + ?Sized> KernelOp<'a, T, M> {
     /// `out ← Θ v`.
     fn theta_mul(&mut self, v: &[T], out: &mut [T]) {
         self.jt(v);
+        self.j_grad(out);
+    }
+    /// `out ← J self.grad` (the second half of a kernel product).
+    pub(super) fn j_grad(&mut self, out: &mut [T]) {
         self.model.jvp_with_trace_into(
             self.theta,
             self.x,
