@@ -94,9 +94,9 @@ pub struct ShardedCgReport {
 /// returns `δ = −Jᵀα` with `(Θ + μI) α = g` (the same `δ` on every rank) and the report.
 ///
 /// `x` holds this rank's rows (`shard`), `g` its rows of the dual right-hand side
-/// (`shard.len·C`, sample-major; for MSE `g = −r`, `r = f − y`), `shift = μ = Nλ > 0`,
-/// `landmarks_rank = M` the preconditioner's rank (0: unpreconditioned), `seed` the landmark
-/// draw. Every rank must call it with the same `θ`, `shift`, `M`, `seed` and `cfg`. With one
+/// (`shard.len·C`, sample-major; for MSE the residual `g = r = f − y`, so that `δ` minimises
+/// `½‖r + Jδ‖² + ½μ‖δ‖²`), `shift = μ = Nλ > 0`, `opts` the preconditioner's rank and seed
+/// and the stopping rule. Every rank must call it with the same `θ`, `shift` and `opts`. With one
 /// rank ([`crate::dist::Solo`], `shard` the whole set) it is a one-process matrix-free step.
 ///
 /// # Errors
