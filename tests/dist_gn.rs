@@ -138,7 +138,10 @@ fn the_landmark_preconditioner_cuts_the_iterations() {
     // at this small μ the Woodbury form of P⁻¹ (a difference scaled by 1/μ) stalls CG at a
     // backward error of about 1e-13 rather than 8ε: the step is still accurate
     assert!(r1.outcome.backward_error < 1e-11, "{r1:?}");
-    assert!(!r0.outcome.converged && r0.outcome.iterations == 2000, "{r0:?}");
+    assert!(
+        !r0.outcome.converged && r0.outcome.iterations == 2000,
+        "{r0:?}"
+    );
     eprintln!(
         "iterations: plain {}, preconditioned {}",
         r0.outcome.iterations, r1.outcome.iterations

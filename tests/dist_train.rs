@@ -309,7 +309,7 @@ fn unsupported_set_ups_are_refused() {
         )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("SGD or Adam"), "{e}");
+    assert!(e.contains("SGD, Adam or Gauss-Newton"), "{e}");
     // a shard that does not match the rows given
     let t = Trainer::new(
         &mlp,
@@ -327,4 +327,68 @@ fn unsupported_set_ups_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("training shard"), "{e}");
+}
+
+/// Gauss-Newton (MSE, dual CG over the shards) on `R` ranks against one rank of the same
+/// code and against the one-process dense dual step.
+/// `tol`: R ranks against one (CG to a backward error of 8ε on each, so δ agrees to about
+/// κ(Θ + NλI)·ε, which grows as the adaptive rule lowers λ).
+fn check_gn(adaptive: bool, gn_batch: Option<usize>, landmarks: usize, tol: f64) {
+    use itlin::solve::{Form, Preconditioner};
+    use itlin::train::GnSolver;
+    let mlp = Mlp::new(&[6, 12, 3], Activation::Tanh).unwrap();
+    let base = config(
+        Inner::GaussNewton {
+            damping: 1e-2,
+            adaptive,
+        },
+        Loss::Mse,
+    )
+    .with_steps(9)
+    .with_eval_every(3)
+    .with_gn_batch(gn_batch)
+    .with_kernel_distance(false);
+    let sharded = base.clone().with_gn_solver(GnSolver {
+        form: Form::Cg,
+        preconditioner: if landmarks > 0 {
+            Preconditioner::Nystrom { rank: landmarks }
+        } else {
+            Preconditioner::None
+        },
+    });
+    let dense = base.with_gn_solver(GnSolver {
+        form: Form::Dual,
+        preconditioner: Preconditioner::Auto,
+    });
+    let s = set::<f64>();
+    let (theta_dense, rep_dense, _) = fit_rank(&mlp, &dense, &s, None, None).unwrap();
+    let one = fit_ranks(1, &mlp, &sharded, &s, None).remove(0).unwrap();
+    let e = rel(&to64(&one.0), &to64(&theta_dense));
+    assert!(e < 1e-9, "1 rank vs the dense step: {e:e}");
+    assert_eq!(one.1.rejected_steps, rep_dense.rejected_steps);
+    for size in [2, 3] {
+        let out: Vec<_> = fit_ranks(size, &mlp, &sharded, &s, None)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        for (th, rep, _) in &out {
+            assert_eq!(th, &out[0].0);
+            assert_eq!(rep.steps, 9);
+            assert_eq!(rep.rejected_steps, one.1.rejected_steps);
+        }
+        let e = rel(&to64(&out[0].0), &to64(&one.0));
+        assert!(e < tol, "R {size} vs 1 rank: {e:e}");
+    }
+}
+
+#[test]
+fn gauss_newton_over_shards_equals_one_process() {
+    check_gn(false, None, 0, 1e-12);
+    check_gn(false, Some(17), 12, 1e-12);
+}
+
+#[test]
+fn adaptive_gauss_newton_over_shards_equals_one_process() {
+    // λ falls to 1e-2/3⁹ over the 9 kept steps
+    check_gn(true, None, 9, 1e-9);
 }

@@ -260,7 +260,9 @@ pub struct TrainArgs {
     /// …` (a build with `--features mpi`). Each rank holds a contiguous shard of the training
     /// and test rows; the ranks draw the same global batches and sum their gradients (one
     /// all-reduce of the P parameters per step), so the run equals the one-process run up to
-    /// rounding. Rank 0 alone writes the run directory. SGD and Adam inner steps, on the CPU.
+    /// rounding. Rank 0 alone writes the run directory. SGD and Adam inner steps, and
+    /// Gauss-Newton with --loss mse --gn-form cg [--precond nystrom:M] (the dual system
+    /// solved by CG over the shards), on the CPU.
     #[arg(long)]
     #[serde(default)]
     pub distributed: bool,

@@ -373,9 +373,9 @@ pub fn run<T: RunReal>(
                 "--distributed with --device cuda: data-parallel runs take their steps on the CPU in this version; use --device cpu",
             ));
         }
-        if !matches!(a.inner, InnerKind::Sgd | InnerKind::Adam) {
+        if matches!(a.inner, InnerKind::Spectral) {
             return Err(Error::config(
-                "--distributed: data-parallel runs take SGD or Adam inner steps; --inner gn and spectral run on one process",
+                "--distributed: data-parallel runs take SGD, Adam or Gauss-Newton (--loss mse --gn-form cg) inner steps; --inner spectral runs on one process",
             ));
         }
     }

@@ -181,7 +181,7 @@ pub(crate) fn first_non_finite<T: Real>(v: &[T]) -> Option<f64> {
 
 /// `θ ← θ + δ` unless some `θᵢ + δᵢ` is not finite (then θ is unchanged and that value is
 /// returned). The check computes the same sums as the update, so it is exact.
-fn apply_checked<T: Real>(theta: &mut [T], delta: &[T]) -> Option<f64> {
+pub(crate) fn apply_checked<T: Real>(theta: &mut [T], delta: &[T]) -> Option<f64> {
     if let Some((&t, &d)) = theta
         .iter()
         .zip(delta)

@@ -16,6 +16,7 @@ mod engine;
 mod eval_buffers;
 mod gather;
 mod inner;
+mod inner_sharded;
 mod loss;
 mod metrics;
 mod optim;

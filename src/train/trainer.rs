@@ -9,6 +9,7 @@ use super::engine::FirstOrderEngine;
 use super::eval_buffers::EvalBuffers;
 use super::gather::HostBatch;
 use super::inner::{gn_inner_step, spectral_inner_step};
+use super::inner_sharded::gn_inner_step_sharded;
 use super::loss::Loss;
 use super::metrics::{Control, Divergence, DivergenceKind, Observer, Report, Termination, Timings};
 use super::optim::OptState;
@@ -17,6 +18,7 @@ use super::update::Spare;
 use crate::data::Batcher;
 use crate::dist::{Comm, Shard};
 use crate::linearise::BatchLinearisation;
+use crate::solve::{Form, Preconditioner};
 use crate::{Error, Model, Real, Result};
 use faer::{Mat, MatRef};
 use std::time::Instant;
@@ -182,7 +184,11 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     /// its shard (the first rows of the data set when they fit in it) and shared. A stop
     /// asked by any rank's observer stops all ranks. Only rank 0 writes checkpoints.
     ///
-    /// Supported inner optimisers: SGD and Adam on the host (no engine).
+    /// Supported inner optimisers, on the host (no engine): SGD and Adam; Gauss-Newton for
+    /// MSE with [`Form::Cg`] (the dual system solved by CG over the shards: kernel products
+    /// `J(Σ_r J_rᵀ v_r)`, one `P`-vector sum each, with the landmark preconditioner of
+    /// [`Preconditioner::Nystrom`]'s rank; [`crate::solve::dual_cg_step_sharded`]), whose
+    /// steps equal the one-process steps up to the CG's accuracy.
     pub fn with_comm(mut self, comm: &'m dyn Comm, train: Shard, test: Option<Shard>) -> Self {
         self.dist = Some(Dist { comm, train, test });
         self
@@ -312,11 +318,28 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
             }
             _ => {}
         }
-        if !matches!(self.cfg.inner, Inner::Sgd { .. } | Inner::Adam { .. }) {
-            return Err(Error::config(format!(
-                "a data-parallel run takes SGD or Adam inner steps; --inner {} runs on one process",
-                self.cfg.inner.name()
-            )));
+        match self.cfg.inner {
+            Inner::Sgd { .. } | Inner::Adam { .. } => {}
+            Inner::GaussNewton { .. } => {
+                let solver = self.cfg.gn_solver;
+                let landmarks = matches!(
+                    solver.preconditioner,
+                    Preconditioner::Nystrom { .. }
+                        | Preconditioner::None
+                        | Preconditioner::Auto
+                        | Preconditioner::Jacobi
+                );
+                if self.cfg.loss != Loss::Mse || solver.form != Form::Cg || !landmarks {
+                    return Err(Error::config(
+                        "a data-parallel Gauss-Newton run solves the MSE dual system by CG over the shards: use --loss mse --gn-form cg with --precond nystrom:M (uniform landmarks) or none",
+                    ));
+                }
+            }
+            Inner::Spectral { .. } => {
+                return Err(Error::config(
+                    "a data-parallel run takes SGD, Adam or Gauss-Newton (MSE, CG) inner steps; --inner spectral runs on one process",
+                ));
+            }
         }
         if self.engine.is_some() {
             return Err(Error::config(
@@ -464,6 +487,25 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 }
                 Inner::Sgd { .. } | Inner::Adam { .. } => {
                     self.first_order_step(train)?.map(|(q, v)| (q, Some(v)))
+                }
+                Inner::GaussNewton { adaptive, .. } if self.dist.is_some() => {
+                    let t = Instant::now();
+                    let d = self.dist.expect("checked");
+                    let bad = gn_inner_step_sharded(
+                        d.comm,
+                        d.train,
+                        self.model,
+                        &mut self.state,
+                        &self.cfg,
+                        train,
+                        adaptive,
+                    )?;
+                    self.state.timings.solve += t.elapsed().as_secs_f64();
+                    if bad.is_none() {
+                        self.state.step += 1;
+                        self.state.since_relin += 1;
+                    }
+                    bad.map(|(q, v)| (q, Some(v)))
                 }
                 Inner::GaussNewton { adaptive, .. } => {
                     let t = Instant::now();
