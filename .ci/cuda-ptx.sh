@@ -56,7 +56,9 @@ else
 fi
 
 echo "== GPU tests (skip without a GPU)"
-cargo test --release --features cuda --test cuda_ops
+cargo test --release --features cuda --test cuda_ops --test cuda_dist
 
 echo "== cargo clippy --features cuda"
 cargo clippy --features cuda --all-targets -- -D warnings
+echo "== cargo clippy --features nccl (NCCL sums of device buffers; libnccl is loaded at run time)"
+cargo clippy --features nccl --all-targets -- -D warnings

@@ -392,3 +392,106 @@ fn adaptive_gauss_newton_over_shards_equals_one_process() {
     // λ falls to 1e-2/3⁹ over the 9 kept steps
     check_gn(true, None, 9, 1e-9);
 }
+
+/// Each rank's resident engine ([`BackendEngine`] on the CPU backend with a host-staged
+/// collective) takes the same data-parallel steps as the ranks' host path (to rounding), and
+/// the engines of all ranks hold the same θ bit for bit.
+#[test]
+fn resident_engines_with_a_collective_train_like_the_host_ranks() {
+    use itlin::backend::{Cpu, HostStaged};
+    use itlin::train::BackendEngine;
+    use std::sync::Arc;
+    let mlp = Mlp::new(&[6, 12, 3], Activation::Tanh).unwrap();
+    let s = set::<f64>();
+    for inner in [
+        Inner::Sgd {
+            lr: 0.2,
+            momentum: 0.9,
+            nesterov: false,
+        },
+        Inner::adam(0.01),
+    ] {
+        let cfg = config(inner, Loss::CrossEntropy);
+        for size in [2, 3, 5] {
+            let host: Vec<_> = fit_ranks(size, &mlp, &cfg, &s, None)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            let comms: Vec<Arc<dyn Comm>> = ThreadComm::group(size, Duration::from_secs(60))
+                .into_iter()
+                .map(|c| Arc::new(c) as Arc<dyn Comm>)
+                .collect();
+            let engines: Vec<_> = std::thread::scope(|sc| {
+                let hs: Vec<_> = comms
+                    .into_iter()
+                    .map(|comm| {
+                        let (mlp, cfg, s) = (&mlp, &cfg, &s);
+                        sc.spawn(move || {
+                            let (tr, te) = (
+                                Shard::of(41, comm.rank(), size),
+                                Shard::of(13, comm.rank(), size),
+                            );
+                            let engine = BackendEngine::<f64, Cpu>::new(mlp.clone(), Arc::new(Cpu))
+                                .with_collective(Arc::new(HostStaged::new(Arc::clone(&comm))));
+                            let mut t =
+                                Trainer::new(mlp, mlp.init::<f64>(Init::Standard, 3), cfg.clone())
+                                    .unwrap()
+                                    .with_engine(Box::new(engine))
+                                    .with_comm(&*comm, tr, Some(te));
+                            t.fit(
+                                view(&s.train.0, &s.train.1, &s.train.2, tr),
+                                Some(view(&s.test.0, &s.test.1, &s.test.2, te)),
+                                &mut (),
+                            )
+                            .unwrap();
+                            t.theta().to_vec()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (r, th) in engines.iter().enumerate() {
+                assert_eq!(th, &engines[0], "{inner:?} R {size}: rank {r}'s engine θ");
+                // not bit for bit: on a rank with one row of a batch the engine's row-major
+                // 1 × d batch and the host path's column-major one take different GEMM
+                // kernels (the two agree bit for bit from two rows on)
+                let e = rel(&to64(th), &to64(&host[r].0));
+                assert!(
+                    e < 1e-13,
+                    "{inner:?} R {size}: rank {r}: engine vs host {e:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_engine_without_a_collective_refuses_data_parallel_steps() {
+    use itlin::backend::Cpu;
+    use itlin::train::BackendEngine;
+    use std::sync::Arc;
+    let mlp = Mlp::new(&[6, 12, 3], Activation::Tanh).unwrap();
+    let s = set::<f64>();
+    let solo = itlin::dist::Solo;
+    let sh = Shard::whole(41);
+    let mut t = Trainer::new(
+        &mlp,
+        mlp.init::<f64>(Init::Standard, 3),
+        config(Inner::sgd(0.1), Loss::Mse),
+    )
+    .unwrap()
+    .with_engine(Box::new(BackendEngine::<f64, Cpu>::new(
+        mlp.clone(),
+        Arc::new(Cpu),
+    )))
+    .with_comm(&solo, sh, Some(Shard::whole(13)));
+    let e = t
+        .fit(
+            view(&s.train.0, &s.train.1, &s.train.2, sh),
+            Some(view(&s.test.0, &s.test.1, &s.test.2, Shard::whole(13))),
+            &mut (),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no collective"), "{e}");
+}

@@ -52,6 +52,11 @@ impl<T: Real> Backend<T> for Cpu {
         Ok(data.to_vec())
     }
     #[track_caller]
+    fn upload_into(&self, data: &[T], dst: &mut [T]) -> Result<()> {
+        dst.copy_from_slice(data);
+        Ok(())
+    }
+    #[track_caller]
     fn download(&self, buf: &Vec<T>, range: Range<usize>, out: &mut [T]) -> Result<()> {
         out.copy_from_slice(&buf[range]);
         Ok(())

@@ -155,6 +155,22 @@ impl<T: CudaReal> Backend<T> for CudaBackend {
         Ok(DeviceBuf(Some(CudaBackend::upload(self, data)?)))
     }
     #[track_caller]
+    fn upload_into(&self, data: &[T], mut dst: Self::SliceMut<'_>) -> Result<()> {
+        assert_eq!(
+            data.len(),
+            dst.len(),
+            "CudaBackend::upload_into: {} entries into a view of {}",
+            data.len(),
+            dst.len()
+        );
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.stream()
+            .memcpy_htod(data, &mut dst)
+            .map_err(crate::kernels::cuda::dev_err("copying host to device"))
+    }
+    #[track_caller]
     fn download(&self, buf: &Self::Buf, range: Range<usize>, out: &mut [T]) -> Result<()> {
         assert_eq!(
             out.len(),

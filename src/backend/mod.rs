@@ -38,6 +38,7 @@
 //! device.
 
 mod activation;
+mod collective;
 pub(crate) mod cpu;
 pub(crate) mod cpu_ntk;
 #[cfg(feature = "cuda")]
@@ -46,6 +47,7 @@ mod layer;
 pub mod optim;
 
 pub use activation::Activation;
+pub use collective::{Collective, HostStaged};
 pub use cpu::Cpu;
 pub use layer::Layer;
 pub use optim::{AdamStep, SgdMode, Update};
@@ -109,6 +111,14 @@ pub trait Backend<T: Real>: Sync {
     /// # Errors
     /// [`crate::Error::Device`] if the device cannot be read.
     fn download(&self, buf: &Self::Buf, range: Range<usize>, out: &mut [T]) -> Result<()>;
+    /// Copies the host slice `data` into the view `dst` (no allocation).
+    ///
+    /// # Panics
+    /// If `data.len()` differs from the view's length.
+    ///
+    /// # Errors
+    /// [`crate::Error::Device`] if the device cannot be written.
+    fn upload_into(&self, data: &[T], dst: Self::SliceMut<'_>) -> Result<()>;
 
     /// The entries `range` of `buf`.
     ///

@@ -260,9 +260,11 @@ pub struct TrainArgs {
     /// …` (a build with `--features mpi`). Each rank holds a contiguous shard of the training
     /// and test rows; the ranks draw the same global batches and sum their gradients (one
     /// all-reduce of the P parameters per step), so the run equals the one-process run up to
-    /// rounding. Rank 0 alone writes the run directory. SGD and Adam inner steps, and
-    /// Gauss-Newton with --loss mse --gn-form cg [--precond nystrom:M] (the dual system
-    /// solved by CG over the shards), on the CPU.
+    /// rounding. Rank 0 alone writes the run directory. SGD and Adam inner steps (with
+    /// --device cuda one GPU per rank, the resident engines summing their gradients with
+    /// NCCL in a build with --features nccl, else through the host), and Gauss-Newton with
+    /// --loss mse --gn-form cg [--precond nystrom:M] (the dual system solved by CG over the
+    /// shards).
     #[arg(long)]
     #[serde(default)]
     pub distributed: bool,

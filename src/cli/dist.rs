@@ -2,6 +2,7 @@
 
 use itlin::dist::{Comm, Solo};
 use itlin::{Error, Result};
+use std::sync::Arc;
 
 /// The communicator of this process: [`Solo`] for an ordinary run; with `--distributed` the
 /// MPI world (`mpirun -np R itlin train --distributed …`; one process started without
@@ -11,14 +12,14 @@ use itlin::{Error, Result};
 /// [`Error::Config`] for `--distributed` in a build without the `mpi` feature, a timeout
 /// that is not a positive number of seconds, or a process started by an MPI launcher as one
 /// of several ranks without `--distributed`; [`Error::Comm`] if MPI cannot be initialised.
-pub fn open(distributed: bool, timeout_s: f64) -> Result<Box<dyn Comm>> {
+pub fn open(distributed: bool, timeout_s: f64) -> Result<Arc<dyn Comm>> {
     if !distributed {
         if let Some(n) = launcher_ranks().filter(|&n| n > 1) {
             return Err(Error::config(format!(
                 "started as one of {n} ranks (mpirun) without --distributed: each would train alone into the same run directory; add --distributed"
             )));
         }
-        return Ok(Box::new(Solo));
+        return Ok(Arc::new(Solo));
     }
     if !(timeout_s.is_finite() && timeout_s > 0.0) {
         return Err(Error::config(format!(
@@ -37,12 +38,12 @@ fn launcher_ranks() -> Option<usize> {
 }
 
 #[cfg(feature = "mpi")]
-fn open_mpi(timeout: std::time::Duration) -> Result<Box<dyn Comm>> {
-    Ok(Box::new(itlin::dist::MpiComm::init(timeout)?))
+fn open_mpi(timeout: std::time::Duration) -> Result<Arc<dyn Comm>> {
+    Ok(Arc::new(itlin::dist::MpiComm::init(timeout)?))
 }
 
 #[cfg(not(feature = "mpi"))]
-fn open_mpi(_: std::time::Duration) -> Result<Box<dyn Comm>> {
+fn open_mpi(_: std::time::Duration) -> Result<Arc<dyn Comm>> {
     Err(Error::config(
         "--distributed: this build has no MPI support; rebuild with --features mpi (needs an MPI library and libclang, e.g. Debian's openmpi-bin libopenmpi-dev libclang-dev) and start with mpirun -np R",
     ))

@@ -16,6 +16,7 @@ use itlin::train::{
 use itlin::{Activation, Error, Model, Real, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// What `summary.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -300,8 +301,34 @@ impl Observer for CliObserver {
 
 /// The precisions a run can use: [`Real`], and in a build with the `cuda` feature also
 /// [`CudaReal`](itlin::kernels::cuda::CudaReal) (both hold for `f32` and `f64`).
-#[cfg(feature = "cuda")]
+#[cfg(all(feature = "cuda", not(feature = "nccl")))]
 pub trait RunReal: itlin::kernels::cuda::CudaReal {}
+/// The precisions a run can use: [`Real`], [`CudaReal`](itlin::kernels::cuda::CudaReal) and
+/// NCCL's element types (all hold for `f32` and `f64`).
+#[cfg(feature = "nccl")]
+pub trait RunReal:
+    itlin::kernels::cuda::CudaReal + itlin::kernels::cuda::cudarc::nccl::NcclType
+{
+}
+
+/// The sum of the resident engines' gradients across the ranks of a distributed GPU run:
+/// NCCL in a build with the `nccl` feature, else through the host (download, MPI sum,
+/// upload).
+#[cfg(feature = "cuda")]
+fn device_collective<T: RunReal>(
+    be: &Arc<itlin::kernels::cuda::CudaBackend>,
+    comm: &Arc<dyn Comm>,
+) -> Result<Arc<dyn itlin::backend::Collective<T, itlin::kernels::cuda::CudaBackend>>> {
+    #[cfg(feature = "nccl")]
+    {
+        Ok(Arc::new(itlin::kernels::cuda::NcclSum::new(be, &**comm)?))
+    }
+    #[cfg(not(feature = "nccl"))]
+    {
+        let _ = be;
+        Ok(Arc::new(itlin::backend::HostStaged::new(Arc::clone(comm))))
+    }
+}
 /// The precisions a run can use: [`Real`] (`f32` and `f64`).
 #[cfg(not(feature = "cuda"))]
 pub trait RunReal: Real {}
@@ -362,22 +389,15 @@ pub fn run<T: RunReal>(
     a: &TrainArgs,
     dir: &Path,
     resume: bool,
-    comm: &dyn Comm,
+    comm: &Arc<dyn Comm>,
 ) -> Result<Summary> {
     if a.device == Device::Cuda && !cfg!(feature = "cuda") {
         return Err(no_cuda());
     }
-    if comm.size() > 1 || a.distributed {
-        if a.device == Device::Cuda {
-            return Err(Error::config(
-                "--distributed with --device cuda: data-parallel runs take their steps on the CPU in this version; use --device cpu",
-            ));
-        }
-        if matches!(a.inner, InnerKind::Spectral) {
-            return Err(Error::config(
-                "--distributed: data-parallel runs take SGD, Adam or Gauss-Newton (--loss mse --gn-form cg) inner steps; --inner spectral runs on one process",
-            ));
-        }
+    if (comm.size() > 1 || a.distributed) && matches!(a.inner, InnerKind::Spectral) {
+        return Err(Error::config(
+            "--distributed: data-parallel runs take SGD, Adam or Gauss-Newton (--loss mse --gn-form cg) inner steps; --inner spectral runs on one process",
+        ));
     }
     if a.net.is_none() {
         let _: Activation = a.act.parse()?;
@@ -415,7 +435,7 @@ pub fn run<T: RunReal>(
     check_inner_step::<T>(a, &arch, &cfg, split.train.len())?;
 
     match a.device {
-        Device::Cpu => fit(a, dir, resume, &arch, &arch, None, &split, &cfg, comm),
+        Device::Cpu => fit(a, dir, resume, &arch, &arch, None, &split, &cfg, &**comm),
         #[cfg(feature = "cuda")]
         Device::Cuda => {
             use itlin::kernels::cuda::{CudaMlp, ResidentEngine};
@@ -423,11 +443,17 @@ pub fn run<T: RunReal>(
             let be = open_cuda()?;
             let model = CudaMlp::with_backend(mlp.clone(), be.clone());
             let first_order = matches!(a.inner, InnerKind::Sgd | InnerKind::Adam);
-            let engine = (first_order && !a.per_call).then(|| {
-                Box::new(ResidentEngine::<T>::new(mlp.clone(), be).with_sync_phases(a.sync_timings))
-                    as Box<dyn FirstOrderEngine<T>>
-            });
-            fit(a, dir, resume, &arch, &model, engine, &split, &cfg, comm)
+            let engine = if first_order && !a.per_call {
+                let mut e = ResidentEngine::<T>::new(mlp.clone(), be.clone())
+                    .with_sync_phases(a.sync_timings);
+                if comm.size() > 1 {
+                    e = e.with_collective(device_collective::<T>(&be, comm)?);
+                }
+                Some(Box::new(e) as Box<dyn FirstOrderEngine<T>>)
+            } else {
+                None
+            };
+            fit(a, dir, resume, &arch, &model, engine, &split, &cfg, &**comm)
         }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda => Err(no_cuda()),
@@ -595,7 +621,7 @@ fn fit<'m, T: Real, M: Model<T>>(
 }
 
 /// Runs with the precision of the flags.
-pub fn run_any(a: &TrainArgs, dir: &Path, resume: bool, comm: &dyn Comm) -> Result<Summary> {
+pub fn run_any(a: &TrainArgs, dir: &Path, resume: bool, comm: &Arc<dyn Comm>) -> Result<Summary> {
     match a.precision {
         Precision::F32 => run::<f32>(a, dir, resume, comm),
         Precision::F64 => run::<f64>(a, dir, resume, comm),

@@ -68,6 +68,11 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{:.2}", 100.0 * v))
 }
 
+/// The communicator of a sweep's runs (one process).
+fn solo() -> std::sync::Arc<dyn itlin::dist::Comm> {
+    std::sync::Arc::new(itlin::dist::Solo)
+}
+
 /// Runs `itlin sweep`.
 pub fn main(s: &SweepArgs) -> Result<()> {
     super::run::check_device(s.device)?;
@@ -98,7 +103,7 @@ fn experiment_a(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
             "(a) K = {p}: {} SGD steps, batch {}, lr {}",
             s.steps, s.batch, s.lr
         );
-        let sum = run_any(&a, &sub, false, &itlin::dist::Solo)?;
+        let sum = run_any(&a, &sub, false, &solo())?;
         eprintln!(
             "(a) K = {p}: test acc {} %, {:.1} s",
             pct(sum.last_of(|m| m.test_acc)),
@@ -223,7 +228,7 @@ fn experiment_b(s: &SweepArgs, dir: &Path, md: &mut String) -> Result<()> {
             "(b) λ = {lambda:e}: {} GN steps on {} rows",
             s.gn_steps, s.gn_batch
         );
-        let sum = run_any(&a, &sub, false, &itlin::dist::Solo)?;
+        let sum = run_any(&a, &sub, false, &solo())?;
         eprintln!(
             "(b) λ = {lambda:e}: test acc {} %",
             pct(sum.last_of(|m| m.test_acc))

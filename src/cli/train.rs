@@ -5,6 +5,7 @@ use super::prepare_out;
 use super::run::{RunConfig, Summary, print_summary, run_any};
 use itlin::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The exit status of a run that diverged (its run directory is complete, its summary says
 /// where and why).
@@ -48,14 +49,14 @@ pub fn main(a: &TrainArgs) -> Result<()> {
     let result = match &resume {
         Some((dir, cfg_path, args)) => {
             // a bad saved flag is reported against the file it came from
-            run_any(args, dir, true, comm.as_ref())
+            run_any(args, dir, true, &comm)
                 .map_err(|e| match e {
                     Error::Config(m) => Error::format(cfg_path, m),
                     e => e,
                 })
                 .map(|s| (s, dir.clone()))
         }
-        None => fresh(a, comm.as_ref()),
+        None => fresh(a, &comm),
     };
     match result {
         Ok((summary, dir)) => {
@@ -73,13 +74,13 @@ pub fn main(a: &TrainArgs) -> Result<()> {
 }
 
 /// A fresh run: rank 0 prepares the run directory and tells the others.
-fn fresh(a: &TrainArgs, comm: &dyn itlin::dist::Comm) -> Result<(Summary, PathBuf)> {
+fn fresh(a: &TrainArgs, comm: &Arc<dyn itlin::dist::Comm>) -> Result<(Summary, PathBuf)> {
     let dir = if comm.rank() == 0 {
         prepare_out(a.out.as_deref(), "train", a.force)?
     } else {
         PathBuf::new()
     };
-    let dir = super::dist::share_dir(comm, &dir)?;
+    let dir = super::dist::share_dir(&**comm, &dir)?;
     let summary = run_any(a, &dir, false, comm)?;
     Ok((summary, dir))
 }

@@ -7,7 +7,7 @@ use super::config::{Inner, TrainConfig};
 use super::engine::FirstOrderEngine;
 use super::metrics::Timings;
 use super::state::{DataRef, TrainState};
-use crate::backend::{self, AdamStep, Backend, SgdMode, Update};
+use crate::backend::{self, AdamStep, Backend, Collective, SgdMode, Update};
 use crate::loss::Loss;
 use crate::model::{Trace, Workspace};
 use crate::{Error, Mlp, Model, Real, Result};
@@ -45,8 +45,12 @@ struct Run<T: Real, B: Backend<T>> {
     /// `f_lin` (`B × C`) away from θ̃ (at θ̃ it is the trace's output).
     flin: B::Buf,
     grad: B::Buf,
+    /// The weighted gradient summed across ranks (data-parallel steps only).
+    gsum: B::Buf,
     flag: B::Flag,
     scratch: Vec<f64>,
+    /// Zeros for the gradient of a rank without rows in a batch (data-parallel steps only).
+    zeros: Vec<T>,
 }
 
 /// A [`FirstOrderEngine`] for an [`Mlp`] on any [`Backend`]: the whole first-order inner
@@ -75,6 +79,7 @@ pub struct BackendEngine<T: Real, B: Backend<T>> {
     mlp: Mlp,
     sync_phases: bool,
     run: Option<Run<T, B>>,
+    collective: Option<Arc<dyn Collective<T, B>>>,
 }
 
 impl<T: Real, B: Backend<T>> std::fmt::Debug for BackendEngine<T, B> {
@@ -96,7 +101,18 @@ impl<T: Real, B: Backend<T>> BackendEngine<T, B> {
             mlp,
             sync_phases: false,
             run: None,
+            collective: None,
         }
+    }
+
+    /// Lets the engine take data-parallel steps ([`FirstOrderEngine::step_sharded`]): the
+    /// weighted gradient is summed across ranks by `collective`
+    /// ([`HostStaged`](crate::backend::HostStaged) through the host, or NCCL on GPUs) before
+    /// the update, so θ and the optimiser state stay on the device and identical on every
+    /// rank.
+    pub fn with_collective(mut self, collective: Arc<dyn Collective<T, B>>) -> Self {
+        self.collective = Some(collective);
+        self
     }
 
     /// When on, the engine waits for the backend at the end of each phase of a step
@@ -125,6 +141,128 @@ impl<T: Real, B: Backend<T>> BackendEngine<T, B> {
         } else {
             self.be.upload(&vec![T::zero_impl(); p])
         }
+    }
+
+    /// The step of [`FirstOrderEngine::step`] (`share = None`) and of
+    /// [`FirstOrderEngine::step_sharded`] (`share = Some(|rows| / B)`, `rows` possibly empty).
+    fn take_step(
+        &mut self,
+        rows: &[usize],
+        share: Option<f64>,
+        lr: f64,
+        at_tilde: bool,
+        timings: &mut Timings,
+    ) -> Result<bool> {
+        let Self {
+            be,
+            mlp,
+            sync_phases,
+            run,
+            collective,
+        } = self;
+        let (be, mlp, sync_phases) = (&**be, &*mlp, *sync_phases);
+        let phase_end = || -> Result<()> {
+            if sync_phases {
+                be.synchronize()?;
+            }
+            Ok(())
+        };
+        let run = running(run)?;
+        let b = rows.len();
+        if let Some(&r) = rows.iter().find(|&&r| r >= run.n) {
+            panic!("engine step: row {r} of a training set of {} rows", run.n);
+        }
+        let (d, c) = (run.d, run.c);
+        let p = B::buf_len(&run.theta);
+        if b == 0 {
+            // a rank without rows in this batch: its share of the gradient is zero
+            run.zeros.resize(p, T::zero_impl());
+            be.resize(&mut run.grad, p)?;
+            be.upload_into(&run.zeros, backend::all_mut::<T, B>(&mut run.grad))?;
+        } else {
+            // 1–2: gather the batch, one trace at θ̃, f_lin
+            let t = Instant::now();
+            be.set_rows(rows, &mut run.rows)?;
+            be.resize(&mut run.xb, b * d)?;
+            be.resize(&mut run.yb, b * c)?;
+            let xs = backend::all::<T, B>(&run.x);
+            be.gather_rows(backend::all_mut::<T, B>(&mut run.xb), &xs, d, &run.rows)?;
+            let ys = backend::all::<T, B>(&run.y);
+            be.gather_rows(backend::all_mut::<T, B>(&mut run.yb), &ys, c, &run.rows)?;
+            let th_tilde = backend::all::<T, B>(&run.theta_tilde);
+            let xb = B::mat(backend::all::<T, B>(&run.xb), b, d);
+            mlp.trace_on(be, &th_tilde, &xb, &mut run.trace, true)?;
+            be.resize(&mut run.u, b * c)?;
+            // Sized on every step, so that the first step (at θ̃) already holds the buffer.
+            be.resize(&mut run.flin, b * c)?;
+            let f0 = backend::all::<T, B>(run.trace.output_buf());
+            // At θ̃, f_lin is the trace's output itself (read in place below).
+            if !at_tilde {
+                let th = backend::all::<T, B>(&run.theta);
+                let tangent = backend::all_mut::<T, B>(&mut run.tangent);
+                be.axpby(tangent, T::one_impl(), &th, -T::one_impl(), &th_tilde)?;
+                let v = backend::all::<T, B>(&run.tangent);
+                let jv = backend::all_mut::<T, B>(&mut run.u);
+                mlp.jvp_on(be, &th_tilde, &xb, &run.trace, &v, jv, &mut run.ws)?;
+                let jv = backend::all::<T, B>(&run.u);
+                let flin = backend::all_mut::<T, B>(&mut run.flin);
+                be.axpby(flin, T::one_impl(), &f0, T::one_impl(), &jv)?;
+            }
+            phase_end()?;
+            timings.jvp += t.elapsed().as_secs_f64();
+
+            // 3–4: u = ∂L/∂f_lin, g = J(θ̃)ᵀ u
+            let t = Instant::now();
+            let flin = if at_tilde {
+                B::mat(f0, b, c)
+            } else {
+                B::mat(backend::all::<T, B>(&run.flin), b, c)
+            };
+            let yb = B::mat(backend::all::<T, B>(&run.yb), b, c);
+            let u = B::mat_mut(backend::all_mut::<T, B>(&mut run.u), b, c);
+            be.loss_grad(u, run.loss, &flin, &yb, &mut run.scratch)?;
+            be.resize(&mut run.grad, p)?;
+            let u = B::mat(backend::all::<T, B>(&run.u), b, c);
+            let grad = backend::all_mut::<T, B>(&mut run.grad);
+            mlp.vjp_on(be, &th_tilde, &xb, &run.trace, &u, grad, &mut run.ws)?;
+            phase_end()?;
+            timings.vjp += t.elapsed().as_secs_f64();
+        }
+
+        // data-parallel: share · g, summed across ranks
+        let grad = match (share, collective.as_ref()) {
+            (Some(share), Some(coll)) => {
+                let t = Instant::now();
+                be.resize(&mut run.gsum, p)?;
+                let g = backend::all::<T, B>(&run.grad);
+                let out = backend::all_mut::<T, B>(&mut run.gsum);
+                be.axpby(out, T::from_f64(share), &g, T::zero_impl(), &g)?;
+                coll.sum(be, &mut run.gsum)?;
+                timings.comm += t.elapsed().as_secs_f64();
+                &mut run.gsum
+            }
+            _ => &mut run.grad,
+        };
+
+        // 5: finiteness, weight decay and the update (nothing changes when not finite)
+        let t = Instant::now();
+        let wd = (run.weight_decay > 0.0).then(|| T::from_f64(run.weight_decay));
+        let rule = rule::<T>(&run.inner, lr, run.t + 1);
+        let finite = be.update(
+            backend::all_mut::<T, B>(&mut run.theta),
+            backend::all_mut::<T, B>(grad),
+            run.m.as_mut().map(|m| backend::all_mut::<T, B>(m)),
+            run.v.as_mut().map(|v| backend::all_mut::<T, B>(v)),
+            rule,
+            wd,
+            &mut run.flag,
+        )?;
+        if finite {
+            run.t += 1;
+            run.moments_live |= run.m.is_some();
+        }
+        timings.update += t.elapsed().as_secs_f64();
+        Ok(finite)
     }
 }
 
@@ -240,8 +378,10 @@ impl<T: Real, B: Backend<T> + Send> FirstOrderEngine<T> for BackendEngine<T, B> 
             u: B::Buf::default(),
             flin: B::Buf::default(),
             grad: B::Buf::default(),
+            gsum: B::Buf::default(),
             flag: B::Flag::default(),
             scratch: Vec::new(),
+            zeros: Vec::new(),
         });
         Ok(())
     }
@@ -265,95 +405,29 @@ impl<T: Real, B: Backend<T> + Send> FirstOrderEngine<T> for BackendEngine<T, B> 
         at_tilde: bool,
         timings: &mut Timings,
     ) -> Result<bool> {
-        let Self {
-            be,
-            mlp,
-            sync_phases,
-            run,
-        } = self;
-        let (be, mlp, sync_phases) = (&**be, &*mlp, *sync_phases);
-        let phase_end = || -> Result<()> {
-            if sync_phases {
-                be.synchronize()?;
-            }
-            Ok(())
-        };
-        let run = running(run)?;
-        let b = rows.len();
-        assert!(b > 0, "engine step: empty batch");
-        if let Some(&r) = rows.iter().find(|&&r| r >= run.n) {
-            panic!("engine step: row {r} of a training set of {} rows", run.n);
-        }
-        let (d, c) = (run.d, run.c);
+        assert!(!rows.is_empty(), "engine step: empty batch");
+        self.take_step(rows, None, lr, at_tilde, timings)
+    }
 
-        // 1–2: gather the batch, one trace at θ̃, f_lin
-        let t = Instant::now();
-        be.set_rows(rows, &mut run.rows)?;
-        be.resize(&mut run.xb, b * d)?;
-        be.resize(&mut run.yb, b * c)?;
-        let xs = backend::all::<T, B>(&run.x);
-        be.gather_rows(backend::all_mut::<T, B>(&mut run.xb), &xs, d, &run.rows)?;
-        let ys = backend::all::<T, B>(&run.y);
-        be.gather_rows(backend::all_mut::<T, B>(&mut run.yb), &ys, c, &run.rows)?;
-        let th_tilde = backend::all::<T, B>(&run.theta_tilde);
-        let xb = B::mat(backend::all::<T, B>(&run.xb), b, d);
-        mlp.trace_on(be, &th_tilde, &xb, &mut run.trace, true)?;
-        be.resize(&mut run.u, b * c)?;
-        // Sized on every step, so that the first step (at θ̃) already holds the buffer.
-        be.resize(&mut run.flin, b * c)?;
-        let f0 = backend::all::<T, B>(run.trace.output_buf());
-        // At θ̃, f_lin is the trace's output itself (read in place below).
-        if !at_tilde {
-            let th = backend::all::<T, B>(&run.theta);
-            let tangent = backend::all_mut::<T, B>(&mut run.tangent);
-            be.axpby(tangent, T::one_impl(), &th, -T::one_impl(), &th_tilde)?;
-            let v = backend::all::<T, B>(&run.tangent);
-            let jv = backend::all_mut::<T, B>(&mut run.u);
-            mlp.jvp_on(be, &th_tilde, &xb, &run.trace, &v, jv, &mut run.ws)?;
-            let jv = backend::all::<T, B>(&run.u);
-            let flin = backend::all_mut::<T, B>(&mut run.flin);
-            be.axpby(flin, T::one_impl(), &f0, T::one_impl(), &jv)?;
+    /// One data-parallel inner step (see [`FirstOrderEngine::step_sharded`]); needs a
+    /// collective ([`with_collective`](BackendEngine::with_collective)).
+    ///
+    /// # Panics
+    /// If `rows` holds an index `≥ N` (this rank's shard).
+    fn step_sharded(
+        &mut self,
+        rows: &[usize],
+        share: f64,
+        lr: f64,
+        at_tilde: bool,
+        timings: &mut Timings,
+    ) -> Result<bool> {
+        if self.collective.is_none() {
+            return Err(Error::config(
+                "the engine has no collective to sum its gradients across ranks (with_collective)",
+            ));
         }
-        phase_end()?;
-        timings.jvp += t.elapsed().as_secs_f64();
-
-        // 3–4: u = ∂L/∂f_lin, g = J(θ̃)ᵀ u
-        let t = Instant::now();
-        let flin = if at_tilde {
-            B::mat(f0, b, c)
-        } else {
-            B::mat(backend::all::<T, B>(&run.flin), b, c)
-        };
-        let yb = B::mat(backend::all::<T, B>(&run.yb), b, c);
-        let u = B::mat_mut(backend::all_mut::<T, B>(&mut run.u), b, c);
-        be.loss_grad(u, run.loss, &flin, &yb, &mut run.scratch)?;
-        let p = B::buf_len(&run.theta);
-        be.resize(&mut run.grad, p)?;
-        let u = B::mat(backend::all::<T, B>(&run.u), b, c);
-        let grad = backend::all_mut::<T, B>(&mut run.grad);
-        mlp.vjp_on(be, &th_tilde, &xb, &run.trace, &u, grad, &mut run.ws)?;
-        phase_end()?;
-        timings.vjp += t.elapsed().as_secs_f64();
-
-        // 5: finiteness, weight decay and the update (nothing changes when not finite)
-        let t = Instant::now();
-        let wd = (run.weight_decay > 0.0).then(|| T::from_f64(run.weight_decay));
-        let rule = rule::<T>(&run.inner, lr, run.t + 1);
-        let finite = be.update(
-            backend::all_mut::<T, B>(&mut run.theta),
-            backend::all_mut::<T, B>(&mut run.grad),
-            run.m.as_mut().map(|m| backend::all_mut::<T, B>(m)),
-            run.v.as_mut().map(|v| backend::all_mut::<T, B>(v)),
-            rule,
-            wd,
-            &mut run.flag,
-        )?;
-        if finite {
-            run.t += 1;
-            run.moments_live |= run.m.is_some();
-        }
-        timings.update += t.elapsed().as_secs_f64();
-        Ok(finite)
+        self.take_step(rows, Some(share), lr, at_tilde, timings)
     }
 
     /// Copies `θ`, `θ̃`, and the moments when the host state has them (as the host path

@@ -71,6 +71,31 @@ pub trait FirstOrderEngine<T: Real> {
         timings: &mut Timings,
     ) -> Result<bool>;
 
+    /// One inner step of a data-parallel run ([`Trainer::with_comm`](super::Trainer::with_comm)):
+    /// `rows` are this rank's rows of the global batch as indices into its shard (possibly
+    /// none), `share = |rows| / B` its share of the global batch `B`. The gradient of the
+    /// mean loss over `rows` (zero when there are none) is weighted by `share` and summed
+    /// across the ranks before steps 5 (so every rank takes the same update). Returns whether
+    /// the summed gradient was finite. The default refuses: an engine must be given a
+    /// collective to take such steps.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] for an engine without a collective; device and
+    /// communication errors.
+    fn step_sharded(
+        &mut self,
+        rows: &[usize],
+        share: f64,
+        lr: f64,
+        at_tilde: bool,
+        timings: &mut Timings,
+    ) -> Result<bool> {
+        let _ = (rows, share, lr, at_tilde, timings);
+        Err(crate::Error::config(
+            "this engine takes no data-parallel steps (it has no collective to sum its gradients)",
+        ))
+    }
+
     /// Writes `θ`, `θ̃` and the optimiser state (`m`, `v`, `t`) into `state`.
     ///
     /// # Errors

@@ -184,7 +184,10 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
     /// its shard (the first rows of the data set when they fit in it) and shared. A stop
     /// asked by any rank's observer stops all ranks. Only rank 0 writes checkpoints.
     ///
-    /// Supported inner optimisers, on the host (no engine): SGD and Adam; Gauss-Newton for
+    /// Supported inner optimisers: SGD and Adam, on the host or on an engine that takes
+    /// data-parallel steps ([`FirstOrderEngine::step_sharded`], e.g. a
+    /// [`BackendEngine`](super::BackendEngine) with a collective: the gradient is then summed
+    /// where the engine computes, and θ stays there); Gauss-Newton (on the host) for
     /// MSE with [`Form::Cg`] (the dual system solved by CG over the shards: kernel products
     /// `J(Σ_r J_rᵀ v_r)`, one `P`-vector sum each, with the landmark preconditioner of
     /// [`Preconditioner::Nystrom`]'s rank; [`crate::solve::dual_cg_step_sharded`]), whose
@@ -340,11 +343,6 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                     "a data-parallel run takes SGD, Adam or Gauss-Newton (MSE, CG) inner steps; --inner spectral runs on one process",
                 ));
             }
-        }
-        if self.engine.is_some() {
-            return Err(Error::config(
-                "a data-parallel run takes its inner steps on the host (no engine); use --device cpu",
-            ));
         }
         Ok(())
     }

@@ -18,6 +18,8 @@ pub(crate) mod dense;
 pub mod host;
 pub mod mlp;
 mod model;
+#[cfg(feature = "nccl")]
+mod nccl;
 pub mod ntk;
 pub mod nvrtc;
 pub mod ops;
@@ -28,6 +30,8 @@ pub use context::CudaBackend;
 pub(crate) use context::dev_err;
 pub use mlp::{DeviceSignals, DeviceTrace};
 pub use model::CudaMlp;
+#[cfg(feature = "nccl")]
+pub use nccl::NcclSum;
 pub use ntk::DualStep;
 pub use nvrtc::{Family, Output, compile, compile_source, nvrtc_available, nvrtc_version};
 pub use resident::ResidentEngine;

@@ -25,12 +25,29 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         self.state.timings.update += t.elapsed().as_secs_f64();
         let lr = self.lr_at(self.state.step);
         let at_tilde = self.state.since_relin == 0;
-        let finite = self.engine.as_mut().expect("a live engine exists").step(
-            &self.host.batch.rows,
-            lr,
-            at_tilde,
-            &mut self.state.timings,
-        )?;
+        let engine = self.engine.as_mut().expect("a live engine exists");
+        let finite = match &self.dist {
+            None => engine.step(&self.host.batch.rows, lr, at_tilde, &mut self.state.timings)?,
+            Some(d) => {
+                let global_b = self.host.batch.rows.len();
+                let shard = d.train;
+                self.host.batch.rows.retain_mut(|i| match shard.local(*i) {
+                    Some(l) => {
+                        *i = l;
+                        true
+                    }
+                    None => false,
+                });
+                let share = self.host.batch.rows.len() as f64 / global_b as f64;
+                engine.step_sharded(
+                    &self.host.batch.rows,
+                    share,
+                    lr,
+                    at_tilde,
+                    &mut self.state.timings,
+                )?
+            }
+        };
         if finite {
             self.state.step += 1;
             self.state.since_relin += 1;
