@@ -100,16 +100,8 @@ fn main() -> itlin::Result<()> {
     for _ in 0..reps {
         comm.barrier()?;
         let t = Instant::now();
-        let (d, rep) = dual_cg_step_sharded(
-            &comm,
-            &mlp,
-            &theta,
-            xs,
-            shard,
-            &g,
-            n as f64 * lambda,
-            &opts,
-        )?;
+        let (d, rep) =
+            dual_cg_step_sharded(&comm, &mlp, &theta, xs, shard, &g, n as f64 * lambda, &opts)?;
         let secs = t.elapsed().as_secs_f64();
         if root {
             println!(
