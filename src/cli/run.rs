@@ -434,6 +434,8 @@ pub fn run<T: RunReal>(
     check_memory::<T>(&arch, &cfg, n_eval)?;
     check_inner_step::<T>(a, &arch, &cfg, split.train.len())?;
 
+    // from here on this rank holds only its shards of the data
+    let split = Local::new(split, comm.rank(), comm.size());
     match a.device {
         Device::Cpu => fit(a, dir, resume, &arch, &arch, None, &split, &cfg, &**comm),
         #[cfg(feature = "cuda")]
@@ -460,13 +462,47 @@ pub fn run<T: RunReal>(
     }
 }
 
-/// The rows of `s` of a data set, as views.
-fn view<T: Real>(d: &itlin::data::Dataset<T>, s: Shard) -> DataRef<'_, T> {
-    DataRef::new(
-        d.x.as_ref().subrows(s.offset, s.len),
-        d.y.as_ref().subrows(s.offset, s.len),
-        d.labels.as_deref().map(|l| &l[s.range()]),
-    )
+/// The rows of the data this rank holds: its shards of the training and test sets (the
+/// whole sets in a one-process run), and where they lie in the whole sets.
+struct Local<T> {
+    train: itlin::data::Dataset<T>,
+    test: itlin::data::Dataset<T>,
+    train_shard: Shard,
+    test_shard: Shard,
+}
+
+impl<T: Real> Local<T> {
+    /// Rank `rank`'s shards of `split` (of `size` ranks); the rest is dropped.
+    fn new(split: itlin::data::Split<T>, rank: usize, size: usize) -> Self {
+        let (tr, te) = (
+            Shard::of(split.train.len(), rank, size),
+            Shard::of(split.test.len(), rank, size),
+        );
+        if size == 1 {
+            return Self {
+                train: split.train,
+                test: split.test,
+                train_shard: tr,
+                test_shard: te,
+            };
+        }
+        let keep = |d: itlin::data::Dataset<T>, s: Shard| itlin::data::Dataset {
+            x: d.x.as_ref().subrows(s.offset, s.len).to_owned(),
+            y: d.y.as_ref().subrows(s.offset, s.len).to_owned(),
+            labels: d.labels.map(|l| l[s.range()].to_vec()),
+        };
+        Self {
+            train: keep(split.train, tr),
+            test: keep(split.test, te),
+            train_shard: tr,
+            test_shard: te,
+        }
+    }
+}
+
+/// A data set as a view.
+fn view<T: Real>(d: &itlin::data::Dataset<T>) -> DataRef<'_, T> {
+    DataRef::new(d.x.as_ref(), d.y.as_ref(), d.labels.as_deref())
 }
 
 /// The training itself, with `model` (the network `arch`, evaluated on the CPU or the GPU)
@@ -480,7 +516,7 @@ fn fit<'m, T: Real, M: Model<T>>(
     arch: &Arch,
     model: &'m M,
     engine: Option<Box<dyn FirstOrderEngine<T> + 'm>>,
-    split: &itlin::data::Split<T>,
+    split: &Local<T>,
     cfg: &TrainConfig,
     comm: &'m dyn Comm,
 ) -> Result<Summary> {
@@ -489,13 +525,12 @@ fn fit<'m, T: Real, M: Model<T>>(
     let metrics_path = dir.join("metrics.jsonl");
     let mut trainer = if resume {
         let state = checkpoint::load::<T>(&ck_path)?;
-        if state.batcher.is_some() && state.n_train != split.train.len() {
+        if state.batcher.is_some() && state.n_train != split.train_shard.total {
             return Err(Error::format(
                 &ck_path,
                 format!(
                     "the checkpoint was made with {} training rows, the data has {}",
-                    state.n_train,
-                    split.train.len()
+                    state.n_train, split.train_shard.total
                 ),
             ));
         }
@@ -566,12 +601,10 @@ fn fit<'m, T: Real, M: Model<T>>(
         error: None,
     };
     // this rank's shards (the whole sets in a one-process run)
-    let (rank, size) = (comm.rank(), comm.size());
-    let tr = Shard::of(split.train.len(), rank, size);
-    let te = Shard::of(split.test.len(), rank, size);
-    let train = view(&split.train, tr);
-    let test = (!split.test.is_empty()).then(|| view(&split.test, te));
-    if size > 1 {
+    let (tr, te) = (split.train_shard, split.test_shard);
+    let train = view(&split.train);
+    let test = (te.total > 0).then(|| view(&split.test));
+    if comm.size() > 1 {
         trainer = trainer.with_comm(comm, tr, Some(te));
     }
     let report = trainer.fit(train, test, &mut obs)?;
@@ -601,8 +634,8 @@ fn fit<'m, T: Real, M: Model<T>>(
         relinearisations: report.relinearisations,
         seconds: report.seconds,
         n_params: model.n_params(),
-        n_train: split.train.len(),
-        n_test: split.test.len(),
+        n_train: tr.total,
+        n_test: te.total,
         best_test_acc: history
             .iter()
             .filter_map(|m| m.test_acc)
