@@ -1,5 +1,5 @@
 //! Times the network ops of a small CNN (forward, JVP, VJP, explicit Jacobian, structured
-//! NTK) on random 1×28×28 inputs, in f32.
+//! NTK, the dual Gauss-Newton step) on random 1×28×28 inputs, in f32.
 //!
 //! ```text
 //! cargo run --release --example cnn_ops -- [N] [SPEC]
@@ -91,6 +91,23 @@ fn main() -> itlin::Result<()> {
                 &theta,
                 x.as_ref(),
                 Method::Explicit
+            )))
+        );
+    }
+    if want("gn") {
+        // the whole dual damped Gauss-Newton step for MSE: structured Θ, Cholesky of
+        // Θ + NλI, one VJP (the JAX peer's `gn_dual_step_total`)
+        let y = Mat::<f32>::from_fn(n, c, |i, k| ((i * 7 + k) as f32 * 0.19).cos());
+        let gn = itlin::solve::GaussNewtonStep::new(itlin::solve::Loss::Mse)
+            .with_damping(1e-3)
+            .with_form(itlin::solve::Form::Dual);
+        println!(
+            "gn step      {:8.2} ms",
+            ms(time(reps, || gn.solve(
+                &net,
+                &theta,
+                x.as_ref(),
+                y.as_ref()
             )))
         );
     }
