@@ -149,19 +149,31 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
             lambda,
         )?,
     };
-    if let Some(v) = first_non_finite(&delta) {
+    finish_gn_step(st, &delta, adaptive, before, |theta_tilde, delta| {
+        let (_, jd) = model.jvp(theta_tilde, x.as_ref(), delta);
+        let fnew = &flin + &jd;
+        Ok(loss_value(cfg.loss, fnew.as_ref(), y.as_ref()))
+    })
+}
+
+/// Ends a Gauss-Newton inner step with the step `delta`: a non-finite `δ` is reported; when
+/// `adaptive`, the step is kept only if the linearised loss with it, `after(θ̃, δ)`, is at most
+/// `before` (then `λ ← max(λ/3, 1e-12)`), else rejected (`λ ← min(10λ, 1e12)`, θ unchanged);
+/// a kept step sets `θ ← θ + δ` unless some entry would not be finite (then that value is
+/// reported and θ is unchanged).
+pub(crate) fn finish_gn_step<T: Real>(
+    st: &mut TrainState<T>,
+    delta: &[T],
+    adaptive: bool,
+    before: f64,
+    after: impl FnOnce(&[T], &[T]) -> Result<f64>,
+) -> Result<Option<(&'static str, f64)>> {
+    if let Some(v) = first_non_finite(delta) {
         return Ok(Some(("Gauss-Newton step δ", v)));
     }
-    let accept = if adaptive {
-        let (_, jd) = model.jvp(&st.theta_tilde, x.as_ref(), &delta);
-        let fnew = &flin + &jd;
-        let after = loss_value(cfg.loss, fnew.as_ref(), y.as_ref());
-        after <= before
-    } else {
-        true
-    };
+    let accept = !adaptive || after(&st.theta_tilde, delta)? <= before;
     if accept {
-        if let Some(v) = apply_checked(&mut st.theta, &delta) {
+        if let Some(v) = apply_checked(&mut st.theta, delta) {
             return Ok(Some(("θ after the update", v)));
         }
         if adaptive {
@@ -181,7 +193,7 @@ pub(crate) fn first_non_finite<T: Real>(v: &[T]) -> Option<f64> {
 
 /// `θ ← θ + δ` unless some `θᵢ + δᵢ` is not finite (then θ is unchanged and that value is
 /// returned). The check computes the same sums as the update, so it is exact.
-pub(crate) fn apply_checked<T: Real>(theta: &mut [T], delta: &[T]) -> Option<f64> {
+fn apply_checked<T: Real>(theta: &mut [T], delta: &[T]) -> Option<f64> {
     if let Some((&t, &d)) = theta
         .iter()
         .zip(delta)

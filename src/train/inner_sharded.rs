@@ -3,7 +3,7 @@
 //! ([`dual_cg_step_sharded`]).
 
 use super::config::TrainConfig;
-use super::inner::{apply_checked, first_non_finite, gather, subset_rows};
+use super::inner::{finish_gn_step, gather, subset_rows};
 use super::loss::loss_value;
 use super::state::{DataRef, TrainState};
 use crate::dist::{Comm, Shard, sum_scalar};
@@ -100,26 +100,9 @@ pub(crate) fn gn_inner_step_sharded<T: Real, M: Model<T>>(
         shift,
         &opts,
     )?;
-    if let Some(v) = first_non_finite(&delta) {
-        return Ok(Some(("Gauss-Newton step δ", v)));
-    }
-    let accept = if adaptive {
-        let (_, jd) = model.jvp(&st.theta_tilde, x.as_ref(), &delta);
+    finish_gn_step(st, &delta, adaptive, before, |theta_tilde, delta| {
+        let (_, jd) = model.jvp(theta_tilde, x.as_ref(), delta);
         let fnew: Mat<T> = &flin + &jd;
-        global_loss(comm, cfg.loss, fnew.as_ref(), y.as_ref(), rows.len())? <= before
-    } else {
-        true
-    };
-    if accept {
-        if let Some(v) = apply_checked(&mut st.theta, &delta) {
-            return Ok(Some(("θ after the update", v)));
-        }
-        if adaptive {
-            st.damping = (st.damping / 3.0).max(1e-12);
-        }
-    } else {
-        st.rejected += 1;
-        st.damping = (st.damping * 10.0).min(1e12);
-    }
-    Ok(None)
+        global_loss(comm, cfg.loss, fnew.as_ref(), y.as_ref(), rows.len())
+    })
 }
