@@ -75,14 +75,7 @@ pub(crate) fn gn_inner_step<T: Real, M: Model<T>>(
     let rows = subset_rows(train.len(), cfg.gn_batch, cfg.seed, st.step);
     let (x, y) = (gather(train.x, &rows), gather(train.y, &rows));
     let at_tilde = st.since_relin == 0;
-    let v: Vec<T> = st
-        .theta
-        .iter()
-        .zip(&st.theta_tilde)
-        .map(|(&a, &b)| a - b)
-        .collect();
-    let (f0, jv) = model.jvp(&st.theta_tilde, x.as_ref(), &v);
-    let flin = &f0 + &jv;
+    let (jv, flin) = f_lin_on(model, st, x.as_ref());
     let before = loss_value(cfg.loss, flin.as_ref(), y.as_ref());
     if !before.is_finite() {
         return Ok(Some(("loss of f_lin on the solve's rows", before)));
@@ -184,6 +177,23 @@ pub(crate) fn finish_gn_step<T: Real>(
         st.damping = (st.damping * 10.0).min(1e12);
     }
     Ok(None)
+}
+
+/// `(J v, f_lin)` on `x` with `v = θ − θ̃`: `f_lin = f(x; θ̃) + J(x; θ̃) v` (one JVP at θ̃).
+pub(crate) fn f_lin_on<T: Real, M: Model<T>>(
+    model: &M,
+    st: &TrainState<T>,
+    x: MatRef<'_, T>,
+) -> (Mat<T>, Mat<T>) {
+    let v: Vec<T> = st
+        .theta
+        .iter()
+        .zip(&st.theta_tilde)
+        .map(|(&a, &b)| a - b)
+        .collect();
+    let (f0, jv) = model.jvp(&st.theta_tilde, x, &v);
+    let flin = &f0 + &jv;
+    (jv, flin)
 }
 
 /// The first entry of `v` that is not finite, as `f64`.

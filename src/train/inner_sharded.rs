@@ -3,7 +3,7 @@
 //! ([`dual_cg_step_sharded`]).
 
 use super::config::TrainConfig;
-use super::inner::{finish_gn_step, gather, subset_rows};
+use super::inner::{f_lin_on, finish_gn_step, gather, subset_rows};
 use super::loss::loss_value;
 use super::state::{DataRef, TrainState};
 use crate::dist::{Comm, Shard, sum_scalar};
@@ -67,14 +67,7 @@ pub(crate) fn gn_inner_step_sharded<T: Real, M: Model<T>>(
     };
     let (x, y) = (gather(train.x, &local), gather(train.y, &local));
     let c = model.n_outputs();
-    let v: Vec<T> = st
-        .theta
-        .iter()
-        .zip(&st.theta_tilde)
-        .map(|(&a, &b)| a - b)
-        .collect();
-    let (f0, jv) = model.jvp(&st.theta_tilde, x.as_ref(), &v);
-    let flin = &f0 + &jv;
+    let (_, flin) = f_lin_on(model, st, x.as_ref());
     let before = global_loss(comm, cfg.loss, flin.as_ref(), y.as_ref(), rows.len())?;
     if !before.is_finite() {
         return Ok(Some(("loss of f_lin on the solve's rows", before)));
