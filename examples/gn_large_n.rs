@@ -19,9 +19,12 @@
 //! the whole step), CG iterations, final relative residual and backward error, and with
 //! `dense` the relative difference `‖δ − δ_dense‖ / ‖δ_dense‖`.
 
-use faer::Mat;
+#[path = "common/mnist_gn.rs"]
+mod mnist_gn;
+
 use itlin::solve::{Form, GaussNewtonStep, Loss, Preconditioner, StepReport};
 use itlin::{Activation, Init, Mlp, Model};
+use mnist_gn::{Args, digits};
 use std::time::Instant;
 
 fn rel2(a: &[f64], b: &[f64]) -> f64 {
@@ -45,44 +48,21 @@ fn row(what: &str, secs: f64, rep: &StepReport, vs: Option<f64>) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |k: &str| {
-        args.iter()
-            .find_map(|a| a.strip_prefix(&format!("{k}=")).map(str::to_string))
-    };
-    let n: usize = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1000)
-        .min(10_000);
-    let rank: usize = get("rank").map_or(1000, |v| v.parse().expect("rank=M"));
-    let lambda: f64 = get("lambda").map_or(1e-3, |v| v.parse().expect("lambda=L"));
-    let limit: usize = get("limit").map_or(2000, |v| v.parse().expect("limit=K"));
-    let loss = match get("loss").as_deref() {
+    let args = Args::from_env();
+    let n = args.n();
+    let rank: usize = args.parse_or("rank", 1000);
+    let lambda: f64 = args.parse_or("lambda", 1e-3);
+    let limit: usize = args.parse_or("limit", 2000);
+    let loss = match args.get("loss").as_deref() {
         Some("ce") => Loss::CrossEntropy,
         _ => Loss::Mse,
     };
-    let widths: Vec<usize> = get("arch").map_or(vec![784, 256, 10], |v| {
-        v.split(',')
-            .map(|w| w.parse().expect("arch=a,b,c"))
-            .collect()
-    });
-    let pre = match get("pre").as_deref() {
+    let widths = args.widths();
+    let pre = match args.get("pre").as_deref() {
         Some("pivchol") => Preconditioner::PivotedCholesky { rank },
         _ => Preconditioner::Nystrom { rank },
     };
-    let split = itlin::data::mnist_embedded_split::<f64>(8000).expect("embedded MNIST");
-    let (tr, te) = (&split.train, &split.test);
-    let take = |i: usize, j: usize, y: bool| {
-        let (m, i) = if i < tr.x.nrows() {
-            (if y { &tr.y } else { &tr.x }, i)
-        } else {
-            (if y { &te.y } else { &te.x }, i - tr.x.nrows())
-        };
-        m[(i, j)]
-    };
-    let x = Mat::from_fn(n, widths[0], |i, j| take(i, j, false));
-    let y = Mat::from_fn(n, *widths.last().expect("widths"), |i, j| take(i, j, true));
+    let (x, y) = digits(n, widths[0], *widths.last().expect("widths"));
     let mlp = Mlp::new(&widths, Activation::Relu).expect("widths");
     let theta: Vec<f64> = mlp.init(Init::Standard, 0);
     let (c, p) = (Model::<f64>::n_outputs(&mlp), Model::<f64>::n_params(&mlp));
@@ -99,7 +79,7 @@ fn main() {
         .with_damping(lambda)
         .with_cg_max_iterations(limit)
         .with_memory_budget(u64::MAX);
-    let dense = args.iter().any(|a| a == "dense").then(|| {
+    let dense = args.has("dense").then(|| {
         let t = Instant::now();
         let (d, rep) =
             base.clone()
@@ -126,7 +106,7 @@ fn main() {
         &rep,
         vs,
     );
-    if args.iter().any(|a| a == "plain") {
+    if args.has("plain") {
         let t = Instant::now();
         let (d, rep) = base
             .clone()

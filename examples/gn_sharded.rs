@@ -11,10 +11,13 @@
 //! CG's seconds, CG iterations, relative residual and backward error, and with `dense` the
 //! relative difference `‖δ − δ_dense‖ / ‖δ_dense‖`.
 
-use faer::Mat;
+#[path = "common/mnist_gn.rs"]
+mod mnist_gn;
+
 use itlin::dist::{Comm, MpiComm, Shard};
 use itlin::solve::{Form, GaussNewtonStep, Loss, ShardedCg, dual_cg_step_sharded};
 use itlin::{Activation, Init, Mlp, Model};
+use mnist_gn::{Args, digits};
 use std::time::{Duration, Instant};
 
 fn rel2(a: &[f64], b: &[f64]) -> f64 {
@@ -25,36 +28,13 @@ fn rel2(a: &[f64], b: &[f64]) -> f64 {
 
 fn main() -> itlin::Result<()> {
     let comm = MpiComm::init(Duration::from_secs(600))?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |k: &str| {
-        args.iter()
-            .find_map(|a| a.strip_prefix(&format!("{k}=")).map(str::to_string))
-    };
-    let n: usize = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1000)
-        .min(10_000);
-    let landmarks: usize = get("rank").map_or(1000, |v| v.parse().expect("rank=M"));
-    let lambda: f64 = get("lambda").map_or(1e-3, |v| v.parse().expect("lambda=L"));
-    let reps: usize = get("reps").map_or(1, |v| v.parse().expect("reps=K"));
-    let widths: Vec<usize> = get("arch").map_or(vec![784, 256, 10], |v| {
-        v.split(',')
-            .map(|w| w.parse().expect("arch=a,b,c"))
-            .collect()
-    });
-    let split = itlin::data::mnist_embedded_split::<f64>(8000)?;
-    let (tr, te) = (&split.train, &split.test);
-    let take = |i: usize, j: usize, y: bool| {
-        let (m, i) = if i < tr.x.nrows() {
-            (if y { &tr.y } else { &tr.x }, i)
-        } else {
-            (if y { &te.y } else { &te.x }, i - tr.x.nrows())
-        };
-        m[(i, j)]
-    };
-    let x = Mat::from_fn(n, widths[0], |i, j| take(i, j, false));
-    let y = Mat::from_fn(n, *widths.last().expect("widths"), |i, j| take(i, j, true));
+    let args = Args::from_env();
+    let n = args.n();
+    let landmarks: usize = args.parse_or("rank", 1000);
+    let lambda: f64 = args.parse_or("lambda", 1e-3);
+    let reps: usize = args.parse_or("reps", 1);
+    let widths = args.widths();
+    let (x, y) = digits(n, widths[0], *widths.last().expect("widths"));
     let mlp = Mlp::new(&widths, Activation::Relu)?;
     let theta: Vec<f64> = mlp.init(Init::Standard, 0);
     let c = Model::<f64>::n_outputs(&mlp);
@@ -67,7 +47,7 @@ fn main() -> itlin::Result<()> {
         .map(|(i, k)| f[(i, k)] - y[(shard.offset + i, k)])
         .collect();
     let root = comm.rank() == 0;
-    let dense = (root && comm.size() == 1 && args.iter().any(|a| a == "dense")).then(|| {
+    let dense = (root && comm.size() == 1 && args.has("dense")).then(|| {
         let t = Instant::now();
         let (d, _) = GaussNewtonStep::new(Loss::Mse)
             .with_damping(lambda)
