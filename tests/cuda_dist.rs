@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{rand_mat, rng};
+use common::{rand_mat, rel_err, rng};
 use faer::Mat;
 use itlin::backend::{Collective, HostStaged};
 use itlin::dist::{Comm, Shard, Solo, ThreadComm};
@@ -83,15 +83,6 @@ fn train(
 /// A collective of the GPU backend's f64 buffers.
 type DeviceSum = Arc<dyn Collective<f64, CudaBackend>>;
 
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let d = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    d / b.iter().map(|v| v.abs()).fold(1e-300, f64::max)
-}
-
 #[test]
 fn one_rank_with_a_collective_trains_like_the_engine_alone() {
     let Some(be) = backend() else { return };
@@ -150,6 +141,6 @@ fn two_ranks_on_one_gpu_train_like_one() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(out[0], out[1]);
-    let e = rel(&out[0], &alone);
+    let e = rel_err(&out[0], &alone);
     assert!(e < 1e-12, "2 ranks vs 1: {e:e}");
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{rand_mat, rand_vec, rng};
+use common::{rand_mat, rand_vec, rel_err, rng};
 use faer::Mat;
 use itlin::dist::{Comm, Shard, Solo, ThreadComm};
 use itlin::linalg::{cholesky_in_place, cholesky_solve_in_place};
@@ -79,15 +79,6 @@ fn threads(
     })
 }
 
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let d = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    d / b.iter().map(|v| v.abs()).fold(1e-300, f64::max)
-}
-
 #[test]
 fn one_rank_and_sharded_steps_equal_the_dense_step() {
     let p = problem(40, 1e-3);
@@ -100,7 +91,7 @@ fn one_rank_and_sharded_steps_equal_the_dense_step() {
         };
         let (d1, rep1) = rank_step(&p, &Solo, &opts).unwrap();
         assert!(rep1.outcome.converged, "{rep1:?}");
-        let e = rel(&d1, &want);
+        let e = rel_err(&d1, &want);
         assert!(e < 1e-10, "M {landmarks}, 1 rank: δ off by {e:e}");
         for size in [2, 3, 4] {
             let out: Vec<_> = threads(&p, size, &opts)
@@ -112,7 +103,7 @@ fn one_rank_and_sharded_steps_equal_the_dense_step() {
                 assert_eq!(rep.outcome.iterations, out[0].1.outcome.iterations);
                 assert_eq!(rep.preconditioner_rank, rep1.preconditioner_rank);
             }
-            let e = rel(&out[0].0, &want);
+            let e = rel_err(&out[0].0, &want);
             assert!(e < 1e-10, "M {landmarks}, R {size}: δ off by {e:e}");
         }
     }
@@ -132,8 +123,8 @@ fn the_landmark_preconditioner_cuts_the_iterations() {
     let (d0, r0) = &threads(&p, 2, &plain)[0].as_ref().unwrap().clone();
     let (d1, r1) = &threads(&p, 2, &pre)[0].as_ref().unwrap().clone();
     // κ(Θ + μI) is large here: both solves and the dense reference carry errors of about κε
-    assert!(rel(d0, &want) < 1e-6, "{:e}", rel(d0, &want));
-    assert!(rel(d1, &want) < 1e-6, "{:e}", rel(d1, &want));
+    assert!(rel_err(d0, &want) < 1e-6, "{:e}", rel_err(d0, &want));
+    assert!(rel_err(d1, &want) < 1e-6, "{:e}", rel_err(d1, &want));
     assert_eq!(r1.preconditioner_rank, 90);
     // at this small μ the Woodbury form of P⁻¹ (a difference scaled by 1/μ) stalls CG at a
     // backward error of about 1e-13 rather than 8ε: the step is still accurate
@@ -172,7 +163,7 @@ fn a_planted_missing_sum_is_seen() {
         &ShardedCg::default(),
     )
     .unwrap();
-    assert!(rel(&d, &want) > 1e-3);
+    assert!(rel_err(&d, &want) > 1e-3);
 }
 
 #[test]

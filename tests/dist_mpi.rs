@@ -6,6 +6,9 @@
 //!
 //! Needs `mpirun` (Debian: openmpi-bin) on the PATH; `.ci/run` installs it.
 
+mod common;
+
+use common::rel_err;
 use itlin::data::npy::read_npy;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -92,19 +95,10 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let d = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    d / b.iter().map(|v| v.abs()).fold(1e-300, f64::max)
-}
 
 /// θ and every evaluation of `dist` match the one-process run `one`.
 fn assert_like(dist: &Path, one: &Path, what: &str) {
-    let e = rel(&theta(dist), &theta(one));
+    let e = rel_err(&theta(dist), &theta(one));
     assert!(e < 1e-12, "{what}: θ differs from one process by {e:e}");
     let (a, b) = (metrics(dist), metrics(one));
     assert_eq!(a.len(), b.len(), "{what}: evaluations");
@@ -328,7 +322,7 @@ fn gauss_newton_cg_over_two_ranks_equals_one_process() {
     run(mpirun(2, &args));
     // two different preconditioners (the one-process Nyström eigen-factor, the ranks'
     // landmark Woodbury form), both CG to a backward error of 8ε: δ agrees to about κε
-    let e = rel(&theta(&dir), &theta(&one));
+    let e = rel_err(&theta(&dir), &theta(&one));
     eprintln!("GN-CG on 2 ranks vs one process: θ relative difference {e:e}");
     assert!(e < 1e-11, "θ differs from one process by {e:e}");
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{rand_mat, rng};
+use common::{rand_mat, rel_err, rng};
 use faer::{Mat, MatRef};
 use itlin::dist::{Comm, Shard, ThreadComm};
 use itlin::train::{
@@ -124,15 +124,6 @@ fn fit_ranks<T: Real>(
     })
 }
 
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let d = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
-    d / b.iter().map(|v| v.abs()).fold(1e-300, f64::max)
-}
-
 fn to64<T: Real>(v: &[T]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
@@ -154,7 +145,7 @@ fn check_like_one_process<T: Real>(inner: Inner, loss: Loss, tol: f64) {
             assert_eq!(rep.steps, rep1.steps);
         }
         assert_eq!(rep0.termination, rep1.termination);
-        let e = rel(&to64(theta0), &to64(&theta1));
+        let e = rel_err(&to64(theta0), &to64(&theta1));
         assert!(
             e < tol,
             "{} R {size}: θ differs from one process by {e:e}",
@@ -227,7 +218,7 @@ fn a_planted_error_in_the_gradient_sum_is_seen() {
         &mut (),
     )
     .unwrap();
-    let e = rel(&to64(t.theta()), &to64(&theta1));
+    let e = rel_err(&to64(t.theta()), &to64(&theta1));
     assert!(e > 1e-4, "a run over half the rows matched: {e:e}");
 }
 
@@ -252,7 +243,7 @@ fn checkpoint_and_resume_of_a_distributed_run() {
         assert_eq!(th, &out[0].0);
         assert_eq!(rep.steps, 24);
     }
-    let e = rel(&to64(&out[0].0), &to64(&theta_full));
+    let e = rel_err(&to64(&out[0].0), &to64(&theta_full));
     assert!(e < 1e-12, "resumed distributed θ differs by {e:e}");
     assert_eq!(checkpoint::load::<f64>(&ck).unwrap().step, 24);
 }
@@ -363,7 +354,7 @@ fn check_gn(adaptive: bool, gn_batch: Option<usize>, landmarks: usize, tol: f64)
     let s = set::<f64>();
     let (theta_dense, rep_dense, _) = fit_rank(&mlp, &dense, &s, None, None).unwrap();
     let one = fit_ranks(1, &mlp, &sharded, &s, None).remove(0).unwrap();
-    let e = rel(&to64(&one.0), &to64(&theta_dense));
+    let e = rel_err(&to64(&one.0), &to64(&theta_dense));
     assert!(e < 1e-9, "1 rank vs the dense step: {e:e}");
     assert_eq!(one.1.rejected_steps, rep_dense.rejected_steps);
     for size in [2, 3] {
@@ -376,7 +367,7 @@ fn check_gn(adaptive: bool, gn_batch: Option<usize>, landmarks: usize, tol: f64)
             assert_eq!(rep.steps, 9);
             assert_eq!(rep.rejected_steps, one.1.rejected_steps);
         }
-        let e = rel(&to64(&out[0].0), &to64(&one.0));
+        let e = rel_err(&to64(&out[0].0), &to64(&one.0));
         assert!(e < tol, "R {size} vs 1 rank: {e:e}");
     }
 }
@@ -455,7 +446,7 @@ fn resident_engines_with_a_collective_train_like_the_host_ranks() {
                 // not bit for bit: on a rank with one row of a batch the engine's row-major
                 // 1 × d batch and the host path's column-major one take different GEMM
                 // kernels (the two agree bit for bit from two rows on)
-                let e = rel(&to64(th), &to64(&host[r].0));
+                let e = rel_err(&to64(th), &to64(&host[r].0));
                 assert!(
                     e < 1e-13,
                     "{inner:?} R {size}: rank {r}: engine vs host {e:e}"
