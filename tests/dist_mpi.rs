@@ -95,7 +95,6 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-
 /// θ and every evaluation of `dist` match the one-process run `one`.
 fn assert_like(dist: &Path, one: &Path, what: &str) {
     let e = rel_err(&theta(dist), &theta(one));
