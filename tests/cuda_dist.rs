@@ -13,25 +13,11 @@ use itlin::dist::{Comm, Shard, Solo, ThreadComm};
 use itlin::kernels::cuda::{CudaBackend, ResidentEngine};
 use itlin::train::{DataRef, Inner, Loss, Period, TrainConfig, Trainer};
 use itlin::{Activation, Init, Mlp};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn backend() -> Option<Arc<CudaBackend>> {
-    static BE: OnceLock<Option<Arc<CudaBackend>>> = OnceLock::new();
-    let be = BE.get_or_init(|| match CudaBackend::new() {
-        Ok(be) => Some(Arc::new(be)),
-        Err(e) if std::env::var("ITLIN_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-            panic!("ITLIN_REQUIRE_GPU=1 but {e}")
-        }
-        Err(e) => {
-            println!("skipping: {e}");
-            None
-        }
-    });
-    if be.is_none() {
-        println!("skipping: no usable CUDA device (see the first message)");
-    }
-    be.clone()
+    common::gpu::shared_backend()
 }
 
 fn data(n: usize) -> (Mat<f64>, Mat<f64>) {

@@ -20,34 +20,11 @@ use itlin::train::{
 use itlin::{Activation, Init, Mlp, Model, Real};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
-
-fn require_gpu() -> bool {
-    std::env::var("ITLIN_REQUIRE_GPU").is_ok_and(|v| v == "1")
-}
+use std::sync::Arc;
 
 /// One backend shared by the tests (`CudaMlp` serialises the calls on it).
 fn backend() -> Option<Arc<CudaBackend>> {
-    static BE: OnceLock<Option<Arc<CudaBackend>>> = OnceLock::new();
-    let be = BE.get_or_init(|| match CudaBackend::new() {
-        Ok(be) => {
-            println!(
-                "CUDA device: {} ({})",
-                be.device_name().unwrap_or_default(),
-                be.arch()
-            );
-            Some(Arc::new(be))
-        }
-        Err(e) if require_gpu() => panic!("ITLIN_REQUIRE_GPU=1 but {e}"),
-        Err(e) => {
-            println!("skipping: {e}");
-            None
-        }
-    });
-    if be.is_none() {
-        println!("skipping: no usable CUDA device (see the first message)");
-    }
-    be.clone()
+    common::gpu::shared_backend()
 }
 
 /// `n` rows of `d` features in [-1, 1], labels = arg-max of the first `c` features, one-hot
@@ -242,7 +219,7 @@ fn cli_train_device_cuda() {
             println!("itlin train --device cuda: run directory complete");
         }
         Err(e) => {
-            assert!(!require_gpu(), "ITLIN_REQUIRE_GPU=1 but {e}");
+            assert!(!common::gpu::require_gpu(), "ITLIN_REQUIRE_GPU=1 but {e}");
             println!("no GPU ({e}): checking the refusal");
             assert!(!out.status.success(), "succeeded without a GPU");
             assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
@@ -598,7 +575,7 @@ fn cli_sweep_device_cuda() {
             }
         }
         Err(e) => {
-            assert!(!require_gpu(), "ITLIN_REQUIRE_GPU=1 but {e}");
+            assert!(!common::gpu::require_gpu(), "ITLIN_REQUIRE_GPU=1 but {e}");
             assert!(!out.status.success(), "succeeded without a GPU");
             assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
             assert!(err.contains("no usable CUDA device"), "unexpected: {err}");

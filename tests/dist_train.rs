@@ -283,6 +283,18 @@ fn a_rank_that_stops_fails_the_others_with_a_comm_error() {
     }
 }
 
+/// The one-line error of `t.fit` on the rows `train` of the training set (the whole test
+/// set).
+fn fit_error(t: &mut Trainer<'_, f64, Mlp>, s: &Set<f64>, train: Shard) -> String {
+    t.fit(
+        view(&s.train.0, &s.train.1, &s.train.2, train),
+        Some(view(&s.test.0, &s.test.1, &s.test.2, Shard::whole(13))),
+        &mut (),
+    )
+    .unwrap_err()
+    .to_string()
+}
+
 #[test]
 fn unsupported_set_ups_are_refused() {
     let mlp = Mlp::new(&[6, 12, 3], Activation::Tanh).unwrap();
@@ -292,14 +304,7 @@ fn unsupported_set_ups_are_refused() {
     let t = Trainer::new(&mlp, mlp.init::<f64>(Init::Standard, 3), gn).unwrap();
     let sh = Shard::whole(41);
     let mut t = t.with_comm(&solo, sh, Some(Shard::whole(13)));
-    let e = t
-        .fit(
-            view(&s.train.0, &s.train.1, &s.train.2, sh),
-            Some(view(&s.test.0, &s.test.1, &s.test.2, Shard::whole(13))),
-            &mut (),
-        )
-        .unwrap_err()
-        .to_string();
+    let e = fit_error(&mut t, &s, sh);
     assert!(e.contains("SGD, Adam or Gauss-Newton"), "{e}");
     // a shard that does not match the rows given
     let t = Trainer::new(
@@ -309,14 +314,7 @@ fn unsupported_set_ups_are_refused() {
     )
     .unwrap();
     let mut t = t.with_comm(&solo, Shard::of(41, 0, 2), Some(Shard::whole(13)));
-    let e = t
-        .fit(
-            view(&s.train.0, &s.train.1, &s.train.2, Shard::whole(41)),
-            Some(view(&s.test.0, &s.test.1, &s.test.2, Shard::whole(13))),
-            &mut (),
-        )
-        .unwrap_err()
-        .to_string();
+    let e = fit_error(&mut t, &s, Shard::whole(41));
     assert!(e.contains("training shard"), "{e}");
 }
 
@@ -376,6 +374,8 @@ fn check_gn(adaptive: bool, gn_batch: Option<usize>, landmarks: usize, tol: f64)
 fn gauss_newton_over_shards_equals_one_process() {
     check_gn(false, None, 0, 1e-12);
     check_gn(false, Some(17), 12, 1e-12);
+    // 2 rows per solve on 3 ranks: a rank with none of a solve's rows takes part with none
+    check_gn(false, Some(2), 0, 1e-12);
 }
 
 #[test]
@@ -476,13 +476,26 @@ fn an_engine_without_a_collective_refuses_data_parallel_steps() {
         Arc::new(Cpu),
     )))
     .with_comm(&solo, sh, Some(Shard::whole(13)));
-    let e = t
-        .fit(
-            view(&s.train.0, &s.train.1, &s.train.2, sh),
-            Some(view(&s.test.0, &s.test.1, &s.test.2, Shard::whole(13))),
-            &mut (),
-        )
-        .unwrap_err()
-        .to_string();
+    let e = fit_error(&mut t, &s, sh);
     assert!(e.contains("no collective"), "{e}");
+}
+
+/// A non-finite loss on one rank's rows is non-finite in the reduced metrics, as in one
+/// process (a NaN target in the last test row, held by the last rank).
+#[test]
+fn a_non_finite_loss_on_one_rank_is_not_hidden() {
+    let mlp = Mlp::new(&[6, 12, 3], Activation::Tanh).unwrap();
+    let cfg = config(Inner::sgd(0.1), Loss::Mse).with_kernel_distance(false);
+    let mut s = set::<f64>();
+    s.test.1[(12, 0)] = f64::NAN;
+    let (_, _, one) = fit_rank(&mlp, &cfg, &s, None, None).unwrap();
+    assert!(one.iter().all(|m| m.test_loss.is_some_and(f64::is_nan)));
+    for (r, out) in fit_ranks(3, &mlp, &cfg, &s, None).into_iter().enumerate() {
+        let (_, _, hist) = out.unwrap();
+        assert_eq!(hist.len(), one.len());
+        for m in &hist {
+            assert!(m.test_loss.is_some_and(f64::is_nan), "rank {r}: {m:?}");
+            assert!(m.train_loss.is_finite());
+        }
+    }
 }

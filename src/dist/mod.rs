@@ -100,6 +100,22 @@ pub fn sum_scalar(comm: &dyn Comm, x: f64) -> Result<f64> {
     Ok(b[0])
 }
 
+/// `buf ← buf_0`: rank 0's values on every rank (the others' are ignored), by one sum to which
+/// the other ranks contribute zeros (`x + 0 = x` exactly), so no second collective kind is
+/// needed for a few `f64`s.
+///
+/// # Errors
+/// [`Error::Comm`] from the communicator.
+pub fn from_root(comm: &dyn Comm, buf: &mut [f64]) -> Result<()> {
+    if comm.size() == 1 {
+        return Ok(());
+    }
+    if comm.rank() != 0 {
+        buf.fill(0.0);
+    }
+    comm.sum_f64(buf)
+}
+
 /// One process: rank 0 of 1; every collective is the identity.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Solo;

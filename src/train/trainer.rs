@@ -324,15 +324,13 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
         match self.cfg.inner {
             Inner::Sgd { .. } | Inner::Adam { .. } => {}
             Inner::GaussNewton { .. } => {
+                // uniform landmarks only: a Nyström rank, or no preconditioner for the others
                 let solver = self.cfg.gn_solver;
-                let landmarks = matches!(
+                let greedy = matches!(
                     solver.preconditioner,
-                    Preconditioner::Nystrom { .. }
-                        | Preconditioner::None
-                        | Preconditioner::Auto
-                        | Preconditioner::Jacobi
+                    Preconditioner::PivotedCholesky { .. }
                 );
-                if self.cfg.loss != Loss::Mse || solver.form != Form::Cg || !landmarks {
+                if self.cfg.loss != Loss::Mse || solver.form != Form::Cg || greedy {
                     return Err(Error::config(
                         "a data-parallel Gauss-Newton run solves the MSE dual system by CG over the shards: use --loss mse --gn-form cg with --precond nystrom:M (uniform landmarks) or none",
                     ));
@@ -486,35 +484,27 @@ impl<'m, T: Real, M: Model<T>> Trainer<'m, T, M> {
                 Inner::Sgd { .. } | Inner::Adam { .. } => {
                     self.first_order_step(train)?.map(|(q, v)| (q, Some(v)))
                 }
-                Inner::GaussNewton { adaptive, .. } if self.dist.is_some() => {
-                    let t = Instant::now();
-                    let d = self.dist.expect("checked");
-                    let bad = gn_inner_step_sharded(
-                        d.comm,
-                        d.train,
-                        self.model,
-                        &mut self.state,
-                        &self.cfg,
-                        train,
-                        adaptive,
-                    )?;
-                    self.state.timings.solve += t.elapsed().as_secs_f64();
-                    if bad.is_none() {
-                        self.state.step += 1;
-                        self.state.since_relin += 1;
-                    }
-                    bad.map(|(q, v)| (q, Some(v)))
-                }
                 Inner::GaussNewton { adaptive, .. } => {
                     let t = Instant::now();
-                    let bad = gn_inner_step(
-                        self.model,
-                        &mut self.state,
-                        &self.cfg,
-                        train,
-                        adaptive,
-                        &mut self.nystrom,
-                    )?;
+                    let bad = match self.dist {
+                        Some(d) => gn_inner_step_sharded(
+                            d.comm,
+                            d.train,
+                            self.model,
+                            &mut self.state,
+                            &self.cfg,
+                            train,
+                            adaptive,
+                        )?,
+                        None => gn_inner_step(
+                            self.model,
+                            &mut self.state,
+                            &self.cfg,
+                            train,
+                            adaptive,
+                            &mut self.nystrom,
+                        )?,
+                    };
                     self.state.timings.solve += t.elapsed().as_secs_f64();
                     if bad.is_none() {
                         self.state.step += 1;

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: seeded random data and the one tolerance helper.
 #![allow(dead_code)]
 
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod reference;
 pub mod strategies;
 

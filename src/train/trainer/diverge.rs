@@ -155,10 +155,7 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
             .sqrt();
         let mut g = [loss_limit, theta_factor * norm0.max(1.0)];
         if let Some(d) = &self.dist {
-            if !self.is_root() {
-                g = [0.0; 2];
-            }
-            d.comm.sum_f64(&mut g)?;
+            crate::dist::from_root(d.comm, &mut g)?;
         }
         Ok(Guard {
             loss_limit: g[0],

@@ -44,7 +44,8 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
                 let (x, y) = (d.x.subrows(0, n), d.y.subrows(0, n));
                 let f = buf.f_lin(this.model, &this.state.theta, &this.state.theta_tilde, x);
                 let l = loss_value(loss, f, y);
-                let acc = d.labels.map_or(f64::NAN, |lab| accuracy(f, &lab[..n]));
+                // without labels the accuracy slots hold 0 (reported as absent below)
+                let acc = d.labels.map_or(0.0, |lab| accuracy(f, &lab[..n]));
                 let (nl, na) = if !with_net || this.state.since_relin == 0 {
                     (l, acc)
                 } else {
@@ -52,7 +53,7 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
                     (
                         loss_value(loss, fnet.as_ref(), y),
                         d.labels
-                            .map_or(f64::NAN, |lab| accuracy(fnet.as_ref(), &lab[..n])),
+                            .map_or(0.0, |lab| accuracy(fnet.as_ref(), &lab[..n])),
                     )
                 };
                 [n as f64, l, acc, nl, na]
@@ -67,12 +68,9 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
                 let t0 = Instant::now();
                 let scale =
                     |m: [f64; 5]| [m[0], m[0] * m[1], m[0] * m[2], m[0] * m[3], m[0] * m[4]];
+                // a non-finite loss on any rank stays non-finite in the sum
                 let mut sums: Vec<f64> = scale(tr).into_iter().collect();
                 sums.extend(te.map(scale).into_iter().flatten());
-                let mut sums = sums
-                    .into_iter()
-                    .map(|v| if v.is_nan() { 0.0 } else { v })
-                    .collect::<Vec<_>>();
                 d.comm.sum_f64(&mut sums)?;
                 let mean = |s: &[f64]| {
                     let n = s[0].max(1.0);
@@ -146,10 +144,7 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
                 .into_iter()
                 .flat_map(pack)
                 .collect();
-            if !self.is_root() {
-                shared.fill(0.0);
-            }
-            d.comm.sum_f64(&mut shared)?;
+            crate::dist::from_root(d.comm, &mut shared)?;
             let unpack = |k: usize| (shared[2 * k] > 0.5).then_some(shared[2 * k + 1]);
             (lin_error, kd0, kd_lin, kd_feat) = (unpack(0), unpack(1), unpack(2), unpack(3));
             self.state.timings.comm += t0.elapsed().as_secs_f64();

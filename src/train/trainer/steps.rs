@@ -29,15 +29,7 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         let finite = match &self.dist {
             None => engine.step(&self.host.batch.rows, lr, at_tilde, &mut self.state.timings)?,
             Some(d) => {
-                let global_b = self.host.batch.rows.len();
-                let shard = d.train;
-                self.host.batch.rows.retain_mut(|i| match shard.local(*i) {
-                    Some(l) => {
-                        *i = l;
-                        true
-                    }
-                    None => false,
-                });
+                let global_b = keep_local_rows(&mut self.host.batch.rows, d.train);
                 let share = self.host.batch.rows.len() as f64 / global_b as f64;
                 engine.step_sharded(
                     &self.host.batch.rows,
@@ -71,17 +63,10 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         let t = Instant::now();
         self.next_rows();
         // In a data-parallel run: this rank's rows of the global batch, as shard rows.
-        let global_b = self.host.batch.rows.len();
-        if let Some(d) = &self.dist {
-            let shard = d.train;
-            self.host.batch.rows.retain_mut(|i| match shard.local(*i) {
-                Some(l) => {
-                    *i = l;
-                    true
-                }
-                None => false,
-            });
-        }
+        let global_b = match &self.dist {
+            Some(d) => keep_local_rows(&mut self.host.batch.rows, d.train),
+            None => self.host.batch.rows.len(),
+        };
         let local_b = self.host.batch.rows.len();
         if local_b > 0 {
             self.host.batch.gather(train);
@@ -145,4 +130,18 @@ impl<T: Real, M: Model<T>> Trainer<'_, T, M> {
         st.timings.update += t.elapsed().as_secs_f64();
         Ok(failed)
     }
+}
+
+/// Keeps the rows of a global batch that `shard` holds, as indices into the shard, and
+/// returns the size of the global batch.
+fn keep_local_rows(rows: &mut Vec<usize>, shard: crate::dist::Shard) -> usize {
+    let global_b = rows.len();
+    rows.retain_mut(|i| match shard.local(*i) {
+        Some(l) => {
+            *i = l;
+            true
+        }
+        None => false,
+    });
+    global_b
 }
