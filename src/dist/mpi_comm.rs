@@ -5,7 +5,7 @@ use crate::{Error, Result};
 use mpi::collective::SystemOperation;
 use mpi::environment::{Threading, Universe};
 use mpi::topology::SimpleCommunicator;
-use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence, Root};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -136,6 +136,25 @@ fn watch(rank: usize, timeout: Duration, in_flight: &InFlight, stop: &AtomicBool
     }
 }
 
+/// `buf ← Σ_r buf_r`: `MPI_Reduce` to rank 0 (whose own contribution is copied to
+/// `scratch`, the send buffer), then `MPI_Bcast` of rank 0's result, so every rank holds the
+/// same bits.
+fn sum_at_root<X: Equivalence + Copy>(
+    world: &SimpleCommunicator,
+    scratch: &mut Vec<X>,
+    buf: &mut [X],
+) {
+    let root = world.process_at_rank(0);
+    if world.rank() == 0 {
+        scratch.clear();
+        scratch.extend_from_slice(buf);
+        root.reduce_into_root(&scratch[..], buf, SystemOperation::sum());
+    } else {
+        root.reduce_into(buf, SystemOperation::sum());
+    }
+    root.broadcast_into(buf);
+}
+
 impl Drop for MpiComm {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -153,30 +172,10 @@ impl Comm for MpiComm {
         self.size
     }
     fn sum_f64(&self, buf: &mut [f64]) -> Result<()> {
-        self.collective("sum", |m| {
-            let root = m.world.process_at_rank(0);
-            if self.rank == 0 {
-                m.scratch64.clear();
-                m.scratch64.extend_from_slice(buf);
-                root.reduce_into_root(&m.scratch64[..], buf, SystemOperation::sum());
-            } else {
-                root.reduce_into(buf, SystemOperation::sum());
-            }
-            root.broadcast_into(buf);
-        })
+        self.collective("sum", |m| sum_at_root(&m.world, &mut m.scratch64, buf))
     }
     fn sum_f32(&self, buf: &mut [f32]) -> Result<()> {
-        self.collective("sum", |m| {
-            let root = m.world.process_at_rank(0);
-            if self.rank == 0 {
-                m.scratch32.clear();
-                m.scratch32.extend_from_slice(buf);
-                root.reduce_into_root(&m.scratch32[..], buf, SystemOperation::sum());
-            } else {
-                root.reduce_into(buf, SystemOperation::sum());
-            }
-            root.broadcast_into(buf);
-        })
+        self.collective("sum", |m| sum_at_root(&m.world, &mut m.scratch32, buf))
     }
     fn broadcast(&self, root: usize, buf: &mut Vec<u8>) -> Result<()> {
         if root >= self.size {
